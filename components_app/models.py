@@ -1,0 +1,107 @@
+import uuid
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.db.models import F, Q
+
+MODULE_NAME_TAKEN = "A component with this module name already exists in the project."
+
+
+class Project(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    name = models.CharField(max_length=200)
+    members = models.ManyToManyField(settings.AUTH_USER_MODEL, related_name="projects", blank=True)
+    test_command_template = models.CharField(
+        max_length=500,
+        default="pytest {test_file}",
+        help_text="Command that runs one component's tests; {test_file} is replaced.",
+    )
+    test_path_template = models.CharField(
+        max_length=500,
+        default="tests/test_{module_snake}.py",
+        help_text="Where a component's test file lives; {module_snake} is replaced.",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(condition=~Q(name=""), name="project_name_not_empty"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Component(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="components")
+    name = models.CharField(max_length=255)
+    module_name = models.CharField(max_length=255)
+    type = models.CharField(max_length=50, help_text="Free text: context, schema, ...")
+    description = models.TextField(blank=True, default="")
+    priority = models.IntegerField(default=0, help_text="Higher runs first.")
+    parent_component = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="child_components",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        # The spawn order: every list of components a user sees follows it.
+        ordering = ["-priority", "name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["project", "module_name"],
+                name="component_module_name_unique_in_project",
+                violation_error_message=MODULE_NAME_TAKEN,
+            ),
+            models.CheckConstraint(
+                condition=~Q(parent_component=F("id")), name="component_not_its_own_parent"
+            ),
+            models.CheckConstraint(condition=~Q(name=""), name="component_name_not_empty"),
+            models.CheckConstraint(
+                condition=~Q(module_name=""), name="component_module_name_not_empty"
+            ),
+        ]
+        indexes = [models.Index(fields=["parent_component", "-priority", "name"])]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.module_name})"
+
+    def clean(self) -> None:
+        super().clean()
+        parent = self.parent_component
+        if parent is None:
+            return
+        if parent.project_id != self.project_id:
+            raise ValidationError(
+                {"parent_component": "The parent component must belong to the same project."}
+            )
+        if parent.pk == self.pk:
+            raise ValidationError({"parent_component": "A component cannot be its own parent."})
+        if self.pk is not None and self._is_ancestor_of(parent):
+            raise ValidationError(
+                {"parent_component": "A component cannot be placed under one of its descendants."}
+            )
+
+    def _is_ancestor_of(self, component: "Component") -> bool:
+        """Walk up from ``component``; one query per level, bounded by the tree's depth."""
+        seen: set[uuid.UUID] = set()
+        current_id = component.parent_component_id
+        while current_id is not None and current_id not in seen:
+            if current_id == self.pk:
+                return True
+            seen.add(current_id)
+            current_id = (
+                Component.objects.filter(pk=current_id)
+                .values_list("parent_component_id", flat=True)
+                .first()
+            )
+        return False

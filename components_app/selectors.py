@@ -1,0 +1,36 @@
+"""Reads of projects and components. Every function is limited to what its caller may see."""
+
+from __future__ import annotations
+
+import uuid
+from typing import TYPE_CHECKING
+
+from django.db.models import QuerySet
+
+from components_app.models import Component, Project
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import AbstractBaseUser
+
+    from sessions_app.workflows.types import Scope
+
+
+def projects_for_user(user: AbstractBaseUser) -> QuerySet[Project]:
+    return Project.objects.filter(members=user)
+
+
+def components_for_user(user: AbstractBaseUser) -> QuerySet[Component]:
+    return Component.objects.filter(project__members=user).select_related("parent_component")
+
+
+def get_component(*, scope: Scope, component_id: uuid.UUID) -> Component | None:
+    return Component.objects.filter(project_id=scope.project_id, pk=component_id).first()
+
+
+def list_child_components(*, scope: Scope, component_id: uuid.UUID) -> list[Component]:
+    """The context's children in spawn order: priority descending, then name ascending."""
+    return list(
+        Component.objects.filter(
+            project_id=scope.project_id, parent_component_id=component_id
+        ).order_by("-priority", "name")
+    )

@@ -1,0 +1,87 @@
+"""Demo data to look at: a user, a project, a context with five components, a session.
+
+Safe to run any number of times: it finds what it made before instead of making it again.
+"""
+
+from __future__ import annotations
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand
+from django.db import transaction
+from rest_framework.authtoken.models import Token
+
+from components_app.models import Component, Project
+from sessions_app.models import Agent, Environment, Session
+from sessions_app.workflows.session_types import CONTEXT_TESTING_SESSIONS
+
+DEMO_USERNAME = "demo"
+DEMO_PASSWORD = "demo"
+DEMO_PROJECT = "Demo shop"
+CONTEXT = ("Accounts", "Shop.Accounts", "context", "Users, their tokens and sign-up.", 0)
+CHILDREN = [
+    ("User", "Shop.Accounts.User", "schema", "A customer account with email and password.", 10),
+    ("UserToken", "Shop.Accounts.UserToken", "schema", "Session and reset tokens.", 10),
+    ("Registration", "Shop.Accounts.Registration", "module", "Sign-up and confirmation.", 5),
+    ("PasswordPolicy", "Shop.Accounts.PasswordPolicy", "module", "Password rules.", 3),
+    ("AccountNotifier", "Shop.Accounts.AccountNotifier", "module", "Account e-mails.", 0),
+]
+
+
+class Command(BaseCommand):
+    help = "Create the demo user, project, context, components and context testing session."
+
+    @transaction.atomic
+    def handle(self, *args, **options) -> None:
+        user, created = get_user_model().objects.get_or_create(
+            username=DEMO_USERNAME,
+            defaults={"is_staff": True, "is_superuser": True, "email": "demo@example.com"},
+        )
+        if created:
+            user.set_password(DEMO_PASSWORD)
+            user.save()
+        token, _ = Token.objects.get_or_create(user=user)
+
+        project = Project.objects.filter(name=DEMO_PROJECT, members=user).first()
+        if project is None:
+            project = Project.objects.create(name=DEMO_PROJECT)
+            project.members.add(user)
+
+        context = self._component(project, None, *CONTEXT)
+        for child in CHILDREN:
+            self._component(project, context, *child)
+
+        session = Session.objects.filter(
+            project=project, type=CONTEXT_TESTING_SESSIONS, component=context
+        ).first()
+        if session is None:
+            session = Session(
+                project=project,
+                user=user,
+                type=CONTEXT_TESTING_SESSIONS,
+                component=context,
+                agent=Agent.CLAUDE_CODE,
+                environment=Environment.CLI,
+            )
+            session.full_clean()
+            session.save()
+
+        self.stdout.write(
+            f"Demo ready. Log in to /admin/ as {DEMO_USERNAME} / {DEMO_PASSWORD}.\n"
+            f"API token for {DEMO_USERNAME}: {token.key}\n"
+            f"Project {project.pk}\n"
+            f"Context testing session {session.pk}"
+        )
+
+    def _component(self, project, parent, name, module_name, type_, description, priority):
+        component, _ = Component.objects.update_or_create(
+            project=project,
+            module_name=module_name,
+            defaults={
+                "name": name,
+                "type": type_,
+                "description": description,
+                "priority": priority,
+                "parent_component": parent,
+            },
+        )
+        return component

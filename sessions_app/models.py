@@ -1,0 +1,167 @@
+import uuid
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.db.models import F, Q
+
+from components_app.models import Component, Project
+
+
+class SessionStatus(models.TextChoices):
+    ACTIVE = "active", "Active"
+    COMPLETE = "complete", "Complete"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+class ExecutionMode(models.TextChoices):
+    MANUAL = "manual", "Manual"
+    AUTO = "auto", "Auto"
+    AGENTIC = "agentic", "Agentic"
+
+
+class Agent(models.TextChoices):
+    CLAUDE_CODE = "claude_code", "Claude Code"
+
+
+class Environment(models.TextChoices):
+    LOCAL = "local", "Local"
+    VSCODE = "vscode", "VS Code"
+    CLI = "cli", "CLI"
+
+
+def _in_choices(field: str, choices: type[models.TextChoices], *, nullable: bool = False) -> Q:
+    condition = Q(**{f"{field}__in": choices.values})
+    return condition | Q(**{f"{field}__isnull": True}) if nullable else condition
+
+
+class Session(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="sessions")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="test_sessions"
+    )
+    type = models.CharField(max_length=100, help_text="A registered workflow's name.")
+    status = models.CharField(
+        max_length=20, choices=SessionStatus.choices, default=SessionStatus.ACTIVE
+    )
+    execution_mode = models.CharField(
+        max_length=20, choices=ExecutionMode.choices, default=ExecutionMode.MANUAL
+    )
+    # The contract says "nullable": clients send and read null, not an empty string.
+    agent = models.CharField(  # noqa: DJ001
+        max_length=30, choices=Agent.choices, null=True, blank=True
+    )
+    environment = models.CharField(  # noqa: DJ001
+        max_length=20, choices=Environment.choices, null=True, blank=True
+    )
+    state = models.JSONField(default=dict, blank=True)
+    component = models.ForeignKey(
+        Component, null=True, blank=True, on_delete=models.SET_NULL, related_name="sessions"
+    )
+    parent_session = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="child_sessions",
+        db_column="session_id",
+    )
+    external_conversation_id = models.CharField(max_length=255, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["parent_session", "component"], name="one_child_session_per_component"
+            ),
+            models.CheckConstraint(
+                condition=~Q(parent_session=F("id")), name="session_not_its_own_parent"
+            ),
+            models.CheckConstraint(
+                condition=_in_choices("status", SessionStatus), name="session_status_valid"
+            ),
+            models.CheckConstraint(
+                condition=_in_choices("execution_mode", ExecutionMode),
+                name="session_execution_mode_valid",
+            ),
+            models.CheckConstraint(
+                condition=_in_choices("agent", Agent, nullable=True), name="session_agent_valid"
+            ),
+            models.CheckConstraint(
+                condition=_in_choices("environment", Environment, nullable=True),
+                name="session_environment_valid",
+            ),
+            models.CheckConstraint(condition=~Q(type=""), name="session_type_not_empty"),
+        ]
+        indexes = [models.Index(fields=["project", "status"])]
+
+    def __str__(self) -> str:
+        subject = self.component.name if self.component_id and self.component else "no component"
+        return f"{self.type} · {subject} · {self.status}"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status != SessionStatus.ACTIVE
+
+    def clean(self) -> None:
+        super().clean()
+        from sessions_app.workflows.registry import is_registered
+
+        errors: dict[str, str] = {}
+        if self.type and not is_registered(self.type):
+            errors["type"] = f"Unknown session type: {self.type}"
+        if not isinstance(self.state, dict):
+            errors["state"] = "State must be a JSON object."
+        # Related objects are compared through their cached instances so that validating a
+        # batch of children costs no query per child.
+        component = self.component if self.component_id else None
+        if component is not None and component.project_id != self.project_id:
+            errors["component"] = "The component must belong to the session's project."
+        parent = self.parent_session if self.parent_session_id else None
+        if parent is not None:
+            if parent.pk == self.pk:
+                errors["parent_session"] = "A session cannot be its own parent."
+            elif parent.project_id != self.project_id:
+                errors["parent_session"] = "The parent session must belong to the same project."
+        if errors:
+            raise ValidationError(errors)
+
+
+class Interaction(models.Model):
+    """One step of a session: the command handed out and, once reported, its result."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    session = models.ForeignKey(Session, on_delete=models.CASCADE, related_name="interactions")
+    step_name = models.CharField(max_length=100)
+    command = models.JSONField()
+    result = models.JSONField(null=True, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            # A result and its completion time are recorded together or not at all.
+            models.CheckConstraint(
+                condition=Q(result__isnull=True, completed_at__isnull=True)
+                | Q(result__isnull=False, completed_at__isnull=False),
+                name="interaction_result_with_completed_at",
+            ),
+            models.UniqueConstraint(
+                fields=["session"],
+                condition=Q(completed_at__isnull=True),
+                name="one_pending_interaction_per_session",
+            ),
+        ]
+        indexes = [models.Index(fields=["session", "-created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.step_name} ({'done' if self.completed_at else 'pending'})"
+
+    @property
+    def is_pending(self) -> bool:
+        return self.completed_at is None

@@ -1,0 +1,106 @@
+"""Reads of sessions and interactions. Every function is limited to what its caller may see."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from django.db.models import F, OuterRef, QuerySet, Subquery
+from django.db.models.fields.json import KT
+
+from sessions_app.models import Interaction, Session, SessionStatus
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import AbstractBaseUser
+
+    from sessions_app.workflows.types import Scope
+
+NO_REASON_RECORDED = "no reason recorded"
+
+# Spawn order: the component's priority descending, then its name; creation breaks ties so
+# that children whose component was deleted still have a stable place.
+SPAWN_ORDER = (
+    F("component__priority").desc(nulls_last=True),
+    F("component__name").asc(nulls_last=True),
+    "created_at",
+    "id",
+)
+
+
+def sessions_for_user(user: AbstractBaseUser) -> QuerySet[Session]:
+    return Session.objects.filter(project__members=user)
+
+
+def get_session(*, scope: Scope, session_id: uuid.UUID, lock: bool = False) -> Session | None:
+    """The session if it lives in the scope's project. ``lock`` takes its row lock.
+
+    The lock must be taken inside a transaction; on SQLite it is a no-op and the
+    IMMEDIATE transaction mode serializes writers instead.
+    """
+    queryset = Session.objects.filter(project_id=scope.project_id, pk=session_id)
+    if lock:
+        queryset = queryset.select_for_update(of=("self",))
+    return queryset.select_related("component").first()
+
+
+def child_sessions(*, session: Session) -> QuerySet[Session]:
+    """The session's children in spawn order, each with its component and failure reason.
+
+    One query whatever the number of children: the reason comes from the child's own
+    ``state["error"]`` or, failing that, from a subquery on its latest errored interaction.
+    """
+    latest_error = (
+        Interaction.objects.filter(session=OuterRef("pk"), result__status="error")
+        .order_by("-created_at")
+        .values_list(KT("result__error_message"))[:1]
+    )
+    return (
+        Session.objects.filter(parent_session_id=session.pk, project_id=session.project_id)
+        .select_related("component")
+        .annotate(
+            state_error=KT("state__error"),
+            latest_error_message=Subquery(latest_error),
+        )
+        .order_by(*SPAWN_ORDER)
+    )
+
+
+def failure_reason(child: Session) -> str:
+    """Why a failed child failed; needs a child from ``child_sessions``."""
+    return child.state_error or child.latest_error_message or NO_REASON_RECORDED
+
+
+def display_name(child: Session) -> str:
+    if child.component_id and child.component is not None:
+        return child.component.name
+    return f"session {child.pk}"
+
+
+@dataclass(frozen=True)
+class ChildrenSummary:
+    total: int
+    active: int
+    complete: int
+    failed: int
+    cancelled: int
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "total": self.total,
+            "active": self.active,
+            "complete": self.complete,
+            "failed": self.failed,
+            "cancelled": self.cancelled,
+        }
+
+
+def summarize(children: list[Session]) -> ChildrenSummary:
+    counts = {status: 0 for status in SessionStatus.values}
+    for child in children:
+        counts[child.status] += 1
+    return ChildrenSummary(total=len(children), **counts)
+
+
+def interactions_for_session(*, session: Session) -> QuerySet[Interaction]:
+    return Interaction.objects.filter(session=session).order_by("-created_at", "-id")

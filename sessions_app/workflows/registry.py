@@ -1,0 +1,97 @@
+"""Session type → workflow: its ordered steps and the route from one step to the next."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from sessions_app.workflows.protocol import Step
+from sessions_app.workflows.session_types import (
+    COMPONENT_TEST_SESSIONS,
+    CONTEXT_TESTING_SESSIONS,
+)
+from sessions_app.workflows.steps.finalize import FinalizeComponent, FinalizeContext
+from sessions_app.workflows.steps.fix_compilation_errors import FixCompilationErrors
+from sessions_app.workflows.steps.generate_tests_and_fixtures import GenerateTestsAndFixtures
+from sessions_app.workflows.steps.initialize import Initialize
+from sessions_app.workflows.steps.run_tests import RunTests
+from sessions_app.workflows.steps.spawn_component_testing_sessions import (
+    SpawnComponentTestingSessions,
+)
+from sessions_app.workflows.types import InvalidInput
+
+COMPLETE = "complete"
+FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class Workflow:
+    """Steps in order. By default an ok (or warning) result moves to the next step and an
+    error repeats the step; past the last step, ok completes the session and error fails it.
+    ``routes`` overrides a (step, "ok" | "error") pair."""
+
+    name: str
+    steps: tuple[Step, ...]
+    routes: Mapping[tuple[str, str], str] = field(default_factory=dict)
+
+    def step(self, name: str) -> Step:
+        for step in self.steps:
+            if step.name == name:
+                return step
+        raise KeyError(f"{self.name} has no step {name}")
+
+    def next_step(self, last_step: str | None, status: str | None) -> str:
+        """The step to run after ``last_step`` ended with ``status``, or COMPLETE / FAILED."""
+        if last_step is None:
+            return self.steps[0].name
+        outcome = "error" if status == "error" else "ok"
+        if (last_step, outcome) in self.routes:
+            return self.routes[(last_step, outcome)]
+        names = [step.name for step in self.steps]
+        index = names.index(last_step)
+        if index == len(names) - 1:
+            return COMPLETE if outcome == "ok" else FAILED
+        return names[index + 1] if outcome == "ok" else last_step
+
+
+SPAWN_STEP = SpawnComponentTestingSessions()
+
+WORKFLOWS: dict[str, Workflow] = {
+    CONTEXT_TESTING_SESSIONS: Workflow(
+        name=CONTEXT_TESTING_SESSIONS,
+        steps=(Initialize(), SPAWN_STEP, FinalizeContext()),
+    ),
+    COMPONENT_TEST_SESSIONS: Workflow(
+        name=COMPONENT_TEST_SESSIONS,
+        steps=(
+            Initialize(),
+            GenerateTestsAndFixtures(),
+            RunTests(),
+            FixCompilationErrors(),
+            FinalizeComponent(),
+        ),
+        routes={
+            ("RunTests", "ok"): "Finalize",
+            ("RunTests", "error"): "FixCompilationErrors",
+            ("FixCompilationErrors", "ok"): "RunTests",
+        },
+    ),
+}
+
+
+def is_registered(session_type: str) -> bool:
+    return session_type in WORKFLOWS
+
+
+def session_types() -> list[str]:
+    return list(WORKFLOWS)
+
+
+def get_workflow(session_type: str) -> Workflow:
+    try:
+        return WORKFLOWS[session_type]
+    except KeyError:
+        raise InvalidInput(
+            f"Unknown session type: {session_type}",
+            {"type": [f"Unknown session type: {session_type}"]},
+        ) from None

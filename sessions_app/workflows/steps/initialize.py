@@ -1,0 +1,43 @@
+"""Initialize: put the working copy on the session's branch.
+
+A context session gets a branch of its own; its children work on their parent's branch, so
+that the context's Finalize commits every child's test file together.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sessions_app.models import Session
+from sessions_app.workflows import conventions
+from sessions_app.workflows.types import Command, Result, Scope, StepOutcome
+
+
+class Initialize:
+    name = "Initialize"
+
+    def get_command(self, scope: Scope, session: Session, **opts: Any) -> Command:
+        branch = self.branch_for(session)
+        return Command(
+            module=self.name,
+            command=conventions.switch_branch_command(branch),
+            metadata={"branch_name": branch},
+        )
+
+    def handle_result(
+        self, scope: Scope, session: Session, result: Result, **opts: Any
+    ) -> StepOutcome:
+        if result.status == "error":
+            return StepOutcome(session_updates={}, result=result)
+        state = {**session.state, "branch_name": self.branch_for(session)}
+        return StepOutcome(session_updates={"state": state}, result=result)
+
+    def branch_for(self, session: Session) -> str:
+        if session.state.get("branch_name"):
+            return session.state["branch_name"]
+        parent = session.parent_session if session.parent_session_id else None
+        if parent is not None:
+            return parent.state.get("branch_name") or conventions.branch_name(
+                parent.component, parent.pk
+            )
+        return conventions.branch_name(session.component, session.pk)

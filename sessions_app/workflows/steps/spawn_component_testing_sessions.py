@@ -1,0 +1,212 @@
+"""SpawnComponentTestingSessions: one agentic child session per component of a context.
+
+Follows the seed specification's execution flow. Two things go further than the seed's source
+system: the result check reports every unfinished category at once, and children are created
+in bulk (constant queries) with a per-child fallback, so one bad row neither sinks the others
+nor goes unlogged.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import DatabaseError, transaction
+
+from components_app import selectors as component_selectors
+from components_app.models import Component
+from sessions_app import selectors
+from sessions_app.models import ExecutionMode, Session, SessionStatus
+from sessions_app.workflows.session_types import COMPONENT_TEST_SESSIONS
+from sessions_app.workflows.types import Command, Result, Scope, StepError, StepOutcome
+
+logger = logging.getLogger(__name__)
+
+CONTEXT_COMPONENT_NOT_FOUND = "Context component not found"
+SESSION_NOT_FOUND = "Session not found"
+NO_CHILD_COMPONENTS = "No child components found for context"
+FAILED_TO_SPAWN_ANY = "Failed to spawn any child sessions"
+
+# Fields a child gets from objects the step has just loaded; validating them again would cost
+# one existence query per child.
+_LOADED_RELATIONS = ["project", "user", "component", "parent_session"]
+
+
+@dataclass(frozen=True)
+class SpawnFailure:
+    component: Component
+    reason: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "component_id": str(self.component.pk),
+            "name": self.component.name,
+            "reason": self.reason,
+        }
+
+
+def invalid_child_type_message(child_type: str) -> str:
+    return f"Invalid child session type: expected {COMPONENT_TEST_SESSIONS}, got {child_type}"
+
+
+def child_status_error(children: list[Session]) -> str | None:
+    """The result check's verdict: None when every child is complete, else every category."""
+    running = [selectors.display_name(c) for c in children if c.status == SessionStatus.ACTIVE]
+    failed = [
+        f"{selectors.display_name(c)} ({selectors.failure_reason(c)})"
+        for c in children
+        if c.status == SessionStatus.FAILED
+    ]
+    cancelled = [selectors.display_name(c) for c in children if c.status == SessionStatus.CANCELLED]
+    parts = []
+    if running:
+        parts.append(f"Child sessions still running: {', '.join(running)}")
+    if failed:
+        parts.append(f"Child sessions failed: {', '.join(failed)}")
+    if cancelled:
+        parts.append(f"Child sessions cancelled: {', '.join(cancelled)}")
+    return "; ".join(parts) or None
+
+
+class SpawnComponentTestingSessions:
+    name = "SpawnComponentTestingSessions"
+    command_name = "spawn_sessions"
+
+    def get_command(self, scope: Scope, session: Session, **opts: Any) -> Command:
+        if session.component_id is None:
+            raise StepError(CONTEXT_COMPONENT_NOT_FOUND)
+        with transaction.atomic():
+            context = component_selectors.get_component(
+                scope=scope, component_id=session.component_id
+            )
+            if context is None:
+                raise StepError(CONTEXT_COMPONENT_NOT_FOUND)
+            # The parent's row lock makes concurrent spawns of one parent take turns, so the
+            # second sees the first's children instead of racing it to the unique constraint.
+            parent = selectors.get_session(scope=scope, session_id=session.id, lock=True)
+            if parent is None:
+                raise StepError(SESSION_NOT_FOUND)
+
+            existing = list(
+                Session.objects.filter(parent_session_id=parent.pk)
+                .select_related("component")
+                .order_by(*selectors.SPAWN_ORDER)
+            )
+            if existing:
+                for child in existing:
+                    if child.type != COMPONENT_TEST_SESSIONS:
+                        raise StepError(invalid_child_type_message(child.type))
+                return self._command(existing, failures=[], already_spawned=True)
+
+            components = component_selectors.list_child_components(
+                scope=scope, component_id=context.pk
+            )
+            if not components:
+                raise StepError(NO_CHILD_COMPONENTS)
+
+            created, failures = self._create_children(scope, parent, components)
+            if not created:
+                raise StepError(FAILED_TO_SPAWN_ANY)
+            if failures:
+                logger.warning(
+                    "Spawned %d of %d child sessions for session %s; could not create: %s",
+                    len(created),
+                    len(components),
+                    parent.pk,
+                    ", ".join(f.component.name for f in failures),
+                )
+            return self._command(created, failures=failures, already_spawned=False)
+
+    def handle_result(
+        self, scope: Scope, session: Session, result: Result, **opts: Any
+    ) -> StepOutcome:
+        parent = selectors.get_session(scope=scope, session_id=session.id)
+        if parent is None:
+            raise StepError(SESSION_NOT_FOUND)
+        children = list(selectors.child_sessions(session=parent))
+        message = child_status_error(children)
+        if message is not None:
+            return StepOutcome(session_updates={}, result=result.with_error(message))
+        return StepOutcome(session_updates={}, result=result.with_ok())
+
+    def _command(
+        self, children: list[Session], *, failures: list[SpawnFailure], already_spawned: bool
+    ) -> Command:
+        return Command(
+            module=self.name,
+            command=self.command_name,
+            metadata={
+                "child_session_ids": [str(child.pk) for child in children],
+                "already_spawned": already_spawned,
+                "failed_components": [failure.as_dict() for failure in failures],
+            },
+            execution_strategy="async",
+        )
+
+    def _create_children(
+        self, scope: Scope, parent: Session, components: list[Component]
+    ) -> tuple[list[Session], list[SpawnFailure]]:
+        failures: list[SpawnFailure] = []
+        valid: list[Session] = []
+        for component in components:
+            child = Session(
+                type=COMPONENT_TEST_SESSIONS,
+                component=component,
+                parent_session=parent,
+                execution_mode=ExecutionMode.AGENTIC,
+                agent=parent.agent,
+                environment=parent.environment,
+                project=scope.project,
+                user=scope.user,
+            )
+            try:
+                child.full_clean(
+                    exclude=_LOADED_RELATIONS, validate_unique=False, validate_constraints=False
+                )
+            except ValidationError as error:
+                failures.append(self._failed(component, _describe(error)))
+                continue
+            valid.append(child)
+
+        if not valid:
+            return [], failures
+        try:
+            with transaction.atomic():
+                Session.objects.bulk_create(valid)
+            return valid, failures
+        except DatabaseError as error:
+            logger.info("Bulk insert of child sessions failed (%s); inserting one by one", error)
+
+        created: list[Session] = []
+        for child in valid:
+            try:
+                with transaction.atomic():
+                    child.save(force_insert=True)
+            except DatabaseError as error:
+                failures.append(self._failed(child.component, f"{type(error).__name__}: {error}"))
+                continue
+            created.append(child)
+        # Failures are reported in spawn order, however they were discovered.
+        order = {component.pk: index for index, component in enumerate(components)}
+        failures.sort(key=lambda failure: order[failure.component.pk])
+        return created, failures
+
+    def _failed(self, component: Component, reason: str) -> SpawnFailure:
+        logger.error(
+            "Failed to create child session for component %s (%s, id %s): %s",
+            component.name,
+            component.module_name,
+            component.pk,
+            reason,
+        )
+        return SpawnFailure(component=component, reason=reason)
+
+
+def _describe(error: ValidationError) -> str:
+    if hasattr(error, "error_dict"):
+        return "; ".join(
+            f"{field}: {' '.join(messages)}" for field, messages in error.message_dict.items()
+        )
+    return " ".join(error.messages)

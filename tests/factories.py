@@ -1,0 +1,69 @@
+"""Small builders for test data. They write through the ORM so a test can also build the
+states a service would refuse (a foreign child, a stale row)."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+from django.contrib.auth import get_user_model
+
+from components_app.models import Component, Project
+from sessions_app.models import Agent, Environment, Session, SessionStatus
+from sessions_app.workflows.session_types import (
+    COMPONENT_TEST_SESSIONS,
+    CONTEXT_TESTING_SESSIONS,
+)
+from sessions_app.workflows.types import Scope
+
+_sequence = itertools.count(1)
+
+
+def make_user(username: str | None = None, **extra: Any):
+    return get_user_model().objects.create_user(
+        username=username or f"user{next(_sequence)}", password="pw", **extra
+    )
+
+
+def make_project(*members, name: str | None = None) -> Project:
+    project = Project.objects.create(name=name or f"Project {next(_sequence)}")
+    project.members.add(*members)
+    return project
+
+
+def make_component(project: Project, name: str | None = None, **fields: Any) -> Component:
+    name = name or f"Component{next(_sequence)}"
+    fields.setdefault("module_name", f"App.{name}.{next(_sequence)}")
+    fields.setdefault("type", "module")
+    return Component.objects.create(project=project, name=name, **fields)
+
+
+def make_context(project: Project, children: list[tuple[str, int]]) -> Component:
+    """A context component with children given as (name, priority)."""
+    context = make_component(project, "Accounts", type="context")
+    for name, priority in children:
+        make_component(project, name, priority=priority, parent_component=context)
+    return context
+
+
+def make_session(scope: Scope, **fields: Any) -> Session:
+    fields.setdefault("type", CONTEXT_TESTING_SESSIONS)
+    return Session.objects.create(project=scope.project, user=scope.user, **fields)
+
+
+def make_context_session(scope: Scope, context: Component, **fields: Any) -> Session:
+    fields.setdefault("agent", Agent.CLAUDE_CODE)
+    fields.setdefault("environment", Environment.VSCODE)
+    return make_session(scope, component=context, **fields)
+
+
+def make_child(parent: Session, component: Component, **fields: Any) -> Session:
+    fields.setdefault("type", COMPONENT_TEST_SESSIONS)
+    fields.setdefault("status", SessionStatus.ACTIVE)
+    return Session.objects.create(
+        project=parent.project,
+        user=parent.user,
+        parent_session=parent,
+        component=component,
+        **fields,
+    )
