@@ -1,0 +1,44 @@
+"""Drives sessions through the service layer the way a client would."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from sessions_app import services
+from sessions_app.models import Interaction, Session
+from sessions_app.workflows.types import Result, Scope
+
+Responder = Callable[[Interaction], Result]
+
+
+def ok(_: Interaction) -> Result:
+    return Result(status="ok", code=0)
+
+
+def step_once(scope: Scope, session: Session, respond: Responder = ok) -> Interaction:
+    """Ask for the next command, answer it, and return the answered interaction."""
+    interaction, _ = services.next_command(scope=scope, session_id=session.pk)
+    answered, _ = services.submit_result(
+        scope=scope,
+        session_id=session.pk,
+        interaction_id=interaction.pk,
+        result=respond(interaction),
+    )
+    return answered
+
+
+def drive_to_end(
+    scope: Scope, session: Session, respond: Responder = ok, limit: int = 20
+) -> list[Interaction]:
+    """Answer commands until the session is finished; returns the interactions in order."""
+    history = []
+    for _ in range(limit):
+        history.append(step_once(scope, session, respond))
+        session.refresh_from_db()
+        if session.is_finished:
+            return history
+    raise AssertionError(f"{session} did not finish in {limit} steps")
+
+
+def step_names(history: list[Interaction]) -> list[str]:
+    return [interaction.step_name for interaction in history]
