@@ -150,10 +150,7 @@ def submit_result(
 ) -> tuple[Interaction, Session]:
     """Report an interaction's result: the step judges it, the final result is stored, and
     the session takes the step's updates and, past its last step, its final status."""
-    if result.status not in RESULT_STATUSES:
-        raise InvalidInput(
-            "Invalid result", {"status": [f"Must be one of: {', '.join(RESULT_STATUSES)}."]}
-        )
+    _validate_result(result)
     with transaction.atomic():
         session = _session_or_404(scope, session_id, lock=True)
         interaction = Interaction.objects.filter(session=session, pk=interaction_id).first()
@@ -184,6 +181,27 @@ def submit_result(
         if changed:
             session.save(update_fields=[*changed, "updated_at"])
     return interaction, session
+
+
+def _validate_result(result: Result) -> None:
+    errors: dict[str, list[str]] = {}
+    if result.status not in RESULT_STATUSES:
+        errors["status"] = [f"Must be one of: {', '.join(RESULT_STATUSES)}."]
+    if result.code is not None and (
+        isinstance(result.code, bool) or not isinstance(result.code, int)
+    ):
+        errors["code"] = ["Must be an integer."]
+    if result.duration_ms is not None and (
+        isinstance(result.duration_ms, bool)
+        or not isinstance(result.duration_ms, int)
+        or result.duration_ms < 0
+    ):
+        errors["duration_ms"] = ["Must be a non-negative integer."]
+    for name in ("error_message", "stdout", "stderr"):
+        if getattr(result, name) is not None and not isinstance(getattr(result, name), str):
+            errors[name] = ["Must be a string."]
+    if errors:
+        raise InvalidInput("Invalid result", errors)
 
 
 def cancel_session(*, scope: Scope, session_id: uuid.UUID) -> Session:

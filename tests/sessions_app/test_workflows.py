@@ -11,8 +11,8 @@ from sessions_app.workflows.session_types import (
     COMPONENT_TEST_SESSIONS,
     CONTEXT_TESTING_SESSIONS,
 )
-from sessions_app.workflows.types import Conflict, InvalidInput, NotFound, Result
-from tests.factories import make_context, make_context_session
+from sessions_app.workflows.types import Conflict, InvalidInput, NotFound, Result, StepError
+from tests.factories import make_component, make_context, make_context_session
 from tests.sessions_app.workflow_driver import drive_to_end, ok, step_names, step_once
 
 COMPONENTS = [("Ledger", 3), ("Invoice", 5), ("Refund", 1)]
@@ -398,6 +398,42 @@ class TestConflictsAndScope:
         billing_session.refresh_from_db()
         assert billing_session.status == SessionStatus.ACTIVE
         assert not billing_session.interactions.exists()
+
+
+def test_a_step_that_cannot_proceed_leaves_no_interaction(scope, project):
+    lonely = make_context(project, [])
+    session = make_context_session(scope, lonely)
+    step_once(scope, session)
+
+    with pytest.raises(StepError) as error:
+        services.next_command(scope=scope, session_id=session.pk)
+
+    assert error.value.message == "No child components found for context"
+    assert [i.step_name for i in session.interactions.all()] == ["Initialize"]
+    # Once the context has a component, the same step goes through.
+    make_component(project, "Late", parent_component=lonely)
+    spawn, created = services.next_command(scope=scope, session_id=session.pk)
+    assert created and len(spawn.command["metadata"]["child_session_ids"]) == 1
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("code", "1"), ("code", True), ("duration_ms", -1), ("duration_ms", 1.5), ("stdout", 3)],
+)
+def test_a_malformed_result_is_refused_and_changes_nothing(scope, billing_session, field, value):
+    pending, _ = services.next_command(scope=scope, session_id=billing_session.pk)
+
+    with pytest.raises(InvalidInput) as error:
+        services.submit_result(
+            scope=scope,
+            session_id=billing_session.pk,
+            interaction_id=pending.pk,
+            result=Result(status="ok", **{field: value}),
+        )
+
+    assert list(error.value.errors) == [field]
+    pending.refresh_from_db()
+    assert pending.is_pending
 
 
 class TestQueryCounts:
