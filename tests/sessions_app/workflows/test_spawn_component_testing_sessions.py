@@ -64,6 +64,17 @@ def creation_failure(request, monkeypatch, context):
     return inject
 
 
+@pytest.fixture(params=["deleted", "in_another_project"])
+def lost_session(request, context_session, other_scope):
+    """A session in hand whose row is gone from the scope's project since it was loaded."""
+    rows = Session.objects.filter(pk=context_session.pk)
+    if request.param == "deleted":
+        rows.delete()
+    else:
+        rows.update(project=other_scope.project)
+    return context_session
+
+
 class TestGetCommand:
     def test_returns_spawn_sessions_command_with_child_session_ids_in_metadata(
         self, scope, context_session
@@ -178,20 +189,12 @@ class TestGetCommand:
 
         assert error.value.message == "Context component not found"
 
-    @pytest.mark.parametrize("how", ["deleted", "in_another_project"])
-    def test_returns_error_when_parent_session_not_found(
-        self, scope, context_session, other_scope, how
-    ):
-        if how == "deleted":
-            Session.objects.filter(pk=context_session.pk).delete()
-        else:
-            Session.objects.filter(pk=context_session.pk).update(project=other_scope.project)
-
+    def test_returns_error_when_parent_session_not_found(self, scope, lost_session):
         with pytest.raises(StepError) as error:
-            step.get_command(scope, context_session)
+            step.get_command(scope, lost_session)
 
         assert error.value.message == "Session not found"
-        assert not Session.objects.filter(parent_session_id=context_session.pk).exists()
+        assert not Session.objects.filter(parent_session_id=lost_session.pk).exists()
 
     def test_handles_partial_session_creation_failures_gracefully_logs_but_continues(
         self, scope, context, context_session, creation_failure, caplog
@@ -360,17 +363,9 @@ class TestHandleResult:
         assert outcome.result.status == "error"
         assert outcome.result.error_message == "Child sessions cancelled: User, Token, Audit"
 
-    @pytest.mark.parametrize("how", ["deleted", "in_another_project"])
-    def test_returns_error_when_parent_session_not_found(
-        self, scope, context_session, other_scope, how
-    ):
-        if how == "deleted":
-            Session.objects.filter(pk=context_session.pk).delete()
-        else:
-            Session.objects.filter(pk=context_session.pk).update(project=other_scope.project)
-
+    def test_returns_error_when_parent_session_not_found(self, scope, lost_session):
         with pytest.raises(StepError) as error:
-            step.handle_result(scope, context_session, Result(status="ok"))
+            step.handle_result(scope, lost_session, Result(status="ok"))
 
         assert error.value.message == "Session not found"
 
