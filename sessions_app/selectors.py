@@ -6,7 +6,7 @@ import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from django.db.models import F, OuterRef, QuerySet, Subquery
+from django.db.models import Count, F, OuterRef, Q, QuerySet, Subquery
 from django.db.models.fields.json import KT
 
 from sessions_app.models import Interaction, Session, SessionStatus
@@ -30,6 +30,14 @@ SPAWN_ORDER = (
 
 def sessions_for_user(user: AbstractBaseUser) -> QuerySet[Session]:
     return Session.objects.filter(project__members=user)
+
+
+def get_session_for_operator(*, session_id: uuid.UUID) -> Session | None:
+    """Any session, with what an operator's command needs to build its scope: the command
+    line runs with full access, as the session's owner in the session's project."""
+    return (
+        Session.objects.filter(pk=session_id).select_related("project", "user", "component").first()
+    )
 
 
 def get_session(*, scope: Scope, session_id: uuid.UUID, lock: bool = False) -> Session | None:
@@ -100,6 +108,26 @@ def summarize(children: list[Session]) -> ChildrenSummary:
     for child in children:
         counts[child.status] += 1
     return ChildrenSummary(total=len(children), **counts)
+
+
+def with_children_progress(queryset: QuerySet[Session]) -> QuerySet[Session]:
+    """Annotate each session with its children's counts by status, in the same query.
+
+    ``children_progress`` reads them back as a ``ChildrenSummary``.
+    """
+    counts = {
+        f"children_{status}": Count("child_sessions", filter=Q(child_sessions__status=status))
+        for status in SessionStatus.values
+    }
+    return queryset.annotate(children_total=Count("child_sessions"), **counts)
+
+
+def children_progress(session: Session) -> ChildrenSummary:
+    """The summary of a session from ``with_children_progress``; no query."""
+    return ChildrenSummary(
+        total=session.children_total,
+        **{status: getattr(session, f"children_{status}") for status in SessionStatus.values},
+    )
 
 
 def interactions_for_session(*, session: Session) -> QuerySet[Interaction]:

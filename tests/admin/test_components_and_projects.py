@@ -1,0 +1,77 @@
+"""The Project and Component pages."""
+
+import re
+
+from components_app.models import Project
+from tests.factories import make_user
+
+
+def test_a_project_page_lists_its_members(staff_client, project, staff):
+    colleague = make_user("bob")
+    project.members.add(colleague)
+
+    response = staff_client.get(f"/admin/components_app/project/{project.pk}/change/")
+
+    assert response.status_code == 200
+    [inline] = response.context["inline_admin_formsets"]
+    assert {form.instance.user for form in inline.formset.forms if form.instance.pk} == {
+        staff,
+        colleague,
+    }
+
+
+def test_the_project_list_counts_every_member_and_component(staff_client, project, context):
+    project.members.add(make_user("bob"), make_user("carol"))
+
+    response = staff_client.get("/admin/components_app/project/")
+
+    [row] = response.context["cl"].result_list
+    assert (row.members_count, row.components_count) == (3, 5)
+
+
+def test_whoever_adds_a_project_in_the_admin_is_a_member(staff_client, staff):
+    colleague = make_user("bob")
+
+    response = staff_client.post(
+        "/admin/components_app/project/add/",
+        {
+            "name": "Billing",
+            "test_command_template": "pytest {test_file}",
+            "test_path_template": "tests/test_{module_snake}.py",
+            "Project_members-TOTAL_FORMS": "1",
+            "Project_members-INITIAL_FORMS": "0",
+            "Project_members-0-user": str(colleague.pk),
+        },
+    )
+
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    assert set(Project.objects.get(name="Billing").members.all()) == {staff, colleague}
+
+
+def test_the_component_list_runs_in_spawn_order(staff_client, context):
+    response = staff_client.get("/admin/components_app/component/")
+
+    names = [c.name for c in response.context["cl"].result_list]
+    assert names == ["User", "Session", "Token", "Accounts", "Audit"]
+
+
+def test_a_context_page_shows_its_child_components_in_spawn_order(staff_client, context):
+    response = staff_client.get(f"/admin/components_app/component/{context.pk}/change/")
+
+    assert response.status_code == 200
+    [inline] = response.context["inline_admin_formsets"]
+    assert [form.instance.name for form in inline.formset.forms] == [
+        "User",
+        "Session",
+        "Token",
+        "Audit",
+    ]
+    assert not inline.has_add_permission
+    html = response.content.decode()
+    assert re.search(r"child components \(spawn order\)", html, re.IGNORECASE)
+
+
+def test_the_component_list_searches_names_and_modules(staff_client, context):
+    response = staff_client.get("/admin/components_app/component/", {"q": "Tok"})
+
+    assert [c.name for c in response.context["cl"].result_list] == ["Token"]
