@@ -1,0 +1,77 @@
+"""Spawn a context testing session's child sessions from the command line.
+
+Prints the children's ids, one a line in spawn order (``--json``: the whole command). A step
+error prints its exact text on stderr and exits 1; children that could not be created are
+named on stderr while the ones that were created are still printed.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import uuid
+from typing import NoReturn
+
+from django.core.management.base import BaseCommand
+
+from sessions_app import selectors, services
+from sessions_app.models import Session
+from sessions_app.workflows.types import Scope, ServiceError
+
+SESSION_NOT_FOUND = services.SESSION_NOT_FOUND
+
+
+def fail(command: BaseCommand, message: str) -> NoReturn:
+    """Exit 1 with exactly ``message`` on stderr.
+
+    ``CommandError`` would print "CommandError: <message>"; the contract asks for the step's
+    text as it is, so this follows ``makemigrations --check`` and exits on its own.
+    """
+    command.stderr.write(message)
+    sys.exit(1)
+
+
+def find_session(command: BaseCommand, session_id: str) -> Session:
+    """The session an operator named, or exit 1 with "Session not found"."""
+    try:
+        parsed = uuid.UUID(session_id)
+    except ValueError:
+        fail(command, SESSION_NOT_FOUND)
+    session = selectors.get_session_for_operator(session_id=parsed)
+    if session is None:
+        fail(command, SESSION_NOT_FOUND)
+    return session
+
+
+class Command(BaseCommand):
+    help = "Spawn one child session per component of a context testing session's context."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("session_id", help="The context testing session's id.")
+        parser.add_argument(
+            "--json",
+            action="store_true",
+            dest="as_json",
+            help="Print the spawn_sessions command as JSON.",
+        )
+
+    def handle(self, *args, session_id: str, as_json: bool = False, **options) -> None:
+        session = find_session(self, session_id)
+        # An operator's command runs with full access: as the session's owner, in its project.
+        scope = Scope(user=session.user, project=session.project)
+        try:
+            command = services.spawn_child_sessions(scope=scope, session_id=session.pk)
+        except ServiceError as error:
+            fail(self, error.message)
+
+        if as_json:
+            self.stdout.write(json.dumps(command.to_dict(), indent=2))
+        else:
+            for child_id in command.metadata["child_session_ids"]:
+                self.stdout.write(child_id)
+        failed = command.metadata["failed_components"]
+        if failed:
+            names = ", ".join(f"{f['name']} ({f['reason']})" for f in failed)
+            self.stderr.write(
+                f"Warning: could not create child sessions for {names}", self.style.WARNING
+            )
