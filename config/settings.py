@@ -125,6 +125,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Two fields are called "status": name their enums for what they are.
+    "ENUM_NAME_OVERRIDES": {
+        "SessionStatusEnum": "sessions_app.models.SessionStatus",
+        "ResultStatusEnum": "sessions_app.workflows.types.RESULT_STATUSES",
+    },
 }
 
 LOGGING = {

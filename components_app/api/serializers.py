@@ -1,0 +1,97 @@
+"""Projects and components in and out of JSON. Validation of shape only; the services decide."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import serializers
+
+from components_app import selectors
+from components_app.models import Component, Project
+from components_app.services import UPDATABLE_FIELDS
+from sessions_app.api.fields import VisibleObjectField, int32_field
+
+CANNOT_CHANGE = "This field cannot be changed."
+
+
+class ProjectSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Project
+        fields = [
+            "id",
+            "name",
+            "test_command_template",
+            "test_path_template",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+
+class ProjectCreateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=200)
+
+
+class ComponentSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Component
+        fields = [
+            "id",
+            "project",
+            "name",
+            "module_name",
+            "type",
+            "description",
+            "priority",
+            "parent_component",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+
+class ComponentUpdateSerializer(serializers.Serializer):
+    """The fields a component's owner may change; any other key is a 400, not ignored."""
+
+    name = serializers.CharField(max_length=255, required=False)
+    module_name = serializers.CharField(max_length=255, required=False)
+    type = serializers.CharField(max_length=50, required=False)
+    description = serializers.CharField(allow_blank=True, required=False)
+    priority = int32_field(required=False, help_text="Higher runs first.")
+    parent_component = VisibleObjectField(
+        visible_to=selectors.components_for_user,
+        allow_null=True,
+        required=False,
+        help_text="A component of the same project, or null for a root.",
+    )
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        unknown = set(self.initial_data) - set(UPDATABLE_FIELDS)
+        if unknown:
+            raise serializers.ValidationError({name: [CANNOT_CHANGE] for name in sorted(unknown)})
+        return attrs
+
+
+class ComponentCreateSerializer(ComponentUpdateSerializer):
+    project = VisibleObjectField(visible_to=selectors.projects_for_user)
+    name = serializers.CharField(max_length=255)
+    module_name = serializers.CharField(max_length=255, help_text="Unique within the project.")
+    type = serializers.CharField(max_length=50, help_text="Free text: context, schema, ...")
+    description = serializers.CharField(allow_blank=True, default="")
+    priority = int32_field(default=0, help_text="Higher runs first.")
+    parent_component = VisibleObjectField(
+        visible_to=selectors.components_for_user,
+        allow_null=True,
+        default=None,
+        help_text="A component of the same project, or null for a root.",
+    )
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        return attrs
+
+
+class ComponentFilterSerializer(serializers.Serializer):
+    project = serializers.UUIDField(required=False, help_text="Only this project's components.")
+    parent_component = serializers.UUIDField(
+        required=False, help_text="Only the children of this component."
+    )

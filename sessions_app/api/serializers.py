@@ -1,0 +1,214 @@
+"""Sessions, interactions, commands and results in and out of JSON.
+
+Input serializers check shape and visibility (a reference the caller cannot see is a 400);
+everything else, including whether a session type exists and whether references share a
+project, is the service layer's to decide.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from components_app import selectors as component_selectors
+from components_app.models import Component
+from sessions_app import selectors
+from sessions_app.api.fields import INT32_MAX, VisibleObjectField, int32_field
+from sessions_app.models import (
+    Agent,
+    Environment,
+    ExecutionMode,
+    Interaction,
+    Session,
+    SessionStatus,
+)
+from sessions_app.services import UPDATABLE_FIELDS
+from sessions_app.workflows.registry import session_types
+from sessions_app.workflows.types import EXECUTION_STRATEGIES, RESULT_STATUSES
+
+CANNOT_CHANGE = "This field cannot be changed."
+# Reported output is stored whole in the interaction; past this it is a 400.
+MAX_OUTPUT_CHARS = 1_000_000
+# The attribute a prefetch leaves each session's children on, in spawn order.
+CHILDREN_IN_SPAWN_ORDER = "children_in_spawn_order"
+
+
+class SessionComponentSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Component
+        fields = ["id", "name", "module_name", "type", "priority"]
+        read_only_fields = fields
+
+
+class SessionSerializer(serializers.ModelSerializer):
+    component = SessionComponentSerializer(read_only=True, allow_null=True)
+    child_session_ids = serializers.SerializerMethodField(
+        help_text="The children's ids in spawn order: priority descending, then name."
+    )
+
+    class Meta:
+        model = Session
+        fields = [
+            "id",
+            "project",
+            "user",
+            "type",
+            "status",
+            "execution_mode",
+            "agent",
+            "environment",
+            "state",
+            "component",
+            "parent_session",
+            "child_session_ids",
+            "external_conversation_id",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+    @extend_schema_field(serializers.ListField(child=serializers.UUIDField()))
+    def get_child_session_ids(self, session: Session) -> list[uuid.UUID]:
+        children = getattr(session, CHILDREN_IN_SPAWN_ORDER, None)
+        if children is None:
+            children = session.child_sessions.order_by(*selectors.SPAWN_ORDER).only("id")
+        return [child.pk for child in children]
+
+
+class ChildSessionSerializer(SessionSerializer):
+    """A child as the children listing shows it: with why it failed, if it did."""
+
+    failure_reason = serializers.SerializerMethodField(
+        help_text=(
+            "Null unless the child failed; then its state's error, else its latest errored "
+            "interaction's error_message, else 'no reason recorded'."
+        )
+    )
+
+    class Meta(SessionSerializer.Meta):
+        fields = [*SessionSerializer.Meta.fields, "failure_reason"]
+        read_only_fields = fields
+
+    def get_failure_reason(self, child: Session) -> str | None:
+        if child.status != SessionStatus.FAILED:
+            return None
+        return str(selectors.failure_reason(child))
+
+
+class ChildrenSummarySerializer(serializers.Serializer):
+    total = serializers.IntegerField()
+    active = serializers.IntegerField()
+    complete = serializers.IntegerField()
+    failed = serializers.IntegerField()
+    cancelled = serializers.IntegerField()
+
+
+class ChildrenSerializer(serializers.Serializer):
+    summary = ChildrenSummarySerializer()
+    results = ChildSessionSerializer(many=True)
+
+
+class SessionCreateSerializer(serializers.Serializer):
+    project = VisibleObjectField(visible_to=component_selectors.projects_for_user)
+    type = serializers.CharField(
+        max_length=100, help_text=f"A registered workflow: {', '.join(session_types())}."
+    )
+    component = VisibleObjectField(
+        visible_to=component_selectors.components_for_user, allow_null=True, default=None
+    )
+    parent_session = VisibleObjectField(
+        visible_to=selectors.sessions_for_user, allow_null=True, default=None
+    )
+    agent = serializers.ChoiceField(choices=Agent.choices, allow_null=True, default=None)
+    environment = serializers.ChoiceField(
+        choices=Environment.choices, allow_null=True, default=None
+    )
+    execution_mode = serializers.ChoiceField(
+        choices=ExecutionMode.choices, default=ExecutionMode.MANUAL
+    )
+    state = serializers.DictField(default=dict)
+    external_conversation_id = serializers.CharField(max_length=255, allow_blank=True, default="")
+
+
+class SessionUpdateSerializer(serializers.Serializer):
+    """The fields a session's owner may change; any other key is a 400, not ignored."""
+
+    status = serializers.ChoiceField(choices=SessionStatus.choices, required=False)
+    state = serializers.DictField(required=False)
+    execution_mode = serializers.ChoiceField(choices=ExecutionMode.choices, required=False)
+    external_conversation_id = serializers.CharField(
+        max_length=255, allow_blank=True, required=False
+    )
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        unknown = set(self.initial_data) - set(UPDATABLE_FIELDS)
+        if unknown:
+            raise serializers.ValidationError({name: [CANNOT_CHANGE] for name in sorted(unknown)})
+        return attrs
+
+
+class SessionFilterSerializer(serializers.Serializer):
+    project = serializers.UUIDField(required=False, help_text="Only this project's sessions.")
+    status = serializers.ChoiceField(choices=SessionStatus.choices, required=False)
+    type = serializers.CharField(max_length=100, required=False)
+    parent_session = serializers.UUIDField(
+        required=False, help_text="Only the children of this session."
+    )
+
+
+class CommandSerializer(serializers.Serializer):
+    module = serializers.CharField(help_text="The step's name.")
+    command = serializers.CharField()
+    metadata = serializers.DictField()
+    execution_strategy = serializers.ChoiceField(choices=EXECUTION_STRATEGIES)
+    timestamp = serializers.DateTimeField()
+
+
+class ResultSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=RESULT_STATUSES)
+    data = serializers.JSONField(allow_null=True)
+    code = serializers.IntegerField(allow_null=True)
+    error_message = serializers.CharField(allow_null=True)
+    stdout = serializers.CharField(allow_null=True)
+    stderr = serializers.CharField(allow_null=True)
+    duration_ms = serializers.IntegerField(allow_null=True)
+    timestamp = serializers.DateTimeField()
+
+
+def _output_field(help_text: str) -> serializers.CharField:
+    return serializers.CharField(
+        max_length=MAX_OUTPUT_CHARS,
+        allow_null=True,
+        allow_blank=True,
+        required=False,
+        trim_whitespace=False,
+        help_text=help_text,
+    )
+
+
+class ResultInputSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=RESULT_STATUSES)
+    data = serializers.JSONField(allow_null=True, required=False)
+    code = int32_field(allow_null=True, required=False, help_text="The command's exit code.")
+    error_message = _output_field("What went wrong, for an error.")
+    stdout = _output_field("The command's standard output.")
+    stderr = _output_field("The command's standard error.")
+    duration_ms = int32_field(allow_null=True, required=False, min_value=0, max_value=INT32_MAX)
+
+
+class InteractionSerializer(serializers.ModelSerializer):
+    command = CommandSerializer(read_only=True)
+    result = ResultSerializer(read_only=True, allow_null=True)
+
+    class Meta:
+        model = Interaction
+        fields = ["id", "session", "step_name", "command", "result", "completed_at", "created_at"]
+        read_only_fields = fields
+
+
+class ResultSubmittedSerializer(serializers.Serializer):
+    interaction = InteractionSerializer()
+    session = SessionSerializer()

@@ -1,0 +1,220 @@
+"""Sessions over HTTP: each handler finds the session among the caller's, builds the scope of
+its project and makes one service call. The exception handler turns service errors into
+422 / 409 / 404 / 400."""
+
+from __future__ import annotations
+
+from django.db.models import Prefetch, QuerySet
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
+from rest_framework import mixins, status
+from rest_framework.decorators import action
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from sessions_app import selectors, services
+from sessions_app.api.docs import READ_ERRORS, WRITE_ERRORS, error_responses
+from sessions_app.api.scoping import parse_uuid_or_404, scope_for
+from sessions_app.api.serializers import (
+    CHILDREN_IN_SPAWN_ORDER,
+    ChildrenSerializer,
+    ChildSessionSerializer,
+    CommandSerializer,
+    InteractionSerializer,
+    ResultInputSerializer,
+    ResultSubmittedSerializer,
+    SessionCreateSerializer,
+    SessionFilterSerializer,
+    SessionSerializer,
+    SessionUpdateSerializer,
+)
+from sessions_app.api.viewsets import ScopedViewSet
+from sessions_app.models import Session
+from sessions_app.workflows.types import Result
+
+
+def with_child_ids(queryset: QuerySet[Session]) -> QuerySet[Session]:
+    """Sessions ready to render: component joined, children's ids prefetched in spawn order
+    (two queries whatever the number of sessions)."""
+    children = Session.objects.order_by(*selectors.SPAWN_ORDER).only("id", "parent_session_id")
+    return queryset.select_related("component").prefetch_related(
+        Prefetch("child_sessions", queryset=children, to_attr=CHILDREN_IN_SPAWN_ORDER)
+    )
+
+
+INTERACTION_ID = OpenApiParameter(
+    "interaction_id", type=OpenApiTypes.UUID, location=OpenApiParameter.PATH
+)
+
+
+@extend_schema_view(
+    list=extend_schema(
+        summary="List the sessions of the caller's projects, newest first",
+        parameters=[SessionFilterSerializer],
+        responses={200: SessionSerializer(many=True), **error_responses(400, *READ_ERRORS)},
+    ),
+    retrieve=extend_schema(
+        summary="Read a session",
+        responses={200: SessionSerializer, **error_responses(*READ_ERRORS)},
+    ),
+)
+class SessionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedViewSet):
+    serializer_class = SessionSerializer
+    not_found_message = services.SESSION_NOT_FOUND
+    filter_serializer_class = SessionFilterSerializer
+    filter_lookups = {
+        "project": "project_id",
+        "status": "status",
+        "type": "type",
+        "parent_session": "parent_session_id",
+    }
+    http_method_names = ["get", "post", "patch", "head", "options"]
+
+    def get_queryset(self) -> QuerySet[Session]:
+        sessions = selectors.sessions_for_user(self.request.user).select_related("project")
+        # Only what renders sessions needs their children's ids; the actions act on one.
+        return with_child_ids(sessions) if self.action in ("list", "retrieve") else sessions
+
+    def _rendered(self, session: Session) -> dict:
+        """The session as stored now, read back with what its JSON needs."""
+        fresh = with_child_ids(Session.objects.filter(pk=session.pk)).get()
+        return SessionSerializer(fresh).data
+
+    @extend_schema(
+        summary="Create a session",
+        request=SessionCreateSerializer,
+        responses={201: SessionSerializer, **error_responses(400, 401, 413, 415)},
+    )
+    def create(self, request: Request) -> Response:
+        serializer = SessionCreateSerializer(data=request.data, context={"request": request})
+        serializer.is_valid(raise_exception=True)
+        fields = dict(serializer.validated_data)
+        session = services.create_session(scope=scope_for(request, fields.pop("project")), **fields)
+        return Response(self._rendered(session), status=status.HTTP_201_CREATED)
+
+    @extend_schema(
+        summary="Change a session's status, state, execution_mode or external_conversation_id",
+        request=SessionUpdateSerializer,
+        responses={200: SessionSerializer, **error_responses(*WRITE_ERRORS)},
+    )
+    def partial_update(self, request: Request, pk: str) -> Response:
+        session = self.get_object()
+        serializer = SessionUpdateSerializer(data=request.data, context={"request": request})
+        serializer.is_valid(raise_exception=True)
+        session = services.update_session(
+            scope=scope_for(request, session.project),
+            session_id=session.pk,
+            **serializer.validated_data,
+        )
+        return Response(self._rendered(session))
+
+    @extend_schema(
+        summary="Spawn one child session per component of the session's context",
+        description=(
+            "Runs SpawnComponentTestingSessions' command generation. Idempotent: a second "
+            "call answers with the children already spawned."
+        ),
+        request=None,
+        responses={200: CommandSerializer, **error_responses(*READ_ERRORS, 422)},
+    )
+    @action(detail=True, methods=["post"])
+    def spawn(self, request: Request, pk: str) -> Response:
+        session = self.get_object()
+        command = services.spawn_child_sessions(
+            scope=scope_for(request, session.project), session_id=session.pk
+        )
+        return Response(command.to_dict())
+
+    @extend_schema(
+        summary="The session's children in spawn order, with a count per status",
+        responses={200: ChildrenSerializer, **error_responses(*READ_ERRORS)},
+    )
+    @action(detail=True, methods=["get"])
+    def children(self, request: Request, pk: str) -> Response:
+        session = self.get_object()
+        children = list(with_child_ids(selectors.child_sessions(session=session)))
+        return Response(
+            {
+                "summary": selectors.summarize(children).as_dict(),
+                "results": ChildSessionSerializer(children, many=True).data,
+            }
+        )
+
+    @extend_schema(
+        summary="The next step's command, as a pending interaction",
+        description=(
+            "201 with a new pending interaction, or 200 with the pending one again while its "
+            "result has not been reported."
+        ),
+        request=None,
+        responses={
+            201: InteractionSerializer,
+            200: InteractionSerializer,
+            **error_responses(400, *READ_ERRORS, 409, 422),
+        },
+    )
+    @action(detail=True, methods=["post"], url_path="next-command")
+    def next_command(self, request: Request, pk: str) -> Response:
+        session = self.get_object()
+        interaction, created = services.next_command(
+            scope=scope_for(request, session.project), session_id=session.pk
+        )
+        return Response(
+            InteractionSerializer(interaction).data,
+            status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
+        )
+
+    @extend_schema(
+        summary="Report an interaction's result; the step judges it",
+        parameters=[INTERACTION_ID],
+        request=ResultInputSerializer,
+        responses={
+            200: ResultSubmittedSerializer,
+            **error_responses(*WRITE_ERRORS, 409, 422),
+        },
+    )
+    @action(
+        detail=True,
+        methods=["post"],
+        url_path=r"interactions/(?P<interaction_id>[^/.]+)/result",
+    )
+    def result(self, request: Request, pk: str, interaction_id: str) -> Response:
+        session = self.get_object()
+        interaction_pk = parse_uuid_or_404(interaction_id, services.INTERACTION_NOT_FOUND)
+        serializer = ResultInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        interaction, session = services.submit_result(
+            scope=scope_for(request, session.project),
+            session_id=session.pk,
+            interaction_id=interaction_pk,
+            result=Result(**serializer.validated_data),
+        )
+        return Response(
+            {
+                "interaction": InteractionSerializer(interaction).data,
+                "session": self._rendered(session),
+            }
+        )
+
+    @extend_schema(
+        summary="The session's interactions, newest first",
+        responses={200: InteractionSerializer(many=True), **error_responses(*READ_ERRORS)},
+    )
+    @action(detail=True, methods=["get"])
+    def interactions(self, request: Request, pk: str) -> Response:
+        session = self.get_object()
+        page = self.paginate_queryset(selectors.interactions_for_session(session=session))
+        return self.get_paginated_response(InteractionSerializer(page, many=True).data)
+
+    @extend_schema(
+        summary="Cancel the session and its active children",
+        request=None,
+        responses={200: SessionSerializer, **error_responses(*READ_ERRORS, 409)},
+    )
+    @action(detail=True, methods=["post"])
+    def cancel(self, request: Request, pk: str) -> Response:
+        session = self.get_object()
+        session = services.cancel_session(
+            scope=scope_for(request, session.project), session_id=session.pk
+        )
+        return Response(self._rendered(session))

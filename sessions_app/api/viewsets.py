@@ -1,0 +1,37 @@
+"""What every API view set shares: JSON bodies, no PUT, lookups and filters limited to the
+caller's projects."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import Model, QuerySet
+from rest_framework import serializers, viewsets
+
+from sessions_app.api.parsers import StorableJSONParser
+from sessions_app.api.scoping import object_or_404
+
+
+class ScopedViewSet(viewsets.GenericViewSet):
+    parser_classes = [StorableJSONParser]
+    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+    #: The 404 text for an id that is malformed, unknown or in another project.
+    not_found_message = "Not found."
+    #: Query parameter → queryset lookup, validated by ``filter_serializer_class``.
+    filter_lookups: dict[str, str] = {}
+    filter_serializer_class: type[serializers.Serializer] | None = None
+
+    def get_object(self) -> Model:
+        obj = object_or_404(self.get_queryset(), self.kwargs["pk"], self.not_found_message)
+        self.check_object_permissions(self.request, obj)
+        return obj
+
+    def filter_queryset(self, queryset: QuerySet) -> QuerySet:
+        if self.action != "list" or self.filter_serializer_class is None:
+            return queryset
+        filters = self.filter_serializer_class(data=self.request.query_params)
+        filters.is_valid(raise_exception=True)
+        lookups: dict[str, Any] = {
+            self.filter_lookups[name]: value for name, value in filters.validated_data.items()
+        }
+        return queryset.filter(**lookups)

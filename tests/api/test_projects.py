@@ -1,0 +1,39 @@
+"""GET/POST /api/projects/."""
+
+from components_app.models import Project
+from tests.factories import make_project, make_user
+
+
+def test_lists_the_callers_projects_by_name(api, user, project):
+    make_project(user, name="Archive")
+    make_project(make_user(), name="Not mine")
+
+    response = api.get("/api/projects/")
+
+    assert response.status_code == 200
+    assert [p["name"] for p in response.json()["results"]] == ["Archive", "Shop"]
+
+
+def test_create_makes_the_caller_a_member(api, user):
+    response = api.post("/api/projects/", {"name": "Billing"}, format="json")
+
+    assert response.status_code == 201
+    body = response.json()
+    assert body["name"] == "Billing"
+    assert set(body) == {
+        "id",
+        "name",
+        "test_command_template",
+        "test_path_template",
+        "created_at",
+        "updated_at",
+    }
+    assert list(Project.objects.get(pk=body["id"]).members.all()) == [user]
+
+
+def test_create_needs_a_name(api, user, unchanged_db):
+    with unchanged_db():
+        response = api.post("/api/projects/", {"name": ""}, format="json")
+
+    assert response.status_code == 400
+    assert response.json() == {"name": ["This field may not be blank."]}
