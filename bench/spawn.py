@@ -1,0 +1,616 @@
+"""Benchmark: spawning and checking child sessions, against a per-child baseline and the floor.
+
+For each number of children it measures, on fresh data each time:
+
+- ``service``: ``services.spawn_child_sessions`` (validation, bulk insert, savepoints);
+- ``api``: ``POST /api/sessions/{id}/spawn/`` through DRF's ``APIClient``;
+- ``check_complete`` / ``check_mixed``: ``services.check_child_sessions`` with every child
+  complete, and with children active, complete, failed (three kinds of reason) and cancelled;
+- ``per_child``: the seed's source-system way, one ``services.create_session`` per child (its
+  full ``full_clean`` and one INSERT each) inside one transaction: the baseline;
+- ``per_child_lean``: one INSERT per child with the step's in-memory validation only, to show
+  what batching alone is worth (information, no target);
+- ``floor``: one ``Session.objects.bulk_create`` of the same rows, no validation.
+
+Each case runs once with its queries captured (that run also warms the code paths up), then
+``--repeat`` times timed without capturing, so the debug cursor's bookkeeping never lands in a
+timing. DEBUG is off, as in production. The median of the timed runs is reported.
+
+    .venv/bin/python bench/spawn.py                     # a temporary SQLite file
+    .venv/bin/python bench/spawn.py --database-url postgres://bench:bench@localhost/spawn_bench
+
+The database is migrated first. The script prints a table and the targets, writes JSON
+(default ``bench/results/spawn-<database>.json``) and exits 1 if a target is missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import secrets
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_SIZES = (10, 100, 1000, 5000)
+LARGE = 5000
+TARGET_SIZE = 1000
+MAX_FLOOR_RATIO = 1.5
+MIN_BASELINE_SPEEDUP = 5.0
+MAX_CHECK_QUERIES = 3
+
+CASES = (
+    "service",
+    "api",
+    "check_complete",
+    "check_mixed",
+    "per_child",
+    "per_child_lean",
+    "floor",
+)
+# Cases whose query count must not grow with the number of children, beyond the extra
+# INSERT statements the driver imposes on one bulk insert.
+FLAT_CASES = ("service", "api", "check_complete", "check_mixed")
+
+
+def configure_django(database_url: str) -> None:
+    """Point the settings at the database before Django starts, then migrate it."""
+    os.environ["DATABASE_URL"] = database_url
+    os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings"
+    # Production-like: DEBUG off (no query log on every cursor); the secret only has to exist,
+    # and the test client speaks plain HTTP.
+    os.environ["DEBUG"] = "False"
+    os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(50))
+    os.environ["SECURE_SSL_REDIRECT"] = "False"
+    os.environ.setdefault("LOG_LEVEL", "WARNING")
+    sys.path.insert(0, str(ROOT))
+
+    import django
+
+    django.setup()
+
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0, interactive=False)
+
+
+@dataclass
+class Fixture:
+    """One context with ``n`` child components and a context session, in its own project."""
+
+    scope: Any
+    parent: Any
+    components: list[Any]
+
+    def child_rows(self) -> list[Any]:
+        """Unsaved child sessions, exactly as the spawn step builds them."""
+        from sessions_app.models import ExecutionMode, Session
+        from sessions_app.workflows.session_types import COMPONENT_TEST_SESSIONS
+
+        return [
+            Session(
+                type=COMPONENT_TEST_SESSIONS,
+                component=component,
+                parent_session=self.parent,
+                execution_mode=ExecutionMode.AGENTIC,
+                agent=self.parent.agent,
+                environment=self.parent.environment,
+                project=self.scope.project,
+                user=self.scope.user,
+            )
+            for component in self.components
+        ]
+
+
+@dataclass
+class Measurement:
+    case: str
+    n: int
+    runs_s: list[float] = field(default_factory=list)
+    queries: int = 0
+    inserts: int = 0
+    expected_insert_batches: int = 0
+
+    @property
+    def median_s(self) -> float:
+        return statistics.median(self.runs_s)
+
+    @property
+    def other_queries(self) -> int:
+        return self.queries - self.inserts
+
+    @property
+    def driver_batches(self) -> int:
+        """INSERTs beyond the first that the driver's parameter limit split off."""
+        return max(self.inserts - 1, 0) if self.case in BULK_CASES else 0
+
+    @property
+    def flat_queries(self) -> int:
+        return self.queries - self.driver_batches
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "case": self.case,
+            "n": self.n,
+            "median_s": round(self.median_s, 6),
+            "min_s": round(min(self.runs_s), 6),
+            "runs_s": [round(run, 6) for run in self.runs_s],
+            "queries": self.queries,
+            "insert_statements": self.inserts,
+            "other_statements": self.other_queries,
+            "driver_insert_batches": self.driver_batches,
+            "queries_without_driver_batches": self.flat_queries,
+        }
+
+
+BULK_CASES = ("service", "api", "floor")
+
+
+class Bench:
+    def __init__(self) -> None:
+        from django.contrib.auth import get_user_model
+        from django.db import connection
+
+        self.connection = connection
+        self.user, _ = get_user_model().objects.get_or_create(username="spawn-bench")
+        self.api_available = _api_available()
+
+    # -- data -------------------------------------------------------------------------------
+
+    def fixture(self, n: int) -> Fixture:
+        from components_app.models import Component, Project
+        from sessions_app.models import Agent, Environment, Session
+        from sessions_app.workflows.session_types import CONTEXT_TESTING_SESSIONS
+        from sessions_app.workflows.types import Scope
+
+        project = Project.objects.create(name=f"bench {uuid.uuid4().hex[:8]}")
+        project.members.add(self.user)
+        context = Component.objects.create(
+            project=project, name="Context", module_name="Bench.Context", type="context"
+        )
+        Component.objects.bulk_create(
+            Component(
+                project=project,
+                name=f"C{index:05d}",
+                module_name=f"Bench.C{index:05d}",
+                type="module",
+                priority=index % 7,
+                parent_component=context,
+            )
+            for index in range(n)
+        )
+        components = list(
+            Component.objects.filter(parent_component=context).order_by("-priority", "name")
+        )
+        parent = Session.objects.create(
+            project=project,
+            user=self.user,
+            type=CONTEXT_TESTING_SESSIONS,
+            component=context,
+            agent=Agent.CLAUDE_CODE,
+            environment=Environment.VSCODE,
+        )
+        return Fixture(Scope(user=self.user, project=project), parent, components)
+
+    def spawned_fixture(self, n: int, *, mixed: bool) -> Fixture:
+        """A fixture whose children exist already, every one complete or in mixed states."""
+        from django.utils import timezone
+
+        from sessions_app.models import Interaction, Session, SessionStatus
+
+        fixture = self.fixture(n)
+        children = fixture.child_rows()
+        reasons = []
+        for index, child in enumerate(children):
+            if not mixed:
+                child.status = SessionStatus.COMPLETE
+                continue
+            child.status = (
+                SessionStatus.ACTIVE,
+                SessionStatus.COMPLETE,
+                SessionStatus.FAILED,
+                SessionStatus.CANCELLED,
+            )[index % 4]
+            if child.status == SessionStatus.FAILED:
+                # A third each: a reason in the state, one in the latest errored
+                # interaction, none at all.
+                kind = (index // 4) % 3
+                if kind == 0:
+                    child.state = {"error": f"state error {index}"}
+                elif kind == 1:
+                    reasons.append(child)
+        Session.objects.bulk_create(children)
+        now = timezone.now()
+        Interaction.objects.bulk_create(
+            Interaction(
+                session=child,
+                step_name="RunTests",
+                command={"module": "RunTests", "command": "run"},
+                result={"status": "error", "error_message": f"tests failed in {child.pk}"},
+                completed_at=now,
+            )
+            for child in reasons
+        )
+        return fixture
+
+    def discard(self, fixture: Fixture) -> None:
+        from components_app.models import Project
+        from sessions_app.models import Interaction, Session
+
+        Interaction.objects.filter(session__project=fixture.scope.project).delete()
+        Session.objects.filter(project=fixture.scope.project).delete()
+        Project.objects.filter(pk=fixture.scope.project.pk).delete()
+
+    # -- the cases --------------------------------------------------------------------------
+
+    def prepare(self, case: str, n: int) -> tuple[Fixture, Callable[[], Any], Callable]:
+        """Fresh data for one run of ``case``, the measured call, and its sanity check."""
+        from django.db import transaction
+
+        from sessions_app import services
+        from sessions_app.models import Session
+        from sessions_app.workflows.session_types import COMPONENT_TEST_SESSIONS
+        from sessions_app.workflows.steps.spawn_component_testing_sessions import (
+            _LOADED_RELATIONS,
+        )
+
+        if case in ("check_complete", "check_mixed"):
+            fixture = self.spawned_fixture(n, mixed=case == "check_mixed")
+
+            def run() -> Any:
+                return services.check_child_sessions(
+                    scope=fixture.scope, session_id=fixture.parent.pk
+                )
+
+            expected = "ok" if case == "check_complete" else "error"
+            return fixture, run, lambda result: _expect(result.status == expected, case)
+
+        fixture = self.fixture(n)
+        created = lambda _: _expect(  # noqa: E731
+            Session.objects.filter(parent_session=fixture.parent).count() == n, case
+        )
+
+        if case == "service":
+
+            def run() -> Any:
+                return services.spawn_child_sessions(
+                    scope=fixture.scope, session_id=fixture.parent.pk
+                )
+
+        elif case == "api":
+            from rest_framework.test import APIClient
+
+            client = APIClient()
+            client.force_authenticate(user=self.user)
+            path = f"/api/sessions/{fixture.parent.pk}/spawn/"
+
+            def run() -> Any:
+                response = client.post(path, format="json")
+                _expect(response.status_code == 200, f"api answered {response.status_code}")
+                return response
+
+        elif case == "per_child":
+
+            def run() -> Any:
+                with transaction.atomic():
+                    return [
+                        services.create_session(
+                            scope=fixture.scope,
+                            type=COMPONENT_TEST_SESSIONS,
+                            component=component,
+                            parent_session=fixture.parent,
+                            execution_mode="agentic",
+                            agent=fixture.parent.agent,
+                            environment=fixture.parent.environment,
+                        )
+                        for component in fixture.components
+                    ]
+
+        elif case == "per_child_lean":
+
+            def run() -> Any:
+                with transaction.atomic():
+                    for child in fixture.child_rows():
+                        child.full_clean(
+                            exclude=_LOADED_RELATIONS,
+                            validate_unique=False,
+                            validate_constraints=False,
+                        )
+                        child.save(force_insert=True)
+
+        elif case == "floor":
+
+            def run() -> Any:
+                with transaction.atomic():
+                    return Session.objects.bulk_create(fixture.child_rows())
+
+        else:
+            raise ValueError(case)
+        return fixture, run, created
+
+    def count(self, case: str, n: int) -> Measurement:
+        """One run of ``case`` with its queries captured; it also warms up its code paths."""
+        from django.test.utils import CaptureQueriesContext
+
+        from sessions_app.models import Session
+
+        measurement = Measurement(case, n)
+        insert = f'INSERT INTO "{Session._meta.db_table}"'.upper()
+        fixture, run, check = self.prepare(case, n)
+        try:
+            with CaptureQueriesContext(self.connection) as captured:
+                check(run())
+        finally:
+            self.discard(fixture)
+        measurement.queries = len(captured.captured_queries)
+        measurement.inserts = sum(
+            1 for query in captured.captured_queries if query["sql"].upper().startswith(insert)
+        )
+        return measurement
+
+    def time_once(self, case: str, n: int) -> float:
+        """One timed run of ``case`` on fresh data, queries not captured."""
+        fixture, run, check = self.prepare(case, n)
+        try:
+            started = time.perf_counter()
+            outcome = run()
+            elapsed = time.perf_counter() - started
+            check(outcome)
+        finally:
+            self.discard(fixture)
+        return elapsed
+
+    def insert_batch_rows(self, n: int = 10**6) -> int:
+        """The most child sessions the driver takes in one INSERT (``n`` when unlimited)."""
+        from sessions_app.models import Session
+
+        return self.connection.ops.bulk_batch_size(Session._meta.concrete_fields, [None] * n) or n
+
+    def expected_insert_batches(self, n: int) -> int:
+        """How many INSERT statements the driver splits one bulk insert of ``n`` children into."""
+        return math.ceil(n / max(self.insert_batch_rows(n), 1))
+
+
+def _api_available() -> bool:
+    from django.urls import Resolver404, resolve
+
+    try:
+        resolve(f"/api/sessions/{uuid.uuid4()}/spawn/")
+    except Resolver404:
+        return False
+    return True
+
+
+def _expect(condition: bool, what: str) -> None:
+    if not condition:
+        raise RuntimeError(f"benchmark sanity check failed: {what}")
+
+
+# -- targets --------------------------------------------------------------------------------
+
+
+@dataclass
+class Target:
+    name: str
+    detail: str
+    passed: bool | None  # None: not measured in this run
+
+    @property
+    def verdict(self) -> str:
+        return {True: "PASS", False: "FAIL", None: "SKIP"}[self.passed]
+
+
+def evaluate(results: dict[tuple[str, int], Measurement], sizes: list[int]) -> list[Target]:
+    targets: list[Target] = []
+    for case in FLAT_CASES:
+        counts = {n: results[(case, n)].flat_queries for n in sizes if (case, n) in results}
+        if len(counts) < 2:
+            targets.append(Target(f"{case} queries flat in N", "fewer than two sizes", None))
+            continue
+        described = ", ".join(f"{n}: {count}" for n, count in counts.items())
+        targets.append(
+            Target(
+                f"{case} queries flat in N (beyond driver insert batches)",
+                described,
+                len(set(counts.values())) == 1,
+            )
+        )
+
+    service, floor, baseline = (
+        results.get((case, TARGET_SIZE)) for case in ("service", "floor", "per_child")
+    )
+    if service and floor:
+        ratio = service.median_s / floor.median_s
+        targets.append(
+            Target(
+                f"service spawn <= {MAX_FLOOR_RATIO}x bulk-insert floor at {TARGET_SIZE}",
+                f"{ratio:.2f}x ({_ms(service.median_s)} vs {_ms(floor.median_s)})",
+                ratio <= MAX_FLOOR_RATIO,
+            )
+        )
+    else:
+        targets.append(Target(f"service vs floor at {TARGET_SIZE}", "not measured", None))
+    if service and baseline:
+        speedup = baseline.median_s / service.median_s
+        targets.append(
+            Target(
+                f"service spawn >= {MIN_BASELINE_SPEEDUP:g}x faster than per-child at "
+                f"{TARGET_SIZE}",
+                f"{speedup:.1f}x ({_ms(baseline.median_s)} vs {_ms(service.median_s)})",
+                speedup >= MIN_BASELINE_SPEEDUP,
+            )
+        )
+    else:
+        targets.append(Target(f"service vs per-child at {TARGET_SIZE}", "not measured", None))
+
+    for case in ("check_complete", "check_mixed"):
+        measured = results.get((case, LARGE))
+        targets.append(
+            Target(
+                f"{case} over {LARGE} children in <= {MAX_CHECK_QUERIES} queries",
+                f"{measured.queries} queries" if measured else "not measured",
+                measured.queries <= MAX_CHECK_QUERIES if measured else None,
+            )
+        )
+    return targets
+
+
+# -- output ---------------------------------------------------------------------------------
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:.1f} ms"
+
+
+def render_table(measurements: list[Measurement]) -> str:
+    header = (
+        f"{'case':<15} {'N':>6} {'median':>11} {'runs':>4} {'queries':>7} "
+        f"{'INSERTs':>7} {'other':>5} {'driver':>6} {'flat':>5}"
+    )
+    lines = [header, "-" * len(header)]
+    for m in measurements:
+        lines.append(
+            f"{m.case:<15} {m.n:>6} {_ms(m.median_s):>11} {len(m.runs_s):>4} {m.queries:>7} "
+            f"{m.inserts:>7} {m.other_queries:>5} {m.driver_batches:>6} {m.flat_queries:>5}"
+        )
+    return "\n".join(lines)
+
+
+def _redacted(url: str) -> str:
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password:
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+        return urlunsplit(parts._replace(netloc=netloc))
+    return url
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--database-url",
+        help="DATABASE_URL to measure on (default: a new temporary SQLite file)",
+    )
+    parser.add_argument(
+        "--sizes",
+        default=",".join(map(str, DEFAULT_SIZES)),
+        help="numbers of children, comma-separated (default: %(default)s)",
+    )
+    parser.add_argument("--repeat", type=int, default=5, help="timed runs per case and size")
+    parser.add_argument(
+        "--large-repeat",
+        type=int,
+        default=3,
+        help=f"timed runs for N >= {LARGE} (default: %(default)s)",
+    )
+    parser.add_argument("--cases", default=",".join(CASES), help="cases to run, comma-separated")
+    parser.add_argument("--output", type=Path, help="JSON path (default: bench/results/...)")
+    args = parser.parse_args(argv)
+
+    database_url = args.database_url
+    if database_url is None:
+        scratch = Path(tempfile.mkdtemp(prefix="spawn-bench-"))
+        database_url = f"sqlite:///{scratch / 'bench.sqlite3'}"
+    configure_django(database_url)
+
+    from django.db import connection
+
+    sizes = [int(size) for size in args.sizes.split(",")]
+    cases = [case.strip() for case in args.cases.split(",")]
+    bench = Bench()
+    if "api" in cases and not bench.api_available:
+        print("POST /api/sessions/{id}/spawn/ is not routed yet: skipping the api case")
+        cases.remove("api")
+
+    vendor = connection.vendor
+    print(f"database: {vendor} ({_redacted(database_url)})")
+    print(f"sizes: {sizes}; timed runs: {args.repeat} ({args.large_repeat} for N >= {LARGE})")
+
+    results: dict[tuple[str, int], Measurement] = {}
+    for n in sizes:
+        for case in cases:
+            measurement = bench.count(case, n)
+            if case in BULK_CASES:
+                measurement.expected_insert_batches = bench.expected_insert_batches(n)
+                if measurement.inserts != measurement.expected_insert_batches:
+                    print(
+                        f"note: {case} at {n} made {measurement.inserts} INSERTs; the driver's "
+                        f"batch size predicts {measurement.expected_insert_batches}"
+                    )
+            results[(case, n)] = measurement
+        # Cases take turns in every repetition, so a burst of load elsewhere on the machine
+        # lands on all of them rather than on one case's whole series.
+        for _ in range(args.large_repeat if n >= LARGE else args.repeat):
+            for case in cases:
+                results[(case, n)].runs_s.append(bench.time_once(case, n))
+        for case in cases:
+            measurement = results[(case, n)]
+            print(
+                f"  {case:<15} N={n:<5} {_ms(measurement.median_s):>11}  "
+                f"{measurement.queries} queries",
+                flush=True,
+            )
+
+    measurements = [results[(case, n)] for case in cases for n in sizes]
+    print()
+    print(render_table(measurements))
+    batch = bench.insert_batch_rows()
+    print()
+    if batch < 10**6:
+        print(
+            f"{vendor} splits one bulk insert of sessions into INSERTs of at most {batch} rows "
+            "(the driver's parameter limit): 'driver' counts those extra INSERT statements, "
+            "'flat' is queries minus them."
+        )
+    else:
+        print(f"{vendor} takes one bulk insert as one INSERT statement: 'driver' is 0.")
+
+    targets = evaluate(results, sizes)
+    print()
+    for target in targets:
+        print(f"[{target.verdict}] {target.name}: {target.detail}")
+
+    output = args.output or ROOT / "bench" / "results" / f"spawn-{vendor}.json"
+    output.parent.mkdir(parents=True, exist_ok=True)
+    report = {
+        "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "database": {
+            "vendor": vendor,
+            "version": ".".join(map(str, connection.get_database_version())),
+            "url": _redacted(database_url),
+            "insert_batch_rows": batch if batch < 10**6 else None,
+        },
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "django": __import__("django").get_version(),
+        },
+        "repetitions": {"default": args.repeat, f"n>={LARGE}": args.large_repeat},
+        "method": (
+            "per size: one counted run per case (queries captured; also a warm-up), then "
+            "timed runs without capture, the cases taking turns, each on fresh data; the "
+            "median is reported; DEBUG off"
+        ),
+        "measurements": [m.as_dict() for m in measurements],
+        "targets": [{"name": t.name, "detail": t.detail, "verdict": t.verdict} for t in targets],
+    }
+    output.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"\nwrote {output}")
+    return 1 if any(target.passed is False for target in targets) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
