@@ -96,12 +96,11 @@ class SessionAdmin(ProjectScopedAdmin):
         "short_id",
         "type",
         "status",
-        "component",
+        "children_progress",
+        "component_name",
         "parent",
         "execution_mode",
-        "children_progress",
         "project",
-        "created_at",
     ]
     list_select_related = ["component", "project", "parent_session__component"]
     list_filter = ["status", "type", ("project", admin.RelatedOnlyFieldListFilter)]
@@ -183,6 +182,14 @@ class SessionAdmin(ProjectScopedAdmin):
     @admin.display(description="session", ordering="created_at")
     def short_id(self, session: Session) -> str:
         return str(session.pk)[:8]
+
+    @admin.display(description="component", ordering="component__name")
+    def component_name(self, session: Session) -> SafeString | None:
+        if session.component is None:
+            return None
+        return format_html(
+            '<span title="{}">{}</span>', session.component.module_name, session.component.name
+        )
 
     @admin.display(description="parent", ordering="parent_session__created_at")
     def parent(self, session: Session) -> SafeString | None:
