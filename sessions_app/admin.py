@@ -21,10 +21,6 @@ from sessions_app.models import Interaction, Session, SessionStatus
 from sessions_app.workflows.types import Scope, ServiceError
 
 
-def _label(session: Session) -> str:
-    return selectors.display_name(session)
-
-
 @admin.action(description="Spawn child sessions", permissions=["change"])
 def spawn_child_sessions(modeladmin: SessionAdmin, request: HttpRequest, queryset: QuerySet):
     for session in queryset.select_related("project", "component"):
@@ -33,20 +29,24 @@ def spawn_child_sessions(modeladmin: SessionAdmin, request: HttpRequest, queryse
                 scope=modeladmin.scope_for(request, session), session_id=session.pk
             )
         except ServiceError as error:
-            modeladmin.message_user(request, f"{_label(session)}: {error.message}", messages.ERROR)
+            modeladmin.message_user(
+                request, f"{selectors.display_name(session)}: {error.message}", messages.ERROR
+            )
             continue
         count = len(command.metadata["child_session_ids"])
         if command.metadata["already_spawned"]:
             text = f"{count} child session{pluralize(count)} already existed; none were added."
         else:
             text = f"spawned {count} child session{pluralize(count)}."
-        modeladmin.message_user(request, f"{_label(session)}: {text}", messages.SUCCESS)
+        modeladmin.message_user(
+            request, f"{selectors.display_name(session)}: {text}", messages.SUCCESS
+        )
         failed = command.metadata["failed_components"]
         if failed:
             names = ", ".join(f"{f['name']} ({f['reason']})" for f in failed)
             modeladmin.message_user(
                 request,
-                f"{_label(session)}: could not create child sessions for {names}.",
+                f"{selectors.display_name(session)}: could not create child sessions for {names}.",
                 messages.WARNING,
             )
 
@@ -61,7 +61,9 @@ def cancel_sessions(modeladmin: SessionAdmin, request: HttpRequest, queryset: Qu
                 scope=modeladmin.scope_for(request, session), session_id=session.pk
             )
         except ServiceError as error:
-            modeladmin.message_user(request, f"{_label(session)}: {error.message}", messages.ERROR)
+            modeladmin.message_user(
+                request, f"{selectors.display_name(session)}: {error.message}", messages.ERROR
+            )
             continue
         if was_cancelled:
             already += 1
@@ -198,7 +200,7 @@ class SessionAdmin(ProjectScopedAdmin):
         return format_html(
             '<a href="{}">{} ({})</a>',
             reverse("admin:sessions_app_session_change", args=[session.parent_session_id]),
-            _label(session.parent_session),
+            selectors.display_name(session.parent_session),
             str(session.parent_session_id)[:8],
         )
 
