@@ -1,6 +1,8 @@
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from sessions_app.api.exceptions import unknown_api_path
 
 urlpatterns = [
     path("admin/", admin.site.urls),
@@ -8,4 +10,5 @@ urlpatterns = [
     path("api/", include("sessions_app.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    re_path(r"^api/", unknown_api_path),
 ]

@@ -6,9 +6,7 @@ import codecs
 import math
 from typing import Any
 
-from django.conf import settings
-from rest_framework import status
-from rest_framework.exceptions import APIException, ParseError
+from rest_framework.exceptions import ParseError
 from rest_framework.parsers import JSONParser, get_encoding
 from rest_framework.utils import json
 
@@ -18,14 +16,13 @@ NOT_FINITE = "JSON numbers must be finite."
 TOO_DEEP = "JSON is nested too deeply."
 
 
-class RequestTooLarge(APIException):
-    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
-    default_detail = "The request body is too large."
-    default_code = "request_too_large"
-
-
 def _has_lone_surrogate(text: str) -> bool:
-    return any("\ud800" <= char <= "\udfff" for char in text)
+    # Unpaired surrogates are the only str contents that strict UTF-8 cannot encode.
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def _rejection(value: Any) -> str | None:
@@ -50,20 +47,16 @@ def _rejection(value: Any) -> str | None:
 
 
 class StorableJSONParser(JSONParser):
-    """DRF's JSON parser, plus what it lets through and a database or the renderer would
+    """DRF's JSON parser, minus what it lets through that a database or the renderer would
     choke on later as a 500: NUL characters and unpaired surrogates (PostgreSQL and UTF-8
-    refuse them), numbers that overflow to infinity, nesting deep enough to exhaust the
-    stack, and bodies past ``DATA_UPLOAD_MAX_MEMORY_SIZE`` (DRF reads JSON from the stream
-    and so skips Django's own check)."""
+    refuse them), numbers that overflow to infinity, and nesting deep enough to exhaust the
+    stack. (Bodies past ``DATA_UPLOAD_MAX_MEMORY_SIZE`` never get here: DRF reads JSON
+    through ``request.body``, which enforces it.)"""
 
     def parse(self, stream, media_type=None, parser_context=None):
         encoding = get_encoding(parser_context or {})
-        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
-        raw = stream.read() if limit is None else stream.read(limit + 1)
-        if limit is not None and len(raw) > limit:
-            raise RequestTooLarge()
         try:
-            text = codecs.decode(raw, encoding)
+            text = codecs.decode(stream.read(), encoding)
             data = json.loads(text, parse_constant=json.strict_constant)
         except (ValueError, UnicodeDecodeError) as error:
             raise ParseError(f"JSON parse error - {error}") from None

@@ -176,7 +176,7 @@ class SessionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedVie
     @action(
         detail=True,
         methods=["post"],
-        url_path=r"interactions/(?P<interaction_id>[^/.]+)/result",
+        url_path=r"interactions/(?P<interaction_id>[^/]+)/result",
     )
     def result(self, request: Request, pk: str, interaction_id: str) -> Response:
         session = self.get_object()

@@ -15,6 +15,9 @@ from sessions_app.api.scoping import object_or_404
 class ScopedViewSet(viewsets.GenericViewSet):
     parser_classes = [StorableJSONParser]
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+    # Any path segment reaches the view, so a malformed id is the API's JSON 404, not an HTML
+    # page from the URL resolver.
+    lookup_value_regex = "[^/]+"
     #: The 404 text for an id that is malformed, unknown or in another project.
     not_found_message = "Not found."
     #: Query parameter → queryset lookup, validated by ``filter_serializer_class``.

@@ -266,3 +266,20 @@ def test_patch_rejects(api, context_session, body, errors, unchanged_db):
 def test_put_is_not_offered(api, context_session):
     assert api.put(f"/api/sessions/{context_session.pk}/", {}, format="json").status_code == 405
     assert api.delete(f"/api/sessions/{context_session.pk}/").status_code == 405
+
+
+def test_a_second_child_for_the_same_component_is_400(api, project, context, context_session):
+    make_child(context_session, context)
+    body = {
+        "project": str(project.pk),
+        "type": COMPONENT_TEST_SESSIONS,
+        "parent_session": str(context_session.pk),
+        "component": str(context.pk),
+    }
+
+    response = api.post("/api/sessions/", body, format="json")
+
+    assert response.status_code == 400
+    assert response.json() == {
+        "non_field_errors": ["Session with this Parent session and Component already exists."]
+    }
