@@ -441,7 +441,7 @@ def evaluate(results: dict[tuple[str, int], Measurement], sizes: list[int]) -> l
     if service and floor:
         ratio = service.median_s / floor.median_s
         # The same ratio run by run (the two take turns), for judging the noise; not the target.
-        paired = statistics.median(s / f for s, f in zip(service.runs_s, floor.runs_s))
+        paired = statistics.median(s / f for s, f in zip(service.runs_s, floor.runs_s, strict=True))
         targets.append(
             Target(
                 f"service spawn <= {MAX_FLOOR_RATIO}x bulk-insert floor at {TARGET_SIZE}",
