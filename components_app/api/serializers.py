@@ -73,6 +73,8 @@ class ComponentUpdateSerializer(serializers.Serializer):
 
 
 class ComponentCreateSerializer(ComponentUpdateSerializer):
+    """Every field, with the contract's defaults; unknown keys are ignored, as DRF does."""
+
     project = VisibleObjectField(visible_to=selectors.projects_for_user)
     name = serializers.CharField(max_length=255)
     module_name = serializers.CharField(max_length=255, help_text="Unique within the project.")

@@ -31,7 +31,6 @@ from sessions_app.api.viewsets import ScopedViewSet
 )
 class ProjectViewSet(mixins.ListModelMixin, ScopedViewSet):
     serializer_class = ProjectSerializer
-    not_found_message = "Project not found"
 
     def get_queryset(self) -> QuerySet[Project]:
         return selectors.projects_for_user(self.request.user)

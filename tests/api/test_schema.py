@@ -2,6 +2,7 @@
 
 import pytest
 import yaml
+from django.core.management import call_command
 from drf_spectacular.validation import validate_schema
 
 
@@ -120,3 +121,19 @@ def test_a_missing_trailing_slash_is_a_json_404_that_says_so(api, project):
 
     assert response.status_code == 404
     assert response.json() == {"detail": "Not found. API paths end with a slash: /api/projects/"}
+
+
+def test_the_schema_generates_without_warnings(tmp_path):
+    call_command("spectacular", "--validate", "--fail-on-warn", "--file", tmp_path / "api.yml")
+
+    assert (tmp_path / "api.yml").read_text().startswith("openapi: 3")
+
+
+def test_the_browsable_api_renders_for_a_logged_in_browser(anonymous, user, context_session):
+    anonymous.force_login(user)
+    anonymous.post(f"/api/sessions/{context_session.pk}/spawn/")
+
+    for path in ["", f"{context_session.pk}/", f"{context_session.pk}/children/"]:
+        response = anonymous.get(f"/api/sessions/{path}", HTTP_ACCEPT="text/html")
+        assert response.status_code == 200, path
+        assert response["Content-Type"].startswith("text/html")
