@@ -26,6 +26,7 @@ The database is migrated first. The script prints a table and the targets, write
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import math
 import os
@@ -370,6 +371,8 @@ class Bench:
     def time_once(self, case: str, n: int) -> float:
         """One timed run of ``case`` on fresh data, queries not captured."""
         fixture, run, check = self.prepare(case, n)
+        # Every run starts with no garbage left by the setup or by the run before it.
+        gc.collect()
         try:
             started = time.perf_counter()
             outcome = run()
