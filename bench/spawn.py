@@ -359,7 +359,8 @@ class Bench:
         self.connection.queries_log.clear()
         try:
             with CaptureQueriesContext(self.connection) as captured:
-                check(run())
+                outcome = run()
+            check(outcome)
         finally:
             self.discard(fixture)
         measurement.queries = len(captured.captured_queries)
