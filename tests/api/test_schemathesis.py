@@ -17,6 +17,8 @@ from typing import Any
 
 import pytest
 import schemathesis
+from django.core.signals import request_finished, request_started
+from django.db import close_old_connections
 from hypothesis import HealthCheck, Phase, settings
 from schemathesis import checks
 
@@ -36,6 +38,18 @@ CHECKS = [
     checks.response_schema_conformance,
 ]
 REFERENCES = ("project", "component", "parent_component", "parent_session")
+
+
+@pytest.fixture(autouse=True)
+def _keep_the_test_connection():
+    """Calling the WSGI app directly fires the request signals, whose handler closes the
+    connection mid-test; PostgreSQL then loses the test's transaction (SQLite's in-memory
+    database ignores the close)."""
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    yield
+    request_started.connect(close_old_connections)
+    request_finished.connect(close_old_connections)
 
 
 @pytest.fixture

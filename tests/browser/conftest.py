@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from django.db import connections
 
 CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = [
@@ -67,3 +68,5 @@ def page(request, live_server, monkeypatch) -> Iterator:
                 page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
                 (ARTIFACTS / f"{name}.html").write_text(page.content())
             browser.close()
+            # Leave no connection open for the test database's teardown on PostgreSQL.
+            connections.close_all()
