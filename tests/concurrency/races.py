@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import pytest
 from django.db import connection
 
 from sessions_app import selectors, services
@@ -24,6 +25,17 @@ from tests.factories import make_context, make_context_session, make_project, ma
 CLIENTS = 8
 BARRIER_TIMEOUT_S = 30
 JOIN_TIMEOUT_S = 120
+
+# Threads with connections of their own need committed data and real row locks: PostgreSQL.
+POSTGRES_ONLY = [
+    pytest.mark.postgres,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.skipif(
+        connection.vendor != "postgresql",
+        reason="needs PostgreSQL (set DATABASE_URL, or TEST_POSTGRES_URL for scripts/test); "
+        "the SQLite pass runs the service-level races in test_sqlite_file_races.py",
+    ),
+]
 
 # (name, priority); spawn order is priority descending, then name ascending.
 COMPONENTS = [

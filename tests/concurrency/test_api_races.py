@@ -2,8 +2,6 @@
 contract says (one 201 then 200s, the same children for every spawn, one 200 and 409s for
 reports), never a 500. On PostgreSQL, for the reasons given in test_postgres_races.py."""
 
-import pytest
-from django.db import connection
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
@@ -12,15 +10,7 @@ from tests.concurrency import races
 
 ROUNDS = 3
 
-pytestmark = [
-    pytest.mark.postgres,
-    pytest.mark.django_db(transaction=True),
-    pytest.mark.skipif(
-        connection.vendor != "postgresql",
-        reason="needs PostgreSQL (set DATABASE_URL, or TEST_POSTGRES_URL for scripts/test); "
-        "the SQLite pass runs the service-level races in test_sqlite_file_races.py",
-    ),
-]
+pytestmark = races.POSTGRES_ONLY
 
 
 def post_together(scope, path: str, body: dict | None = None) -> list[tuple[int, object]]:

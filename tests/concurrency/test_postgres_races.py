@@ -7,22 +7,11 @@ cache answers a second writer "database table is locked" at once instead of wait
 ``test_sqlite_file_races.py`` runs the same scenarios on a SQLite file.
 """
 
-import pytest
-from django.db import connection
-
 from tests.concurrency import races
 
 ROUNDS = 5
 
-pytestmark = [
-    pytest.mark.postgres,
-    pytest.mark.django_db(transaction=True),
-    pytest.mark.skipif(
-        connection.vendor != "postgresql",
-        reason="needs PostgreSQL (set DATABASE_URL, or TEST_POSTGRES_URL for scripts/test); "
-        "the SQLite pass runs these races in test_sqlite_file_races.py",
-    ),
-]
+pytestmark = races.POSTGRES_ONLY
 
 
 def test_simultaneous_spawns_leave_one_child_per_component_and_agree():
