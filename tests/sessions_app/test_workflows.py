@@ -11,6 +11,7 @@ from sessions_app.workflows.session_types import (
     COMPONENT_TEST_SESSIONS,
     CONTEXT_TESTING_SESSIONS,
 )
+from sessions_app.workflows.steps.run_tests import MAX_FIX_ATTEMPTS
 from sessions_app.workflows.types import Conflict, InvalidInput, NotFound, Result, StepError
 from tests.factories import make_component, make_context, make_context_session
 from tests.sessions_app.workflow_driver import drive_to_end, ok, step_names, step_once
@@ -250,6 +251,37 @@ def test_a_non_zero_exit_code_is_a_failed_test_run_whatever_the_reported_status(
     assert invoice.state["last_test_output"] == "boom"
     follow, _ = services.next_command(scope=scope, session_id=invoice.pk)
     assert follow.step_name == "FixCompilationErrors"
+
+
+def test_tests_that_keep_failing_fail_the_child_after_the_last_fix_attempt(
+    scope, billing, billing_session
+):
+    services.spawn_child_sessions(scope=scope, session_id=billing_session.pk)
+    invoice = children(billing_session)[0]
+
+    def always_red(interaction):
+        if interaction.step_name == "RunTests":
+            return Result(status="error", code=1, stdout="1 failed")
+        return ok(interaction)
+
+    history = drive_to_end(scope, invoice, always_red)
+
+    invoice.refresh_from_db()
+    assert step_names(history) == [
+        "Initialize",
+        "GenerateTestsAndFixtures",
+        "RunTests",
+        *["FixCompilationErrors", "RunTests"] * MAX_FIX_ATTEMPTS,
+    ]
+    assert invoice.status == SessionStatus.FAILED
+    assert invoice.state["error"] == (
+        f"Tests still failing after {MAX_FIX_ATTEMPTS} fix attempts: Tests failed (exit code 1)"
+    )
+    spawn = step_once(scope, step_once(scope, billing_session).session)
+    assert spawn.result["error_message"].endswith(
+        f"Child sessions failed: Invoice (Tests still failing after {MAX_FIX_ATTEMPTS} fix "
+        "attempts: Tests failed (exit code 1))"
+    )
 
 
 def test_finalize_error_fails_the_session_with_the_reason(scope, billing, billing_session):

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from sessions_app.models import Session
+from sessions_app.models import Session, SessionStatus
 from sessions_app.workflows import conventions
 from sessions_app.workflows.steps.common import clip
 from sessions_app.workflows.types import Command, Result, Scope, StepError, StepOutcome
 
 NO_COMPONENT = "Session has no component to run tests for"
+# Past this many FixCompilationErrors rounds a failing run fails the session instead of
+# handing the agent the same tests forever.
+MAX_FIX_ATTEMPTS = 3
 
 
 def current_test_file(scope: Scope, session: Session) -> str:
@@ -43,4 +46,14 @@ class RunTests:
                 f"Tests failed (exit code {result.code})" if result.code else "Tests failed"
             )
         state = {**session.state, "last_test_output": clip(output)}
+        attempts = session.state.get("fix_attempts", 0)
+        if result.status == "error" and attempts >= MAX_FIX_ATTEMPTS:
+            reason = f"Tests still failing after {attempts} fix attempts: {result.error_message}"
+            return StepOutcome(
+                session_updates={
+                    "status": SessionStatus.FAILED,
+                    "state": {**state, "error": reason},
+                },
+                result=result,
+            )
         return StepOutcome(session_updates={"state": state}, result=result)
