@@ -8,7 +8,6 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from django.utils import timezone
-from django.utils.dateparse import parse_datetime
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser
@@ -50,18 +49,6 @@ class Command:
             "timestamp": self.timestamp.isoformat(),
         }
 
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Command:
-        return cls(
-            module=data["module"],
-            command=data["command"],
-            metadata=data.get("metadata") or {},
-            execution_strategy=data.get("execution_strategy", "sync"),
-            timestamp=parse_datetime(data["timestamp"])
-            if data.get("timestamp")
-            else timezone.now(),
-        )
-
 
 @dataclass
 class Result:
@@ -78,15 +65,6 @@ class Result:
         values = dataclasses.asdict(self)
         values["timestamp"] = self.timestamp.isoformat()
         return values
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Result:
-        values = {f.name: data.get(f.name) for f in dataclasses.fields(cls) if f.name in data}
-        stamp = values.pop("timestamp", None)
-        result = cls(**values)
-        if stamp:
-            result.timestamp = parse_datetime(stamp) if isinstance(stamp, str) else stamp
-        return result
 
     def with_error(self, message: str) -> Result:
         return dataclasses.replace(self, status="error", error_message=message)
