@@ -132,6 +132,12 @@ class ComponentAdmin(ProjectScopedAdmin):
     ]
     readonly_fields = ["created_at", "updated_at"]
     inlines = [ChildComponentInline]
+
+    def get_readonly_fields(self, request, obj=None):
+        # A component stays in the project it was created in, with its children.
+        fixed = ["project"] if obj is not None else []
+        return [*fixed, *super().get_readonly_fields(request, obj)]
+
     scoped_choices = {
         "project": selectors.projects_for_user,
         "parent_component": selectors.components_for_user,

@@ -1,11 +1,43 @@
+import string
 import uuid
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import F, Q
+from django.utils.deconstruct import deconstructible
 
 MODULE_NAME_TAKEN = "A component with this module name already exists in the project."
+
+
+@deconstructible
+class TemplateValidator:
+    """Accepts a ``str.format`` template that uses only the given placeholders."""
+
+    def __init__(self, *placeholders: str) -> None:
+        self.placeholders = placeholders
+
+    def __call__(self, template: str) -> None:
+        try:
+            fields = string.Formatter().parse(template)
+            names = {name for _, name, _, _ in fields if name is not None}
+            valid = names <= set(self.placeholders)
+            if valid:
+                template.format(**dict.fromkeys(self.placeholders, "x"))
+        except (ValueError, IndexError, KeyError, AttributeError):
+            valid = False
+        if not valid:
+            allowed = ", ".join(f"{{{name}}}" for name in self.placeholders)
+            raise ValidationError(
+                f"Use only the placeholders {allowed}; write {{{{ and }}}} for literal braces."
+            )
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, TemplateValidator) and other.placeholders == self.placeholders
+
+
+validate_test_command_template = TemplateValidator("test_file")
+validate_test_path_template = TemplateValidator("module_snake", "module")
 
 
 class Project(models.Model):
@@ -15,11 +47,13 @@ class Project(models.Model):
     test_command_template = models.CharField(
         max_length=500,
         default="pytest {test_file}",
+        validators=[validate_test_command_template],
         help_text="Command that runs one component's tests; {test_file} is replaced.",
     )
     test_path_template = models.CharField(
         max_length=500,
         default="tests/test_{module_snake}.py",
+        validators=[validate_test_path_template],
         help_text="Where a component's test file lives; {module_snake} is replaced.",
     )
     created_at = models.DateTimeField(auto_now_add=True)
@@ -77,6 +111,12 @@ class Component(models.Model):
 
     def clean(self) -> None:
         super().clean()
+        if self.pk is not None:
+            stored_project = (
+                Component.objects.filter(pk=self.pk).values_list("project_id", flat=True).first()
+            )
+            if stored_project is not None and stored_project != self.project_id:
+                raise ValidationError({"project": "A component cannot move to another project."})
         parent = self.parent_component
         if parent is None:
             return

@@ -6,6 +6,38 @@ from django.db import models
 from django.db.models import F, Q
 
 from components_app.models import Component, Project
+from sessions_app.json_values import unstorable_reason
+
+# State keys the workflows write and read back, with the type each must hold.
+_TYPE_NAMES = {str: "a string", int: "an integer"}
+WORKFLOW_STATE_TYPES: dict[str, type] = {
+    "branch_name": str,
+    "test_file": str,
+    "last_test_output": str,
+    "fix_attempts": int,
+    "error": str,
+}
+
+
+def state_errors(state: object) -> list[str]:
+    """Why ``state`` cannot be a session's state, or nothing."""
+    if not isinstance(state, dict):
+        return ["State must be a JSON object."]
+    problem = unstorable_reason(state)
+    if problem is not None:
+        return [problem]
+    errors = []
+    for key, expected in WORKFLOW_STATE_TYPES.items():
+        if key not in state:
+            continue
+        value = state[key]
+        if not isinstance(value, expected) or isinstance(value, bool):
+            errors.append(f'state["{key}"] must be {_TYPE_NAMES[expected]}.')
+        elif expected is int and value < 0:
+            errors.append(f'state["{key}"] must not be negative.')
+        elif expected is str and key in ("branch_name", "test_file") and not value.strip():
+            errors.append(f'state["{key}"] must not be empty.')
+    return errors
 
 
 class SessionStatus(models.TextChoices):
@@ -111,11 +143,11 @@ class Session(models.Model):
         super().clean()
         from sessions_app.workflows.registry import is_registered
 
-        errors: dict[str, str] = {}
+        errors: dict[str, str | list[str]] = {}
         if self.type and not is_registered(self.type):
             errors["type"] = f"Unknown session type: {self.type}"
-        if not isinstance(self.state, dict):
-            errors["state"] = "State must be a JSON object."
+        if problems := state_errors(self.state):
+            errors["state"] = problems
         # Related objects are compared through their cached instances so that validating a
         # batch of children costs no query per child.
         component = self.component if self.component_id else None

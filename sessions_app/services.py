@@ -11,7 +11,7 @@ import uuid
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from components_app.models import Component
@@ -41,6 +41,7 @@ RESULT_ALREADY_REPORTED = "A result was already reported for this interaction"
 NOT_A_CONTEXT_SESSION = (
     f"Only {CONTEXT_TESTING_SESSIONS} sessions spawn child sessions, this one is {{type}}"
 )
+CHILD_EXISTS = "The parent session already has a child session for this component."
 UPDATABLE_FIELDS = ("status", "state", "execution_mode", "external_conversation_id")
 
 
@@ -85,11 +86,23 @@ def create_session(
         external_conversation_id=external_conversation_id,
     )
     _validated(session)
-    session.save(force_insert=True)
+    try:
+        with transaction.atomic():
+            session.save(force_insert=True)
+    except IntegrityError:
+        # Validation passed, so a concurrent writer (a spawn) took the (parent, component) slot.
+        raise InvalidInput("Invalid session", {"component": [CHILD_EXISTS]}) from None
     return session
 
 
 def update_session(*, scope: Scope, session_id: uuid.UUID, **changes: Any) -> Session:
+    """Change a session's status, state, execution mode or conversation id.
+
+    A failed or cancelled session may only be marked ``complete`` (a person accepted its
+    work by hand); any other change of a finished session's status is a conflict, since its
+    workflow has ended. Setting ``cancelled`` cancels like ``cancel_session``, running
+    children included.
+    """
     unknown = set(changes) - set(UPDATABLE_FIELDS)
     if unknown:
         raise InvalidInput(
@@ -97,10 +110,17 @@ def update_session(*, scope: Scope, session_id: uuid.UUID, **changes: Any) -> Se
         )
     with transaction.atomic():
         session = _session_or_404(scope, session_id, lock=True)
+        new_status = changes.get("status", session.status)
+        if session.status == SessionStatus.COMPLETE and new_status != session.status:
+            raise Conflict("Session is complete; its status cannot change")
+        if session.is_finished and new_status not in (session.status, SessionStatus.COMPLETE):
+            raise Conflict(f"Session is {session.status}; it can only be marked complete")
         for name, value in changes.items():
             setattr(session, name, value)
         _validated(session, exclude=["project", "user", "component", "parent_session"])
         session.save(update_fields=[*changes, "updated_at"])
+        if new_status == SessionStatus.CANCELLED:
+            _cancel_running_children(session)
     return session
 
 
@@ -113,6 +133,8 @@ def spawn_child_sessions(*, scope: Scope, session_id: uuid.UUID) -> Command:
     session = _session_or_404(scope, session_id)
     if session.type != CONTEXT_TESTING_SESSIONS:
         raise StepError(NOT_A_CONTEXT_SESSION.format(type=session.type))
+    if session.is_finished:
+        raise Conflict(f"Session is {session.status}; it cannot spawn child sessions")
     return SPAWN_STEP.get_command(scope, session)
 
 
@@ -137,6 +159,9 @@ def next_command(*, scope: Scope, session_id: uuid.UUID) -> tuple[Interaction, b
         step_name = workflow.next_step(
             latest.step_name if latest else None, latest.result["status"] if latest else None
         )
+        if step_name in (COMPLETE, FAILED):
+            # Only a session reopened by hand gets here: its workflow has already ended.
+            raise Conflict(f"Session's workflow has ended ({step_name}); it has no next command")
         step = workflow.step(step_name)
         command = step.get_command(scope, session)
         interaction = Interaction.objects.create(
@@ -213,10 +238,13 @@ def cancel_session(*, scope: Scope, session_id: uuid.UUID) -> Session:
             return session
         if session.is_finished:
             raise Conflict(f"Session is {session.status}; it cannot be cancelled")
-        now = timezone.now()
-        Session.objects.filter(parent_session_id=session.pk, status=SessionStatus.ACTIVE).update(
-            status=SessionStatus.CANCELLED, updated_at=now
-        )
         session.status = SessionStatus.CANCELLED
         session.save(update_fields=["status", "updated_at"])
+        _cancel_running_children(session)
     return session
+
+
+def _cancel_running_children(session: Session) -> None:
+    Session.objects.filter(parent_session_id=session.pk, status=SessionStatus.ACTIVE).update(
+        status=SessionStatus.CANCELLED, updated_at=timezone.now()
+    )

@@ -3,47 +3,14 @@
 from __future__ import annotations
 
 import codecs
-import math
-from typing import Any
 
 from rest_framework.exceptions import ParseError
 from rest_framework.parsers import JSONParser, get_encoding
 from rest_framework.utils import json
 
-NUL_IN_STRING = "JSON strings cannot contain the NUL character (\\u0000)."
-LONE_SURROGATE = "JSON strings cannot contain unpaired surrogates (\\ud800-\\udfff)."
-NOT_FINITE = "JSON numbers must be finite."
+from sessions_app.json_values import unstorable_reason
+
 TOO_DEEP = "JSON is nested too deeply."
-
-
-def _has_lone_surrogate(text: str) -> bool:
-    # Unpaired surrogates are the only str contents that strict UTF-8 cannot encode.
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return True
-    return False
-
-
-def _rejection(value: Any) -> str | None:
-    """Why a parsed JSON document cannot be stored, or None. Walks without recursion."""
-    pending = [value]
-    while pending:
-        item = pending.pop()
-        if isinstance(item, str):
-            if "\x00" in item:
-                return NUL_IN_STRING
-            if _has_lone_surrogate(item):
-                return LONE_SURROGATE
-        elif isinstance(item, float):
-            if not math.isfinite(item):
-                return NOT_FINITE
-        elif isinstance(item, dict):
-            pending.extend(item.keys())
-            pending.extend(item.values())
-        elif isinstance(item, list):
-            pending.extend(item)
-    return None
 
 
 class StorableJSONParser(JSONParser):
@@ -62,7 +29,7 @@ class StorableJSONParser(JSONParser):
             raise ParseError(f"JSON parse error - {error}") from None
         except RecursionError:
             raise ParseError(TOO_DEEP) from None
-        problem = _rejection(data)
+        problem = unstorable_reason(data)
         if problem is not None:
             raise ParseError(problem)
         return data

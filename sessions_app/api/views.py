@@ -95,7 +95,7 @@ class SessionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedVie
     @extend_schema(
         summary="Change a session's status, state, execution_mode or external_conversation_id",
         request=SessionUpdateSerializer,
-        responses={200: SessionSerializer, **error_responses(*WRITE_ERRORS)},
+        responses={200: SessionSerializer, **error_responses(*WRITE_ERRORS, 409)},
     )
     def partial_update(self, request: Request, pk: str) -> Response:
         session = self.get_object()
@@ -115,7 +115,7 @@ class SessionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedVie
             "call answers with the children already spawned."
         ),
         request=None,
-        responses={200: CommandSerializer, **error_responses(*READ_ERRORS, 422)},
+        responses={200: CommandSerializer, **error_responses(*READ_ERRORS, 409, 422)},
     )
     @action(detail=True, methods=["post"])
     def spawn(self, request: Request, pk: str) -> Response:

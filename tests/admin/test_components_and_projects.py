@@ -75,3 +75,30 @@ def test_the_component_list_searches_names_and_modules(staff_client, context):
     response = staff_client.get("/admin/components_app/component/", {"q": "Tok"})
 
     assert [c.name for c in response.context["cl"].result_list] == ["Token"]
+
+
+def test_a_components_page_does_not_offer_to_move_it_to_another_project(staff_client, context):
+    response = staff_client.get(f"/admin/components_app/component/{context.pk}/change/")
+
+    assert "project" not in response.context["adminform"].form.fields
+    add = staff_client.get("/admin/components_app/component/add/")
+    assert "project" in add.context["adminform"].form.fields
+
+
+def test_a_project_template_with_an_unknown_placeholder_is_a_form_error(staff_client, project):
+    response = staff_client.post(
+        f"/admin/components_app/project/{project.pk}/change/",
+        {
+            "name": project.name,
+            "test_command_template": "pytest {test_file}",
+            "test_path_template": "tests/{oops}.py",
+            "Project_members-TOTAL_FORMS": "0",
+            "Project_members-INITIAL_FORMS": "0",
+        },
+    )
+
+    assert response.status_code == 200
+    errors = response.context["adminform"].form.errors
+    assert "Use only the placeholders" in errors["test_path_template"][0]
+    project.refresh_from_db()
+    assert project.test_path_template == "tests/test_{module_snake}.py"

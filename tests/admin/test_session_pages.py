@@ -189,3 +189,20 @@ def test_deleting_selected_sessions_still_works(superuser_client, scope, context
 
     assert response.status_code == 200
     assert not Session.objects.exists()
+
+
+def test_state_the_api_would_refuse_is_a_form_error_not_a_crash(staff_client, context_session):
+    response = staff_client.post(
+        change_url(context_session),
+        {
+            "status": "active",
+            "execution_mode": "manual",
+            "state": '{"a": NaN}',
+            "external_conversation_id": "",
+        },
+    )
+
+    assert response.status_code == 200
+    assert response.context["adminform"].form.errors["state"] == ["JSON numbers must be finite."]
+    context_session.refresh_from_db()
+    assert context_session.state == {}

@@ -70,7 +70,7 @@ def test_every_operation_documents_its_error_answers(openapi):
 @pytest.mark.parametrize(
     ("path", "codes"),
     [
-        ("/api/sessions/{id}/spawn/", {"200", "401", "404", "422"}),
+        ("/api/sessions/{id}/spawn/", {"200", "401", "404", "409", "422"}),
         ("/api/sessions/{id}/next-command/", {"200", "201", "400", "401", "404", "409", "422"}),
         ("/api/sessions/{id}/cancel/", {"200", "401", "404", "409"}),
     ],

@@ -275,6 +275,34 @@ def test_cancelling_a_complete_session_is_409(api, context_session):
     assert response.json() == {"detail": "Session is complete; it cannot be cancelled"}
 
 
+def test_spawning_a_cancelled_session_is_409_and_creates_nothing(api, context_session):
+    api.post(url(context_session, "cancel/"))
+
+    response = api.post(url(context_session, "spawn/"))
+
+    assert response.status_code == 409
+    assert response.json() == {"detail": "Session is cancelled; it cannot spawn child sessions"}
+    assert not context_session.child_sessions.exists()
+
+
+def test_reopening_a_complete_session_is_409(api, context_session, unchanged_db):
+    Session.objects.filter(pk=context_session.pk).update(status=SessionStatus.COMPLETE)
+
+    with unchanged_db():
+        response = api.patch(url(context_session), {"status": "active"}, format="json")
+
+    assert response.status_code == 409
+    assert response.json() == {"detail": "Session is complete; its status cannot change"}
+
+
+def test_state_a_step_could_not_read_is_400(api, context_session, unchanged_db):
+    with unchanged_db():
+        response = api.patch(url(context_session), {"state": {"fix_attempts": "x"}}, format="json")
+
+    assert response.status_code == 400
+    assert response.json() == {"state": ['state["fix_attempts"] must be an integer.']}
+
+
 # the whole story
 
 

@@ -109,3 +109,48 @@ def test_components_are_listed_in_spawn_order(project):
         make_component(project, name, priority=priority)
 
     assert [c.name for c in Component.objects.filter(project=project)] == ["z", "a", "b", "m"]
+
+
+@pytest.mark.parametrize(
+    ("field", "template"),
+    [
+        ("test_path_template", "tests/{oops}.py"),
+        ("test_path_template", "tests/{"),
+        ("test_path_template", "tests/{0}.py"),
+        ("test_path_template", "tests/{module_snake.upper}.py"),
+        ("test_command_template", "pytest {test_path}"),
+        ("test_command_template", "pytest }"),
+    ],
+)
+def test_a_project_template_with_unknown_placeholders_is_refused(project, field, template):
+    setattr(project, field, template)
+
+    with pytest.raises(ValidationError) as error:
+        project.full_clean()
+
+    assert list(error.value.message_dict) == [field]
+    assert "Use only the placeholders" in error.value.message_dict[field][0]
+
+
+@pytest.mark.parametrize(
+    ("field", "template"),
+    [
+        ("test_path_template", "spec/{module}/{module_snake}_spec.py"),
+        ("test_command_template", "make test FILE={test_file} ARGS='{{-x}}'"),
+    ],
+)
+def test_a_project_template_with_known_placeholders_is_accepted(project, field, template):
+    setattr(project, field, template)
+
+    project.full_clean()
+
+
+def test_a_component_cannot_move_to_another_project(project, user):
+    context = make_component(project, "Context")
+    make_component(project, "Child", parent_component=context)
+    context.project = make_project(user)
+
+    with pytest.raises(ValidationError) as error:
+        context.full_clean()
+
+    assert error.value.message_dict["project"] == ["A component cannot move to another project."]
