@@ -118,7 +118,6 @@ class ComponentAdmin(ProjectScopedAdmin):
     list_select_related = ["parent_component", "project"]
     list_filter = [("project", admin.RelatedOnlyFieldListFilter), "type"]
     search_fields = ["name", "module_name", "description"]
-    ordering = ["-priority", "name"]
     fields = [
         "project",
         "name",

@@ -4,7 +4,7 @@ import uuid
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
-from django.db.models import F, Q
+from django.db.models import F, Func, Q
 from django.utils.deconstruct import deconstructible
 
 MODULE_NAME_TAKEN = "A component with this module name already exists in the project."
@@ -38,6 +38,26 @@ class TemplateValidator:
 
 validate_test_command_template = TemplateValidator("test_file")
 validate_test_path_template = TemplateValidator("module_snake", "module")
+
+
+class CodePointOrder(Func):
+    """Text compared by Unicode code point on every database, as Python's ``sorted`` does.
+
+    SQLite's default BINARY collation already compares so; PostgreSQL would follow the
+    database's locale, and "alpha" and "Zeta" would swap places between the two.
+    """
+
+    template = "%(expressions)s"
+    output_field = models.CharField()
+
+    def as_postgresql(self, compiler, connection, **extra_context):
+        return self.as_sql(
+            compiler, connection, template='%(expressions)s COLLATE "C"', **extra_context
+        )
+
+
+# The spawn order of a context's components: priority descending, then name ascending.
+SPAWN_ORDER = (F("priority").desc(), CodePointOrder("name").asc())
 
 
 class Project(models.Model):
@@ -89,7 +109,7 @@ class Component(models.Model):
 
     class Meta:
         # The spawn order: every list of components a user sees follows it.
-        ordering = ["-priority", "name"]
+        ordering = SPAWN_ORDER
         constraints = [
             models.UniqueConstraint(
                 fields=["project", "module_name"],

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from django.db.models import QuerySet
 
-from components_app.models import Component, Project
+from components_app.models import SPAWN_ORDER, Component, Project
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser
@@ -32,5 +32,5 @@ def list_child_components(*, scope: Scope, component_id: uuid.UUID) -> list[Comp
     return list(
         Component.objects.filter(
             project_id=scope.project_id, parent_component_id=component_id
-        ).order_by("-priority", "name")
+        ).order_by(*SPAWN_ORDER)
     )

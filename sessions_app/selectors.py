@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from django.db.models import Count, F, OuterRef, Q, QuerySet, Subquery
 from django.db.models.fields.json import KT
 
+from components_app.models import CodePointOrder
 from sessions_app.models import Interaction, Session, SessionStatus
 
 if TYPE_CHECKING:
@@ -22,7 +23,7 @@ NO_REASON_RECORDED = "no reason recorded"
 # that children whose component was deleted still have a stable place.
 SPAWN_ORDER = (
     F("component__priority").desc(nulls_last=True),
-    F("component__name").asc(nulls_last=True),
+    CodePointOrder("component__name").asc(nulls_last=True),
     "created_at",
     "id",
 )
