@@ -15,7 +15,7 @@ import pytest
 from sessions_app.models import Session, SessionStatus
 from sessions_app.workflows.types import Result
 from tests.factories import make_context, make_context_session
-from tests.sessions_app.workflow_driver import drive_to_end
+from tests.sessions_app.workflow_driver import drive_to_end, history_of
 
 pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
 
@@ -105,8 +105,7 @@ def test_a_context_session_commands_run_as_they_stand(scope, project, workspace)
     kids = Session.objects.filter(parent_session=session)
     assert sorted(files) == sorted(["README", *(kid.state["test_file"] for kid in kids)])
     checkout = kids.get(component__name="Checkout")
-    steps = [i.step_name for i in checkout.interactions.order_by("created_at")]
-    assert steps == [
+    assert history_of(checkout) == [
         "Initialize",
         "GenerateTestsAndFixtures",
         "RunTests",

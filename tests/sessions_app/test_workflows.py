@@ -14,7 +14,13 @@ from sessions_app.workflows.session_types import (
 from sessions_app.workflows.steps.run_tests import MAX_FIX_ATTEMPTS
 from sessions_app.workflows.types import Conflict, InvalidInput, NotFound, Result, StepError
 from tests.factories import make_component, make_context, make_context_session
-from tests.sessions_app.workflow_driver import drive_to_end, ok, step_names, step_once
+from tests.sessions_app.workflow_driver import (
+    drive_to_end,
+    history_of,
+    ok,
+    step_names,
+    step_once,
+)
 
 COMPONENTS = [("Ledger", 3), ("Invoice", 5), ("Refund", 1)]
 
@@ -185,8 +191,7 @@ def test_context_session_runs_from_creation_to_complete_through_the_service(
         result=Result(status="ok", stdout="pushed"),
     )
     assert session.status == SessionStatus.COMPLETE
-    steps = [i.step_name for i in billing_session.interactions.order_by("created_at")]
-    assert steps == [
+    assert history_of(billing_session) == [
         "Initialize",
         "SpawnComponentTestingSessions",
         "SpawnComponentTestingSessions",
@@ -441,7 +446,7 @@ def test_a_step_that_cannot_proceed_leaves_no_interaction(scope, project):
         services.next_command(scope=scope, session_id=session.pk)
 
     assert error.value.message == "No child components found for context"
-    assert [i.step_name for i in session.interactions.all()] == ["Initialize"]
+    assert history_of(session) == ["Initialize"]
     # Once the context has a component, the same step goes through.
     make_component(project, "Late", parent_component=lonely)
     spawn, created = services.next_command(scope=scope, session_id=session.pk)

@@ -42,3 +42,8 @@ def drive_to_end(
 
 def step_names(history: list[Interaction]) -> list[str]:
     return [interaction.step_name for interaction in history]
+
+
+def history_of(session: Session) -> list[str]:
+    """The session's step names, oldest first."""
+    return list(session.interactions.order_by("created_at").values_list("step_name", flat=True))
