@@ -178,9 +178,9 @@ class Bench:
 
     def fixture(self, n: int) -> Fixture:
         from components_app.models import Component, Project
+        from core.scope import Scope
         from sessions_app.models import Agent, Environment, Session
         from sessions_app.workflows.session_types import CONTEXT_TESTING_SESSIONS
-        from sessions_app.workflows.types import Scope
 
         project = Project.objects.create(name=f"bench {uuid.uuid4().hex[:8]}")
         project.members.add(self.user)

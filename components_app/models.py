@@ -38,6 +38,7 @@ class TemplateValidator:
 
 validate_test_command_template = TemplateValidator("test_file")
 validate_test_path_template = TemplateValidator("module_snake", "module")
+validate_agent_command_template = TemplateValidator("prompt")
 
 
 class CodePointOrder(Func):
@@ -75,6 +76,12 @@ class Project(models.Model):
         default="tests/test_{module_snake}.py",
         validators=[validate_test_path_template],
         help_text="Where a component's test file lives; {module_snake} is replaced.",
+    )
+    agent_command_template = models.CharField(
+        max_length=500,
+        default="claude -p {prompt} --output-format json --permission-mode acceptEdits",
+        validators=[validate_agent_command_template],
+        help_text="The coding agent's command line; {prompt} is replaced by the quoted prompt.",
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

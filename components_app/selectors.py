@@ -12,7 +12,7 @@ from components_app.models import SPAWN_ORDER, Component, Project
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser
 
-    from sessions_app.workflows.types import Scope
+    from core.scope import Scope
 
 
 def projects_for_user(user: AbstractBaseUser) -> QuerySet[Project]:

@@ -10,7 +10,8 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
 from components_app.models import MODULE_NAME_TAKEN, Component, Project
-from sessions_app.workflows.types import InvalidInput, NotFound, Scope
+from core.errors import InvalidInput, NotFound
+from core.scope import Scope
 
 COMPONENT_NOT_FOUND = "Component not found"
 UPDATABLE_FIELDS = ("name", "module_name", "type", "description", "priority", "parent_component")

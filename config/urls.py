@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from sessions_app.api.exceptions import unknown_api_path
+from core.api.exceptions import unknown_api_path
 
 urlpatterns = [
     path("admin/", admin.site.urls),

@@ -16,9 +16,10 @@ from django.utils.safestring import SafeString
 
 from components_app import selectors as component_selectors
 from components_app.admin import ProjectScopedAdmin
+from core.errors import ServiceError
+from core.scope import Scope
 from sessions_app import selectors, services
 from sessions_app.models import Interaction, Session, SessionStatus
-from sessions_app.workflows.types import Scope, ServiceError
 
 
 @admin.action(description="Spawn child sessions", permissions=["change"])

@@ -6,7 +6,8 @@ from django.db import models
 from django.db.models import F, Q
 
 from components_app.models import Component, Project
-from sessions_app.json_values import unstorable_reason
+from core.json_values import unstorable_reason
+from sessions_app.workflows.session_types import is_registered
 
 # State keys the workflows write and read back, with the type each must hold.
 _TYPE_NAMES = {str: "a string", int: "an integer"}
@@ -101,6 +102,13 @@ class Session(models.Model):
         db_column="session_id",
     )
     external_conversation_id = models.CharField(max_length=255, blank=True, default="")
+    # 1 for a session never retried; each retry adds one.
+    attempt = models.PositiveIntegerField(default=1)
+    # The lease: which runner works on the session, and until when. Both or neither.
+    runner = models.CharField(max_length=200, null=True, blank=True)  # noqa: DJ001
+    leased_until = models.DateTimeField(null=True, blank=True)
+    # A context session's cap on children holding a live lease at once; null: no cap.
+    max_parallel_children = models.PositiveIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -128,6 +136,17 @@ class Session(models.Model):
                 name="session_environment_valid",
             ),
             models.CheckConstraint(condition=~Q(type=""), name="session_type_not_empty"),
+            models.CheckConstraint(condition=Q(attempt__gte=1), name="session_attempt_positive"),
+            models.CheckConstraint(
+                condition=Q(runner__isnull=True, leased_until__isnull=True)
+                | (Q(runner__isnull=False, leased_until__isnull=False) & ~Q(runner="")),
+                name="session_lease_whole",
+            ),
+            models.CheckConstraint(
+                condition=Q(max_parallel_children__isnull=True)
+                | Q(max_parallel_children__gte=1, max_parallel_children__lte=1000),
+                name="session_max_parallel_children_range",
+            ),
         ]
         indexes = [models.Index(fields=["project", "status"])]
 
@@ -141,8 +160,6 @@ class Session(models.Model):
 
     def clean(self) -> None:
         super().clean()
-        from sessions_app.workflows.registry import is_registered
-
         errors: dict[str, str | list[str]] = {}
         if self.type and not is_registered(self.type):
             errors["type"] = f"Unknown session type: {self.type}"

@@ -15,7 +15,7 @@ from sessions_app.models import Interaction, Session, SessionStatus
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser
 
-    from sessions_app.workflows.types import Scope
+    from core.scope import Scope
 
 NO_REASON_RECORDED = "no reason recorded"
 

@@ -15,25 +15,16 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from components_app.models import Component
+from core.errors import Conflict, InvalidInput, NotFound, StepError
+from core.scope import Scope
 from sessions_app import selectors
 from sessions_app.models import ExecutionMode, Interaction, Session, SessionStatus
 from sessions_app.workflows.registry import (
-    COMPLETE,
-    FAILED,
     SPAWN_STEP,
     get_workflow,
 )
 from sessions_app.workflows.session_types import CONTEXT_TESTING_SESSIONS
-from sessions_app.workflows.types import (
-    RESULT_STATUSES,
-    Command,
-    Conflict,
-    InvalidInput,
-    NotFound,
-    Result,
-    Scope,
-    StepError,
-)
+from sessions_app.workflows.types import RESULT_STATUSES, Command, Result
 
 SESSION_NOT_FOUND = "Session not found"
 INTERACTION_NOT_FOUND = "Interaction not found"
@@ -159,7 +150,7 @@ def next_command(*, scope: Scope, session_id: uuid.UUID) -> tuple[Interaction, b
         step_name = workflow.next_step(
             latest.step_name if latest else None, latest.result["status"] if latest else None
         )
-        if step_name in (COMPLETE, FAILED):
+        if step_name in (SessionStatus.COMPLETE, SessionStatus.FAILED):
             # Only a session reopened by hand gets here: its workflow has already ended.
             raise Conflict(f"Session's workflow has ended ({step_name}); it has no next command")
         step = workflow.step(step_name)
@@ -195,9 +186,9 @@ def submit_result(
 
         changed = dict(outcome.session_updates)
         following = workflow.next_step(interaction.step_name, final.status)
-        if following == COMPLETE:
+        if following == SessionStatus.COMPLETE:
             changed["status"] = SessionStatus.COMPLETE
-        elif following == FAILED:
+        elif following == SessionStatus.FAILED:
             changed["status"] = SessionStatus.FAILED
             state = changed.get("state", session.state)
             changed["state"] = {**state, "error": final.error_message or "Finalize failed"}

@@ -1,6 +1,6 @@
 import pytest
 
-from sessions_app.workflows.types import Scope
+from core.scope import Scope
 from tests.factories import make_context, make_context_session, make_project, make_user
 
 # (name, priority): spawn order is priority descending, then name ascending.

@@ -9,12 +9,12 @@ from typing import Any
 from django.contrib.auth import get_user_model
 
 from components_app.models import Component, Project
+from core.scope import Scope
 from sessions_app.models import Agent, Environment, Session, SessionStatus
 from sessions_app.workflows.session_types import (
     COMPONENT_TEST_SESSIONS,
     CONTEXT_TESTING_SESSIONS,
 )
-from sessions_app.workflows.types import Scope
 
 _sequence = itertools.count(1)
 

@@ -9,7 +9,7 @@ from rest_framework import serializers
 from components_app import selectors
 from components_app.models import Component, Project
 from components_app.services import UPDATABLE_FIELDS
-from sessions_app.api.fields import VisibleObjectField, int32_field
+from core.api.fields import VisibleObjectField, int32_field
 
 CANNOT_CHANGE = "This field cannot be changed."
 

@@ -18,9 +18,9 @@ from components_app.api.serializers import (
     ProjectSerializer,
 )
 from components_app.models import Component, Project
-from sessions_app.api.docs import READ_ERRORS, WRITE_ERRORS, error_responses
-from sessions_app.api.scoping import scope_for
-from sessions_app.api.viewsets import ScopedViewSet
+from core.api.docs import READ_ERRORS, WRITE_ERRORS, error_responses
+from core.api.scoping import scope_for
+from core.api.viewsets import ScopedViewSet
 
 
 @extend_schema_view(

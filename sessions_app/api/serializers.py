@@ -15,8 +15,8 @@ from rest_framework import serializers
 
 from components_app import selectors as component_selectors
 from components_app.models import Component
+from core.api.fields import INT32_MAX, VisibleObjectField, int32_field
 from sessions_app import selectors
-from sessions_app.api.fields import INT32_MAX, VisibleObjectField, int32_field
 from sessions_app.models import (
     Agent,
     Environment,

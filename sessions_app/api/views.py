@@ -12,9 +12,10 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from core.api.docs import READ_ERRORS, WRITE_ERRORS, error_responses
+from core.api.scoping import parse_uuid_or_404, scope_for
+from core.api.viewsets import ScopedViewSet
 from sessions_app import selectors, services
-from sessions_app.api.docs import READ_ERRORS, WRITE_ERRORS, error_responses
-from sessions_app.api.scoping import parse_uuid_or_404, scope_for
 from sessions_app.api.serializers import (
     CHILDREN_IN_SPAWN_ORDER,
     ChildrenSerializer,
@@ -28,7 +29,6 @@ from sessions_app.api.serializers import (
     SessionSerializer,
     SessionUpdateSerializer,
 )
-from sessions_app.api.viewsets import ScopedViewSet
 from sessions_app.models import Session
 from sessions_app.workflows.types import Result
 

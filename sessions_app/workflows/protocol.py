@@ -3,8 +3,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
+    from core.scope import Scope
     from sessions_app.models import Session
-    from sessions_app.workflows.types import Command, Result, Scope, StepOutcome
+    from sessions_app.workflows.types import Command, Result, StepOutcome
 
 
 class Step(Protocol):

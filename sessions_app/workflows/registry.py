@@ -5,10 +5,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from core.errors import InvalidInput
+from sessions_app.models import SessionStatus
 from sessions_app.workflows.protocol import Step
 from sessions_app.workflows.session_types import (
     COMPONENT_TEST_SESSIONS,
     CONTEXT_TESTING_SESSIONS,
+    REGISTERED,
 )
 from sessions_app.workflows.steps.finalize import FinalizeComponent, FinalizeContext
 from sessions_app.workflows.steps.fix_compilation_errors import FixCompilationErrors
@@ -18,10 +21,6 @@ from sessions_app.workflows.steps.run_tests import RunTests
 from sessions_app.workflows.steps.spawn_component_testing_sessions import (
     SpawnComponentTestingSessions,
 )
-from sessions_app.workflows.types import InvalidInput
-
-COMPLETE = "complete"
-FAILED = "failed"
 
 
 @dataclass(frozen=True)
@@ -41,7 +40,8 @@ class Workflow:
         raise KeyError(f"{self.name} has no step {name}")
 
     def next_step(self, last_step: str | None, status: str | None) -> str:
-        """The step to run after ``last_step`` ended with ``status``, or COMPLETE / FAILED."""
+        """The step to run after ``last_step`` ended with ``status``, or the status the
+        session ends with (``SessionStatus.COMPLETE`` / ``SessionStatus.FAILED``)."""
         if last_step is None:
             return self.steps[0].name
         outcome = "error" if status == "error" else "ok"
@@ -50,7 +50,7 @@ class Workflow:
         names = [step.name for step in self.steps]
         index = names.index(last_step)
         if index == len(names) - 1:
-            return COMPLETE if outcome == "ok" else FAILED
+            return SessionStatus.COMPLETE if outcome == "ok" else SessionStatus.FAILED
         return names[index + 1] if outcome == "ok" else last_step
 
 
@@ -79,8 +79,8 @@ WORKFLOWS: dict[str, Workflow] = {
 }
 
 
-def is_registered(session_type: str) -> bool:
-    return session_type in WORKFLOWS
+# The names the models validate against and the workflows defined here are one list.
+assert tuple(WORKFLOWS) == REGISTERED, "session_types.REGISTERED and WORKFLOWS disagree"
 
 
 def session_types() -> list[str]:

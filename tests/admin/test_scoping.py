@@ -3,8 +3,8 @@
 import pytest
 from django.utils import timezone
 
+from core.scope import Scope
 from sessions_app.models import Interaction, Session
-from sessions_app.workflows.types import Scope
 from tests.admin.conftest import CHANGELIST, change_url, post_action
 from tests.factories import make_context, make_context_session, make_project, make_user
 

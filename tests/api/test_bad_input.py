@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from django.conf import settings
 
+from core.scope import Scope
 from sessions_app.models import Interaction, SessionStatus
-from sessions_app.workflows.types import Scope
 from tests.factories import make_component, make_project, make_session
 
 SESSIONS = "/api/sessions/"

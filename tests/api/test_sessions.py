@@ -5,9 +5,9 @@ import uuid
 import pytest
 from rest_framework.pagination import PageNumberPagination
 
+from core.scope import Scope
 from sessions_app.models import Session, SessionStatus
 from sessions_app.workflows.session_types import COMPONENT_TEST_SESSIONS, CONTEXT_TESTING_SESSIONS
-from sessions_app.workflows.types import Scope
 from tests.conftest import SPAWN_ORDER
 from tests.factories import make_child, make_component, make_project, make_session
 

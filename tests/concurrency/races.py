@@ -17,9 +17,11 @@ from typing import Any
 import pytest
 from django.db import connection
 
+from core.errors import Conflict
+from core.scope import Scope
 from sessions_app import selectors, services
 from sessions_app.models import Interaction, Session, SessionStatus
-from sessions_app.workflows.types import Conflict, Result, Scope
+from sessions_app.workflows.types import Result
 from tests.factories import make_context, make_context_session, make_project, make_user
 
 CLIENTS = 8

@@ -16,11 +16,11 @@ from django.db import connection
 from django.utils import timezone
 
 from components_app.models import Component
+from core.errors import StepError
 from sessions_app import services
 from sessions_app.models import ExecutionMode, Interaction, Session, SessionStatus
 from sessions_app.workflows.session_types import COMPONENT_TEST_SESSIONS
 from sessions_app.workflows.steps import spawn_component_testing_sessions as spawn_step
-from sessions_app.workflows.types import StepError
 from tests.factories import make_context, make_context_session
 from tests.sessions_app.workflows.failures import invalid_children, rejected_inserts
 

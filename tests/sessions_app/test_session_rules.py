@@ -4,9 +4,10 @@ import math
 
 import pytest
 
+from core.errors import Conflict, InvalidInput
 from sessions_app import services
 from sessions_app.models import Session, SessionStatus
-from sessions_app.workflows.types import Conflict, InvalidInput, Result
+from sessions_app.workflows.types import Result
 from tests.factories import make_child
 from tests.sessions_app.workflow_driver import drive_to_end
 

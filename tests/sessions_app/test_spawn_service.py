@@ -2,10 +2,10 @@
 
 import pytest
 
+from core.errors import NotFound, StepError
 from sessions_app import services
 from sessions_app.models import Session, SessionStatus
 from sessions_app.workflows.session_types import COMPONENT_TEST_SESSIONS
-from sessions_app.workflows.types import NotFound, StepError
 from tests.conftest import SPAWN_ORDER
 from tests.factories import make_component, make_context, make_context_session, make_project
 

@@ -4,15 +4,16 @@ import shlex
 
 import pytest
 
+from core.errors import Conflict, InvalidInput, NotFound, StepError
 from sessions_app import services
 from sessions_app.models import Interaction, Session, SessionStatus
-from sessions_app.workflows.registry import COMPLETE, FAILED, WORKFLOWS
+from sessions_app.workflows.registry import WORKFLOWS
 from sessions_app.workflows.session_types import (
     COMPONENT_TEST_SESSIONS,
     CONTEXT_TESTING_SESSIONS,
 )
 from sessions_app.workflows.steps.run_tests import MAX_FIX_ATTEMPTS
-from sessions_app.workflows.types import Conflict, InvalidInput, NotFound, Result, StepError
+from sessions_app.workflows.types import Result
 from tests.factories import make_component, make_context, make_context_session
 from tests.sessions_app.workflow_driver import (
     drive_to_end,
@@ -22,6 +23,7 @@ from tests.sessions_app.workflow_driver import (
     step_once,
 )
 
+COMPLETE, FAILED = SessionStatus.COMPLETE, SessionStatus.FAILED
 COMPONENTS = [("Ledger", 3), ("Invoice", 5), ("Refund", 1)]
 
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from core.scope import Scope
 from sessions_app import services
 from sessions_app.models import Interaction, Session
-from sessions_app.workflows.types import Result, Scope
+from sessions_app.workflows.types import Result
 
 Responder = Callable[[Interaction], Result]
 

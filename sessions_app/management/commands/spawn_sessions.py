@@ -14,9 +14,10 @@ from typing import NoReturn
 
 from django.core.management.base import BaseCommand
 
+from core.errors import ServiceError
+from core.scope import Scope
 from sessions_app import selectors, services
 from sessions_app.models import Session
-from sessions_app.workflows.types import Scope, ServiceError
 
 SESSION_NOT_FOUND = services.SESSION_NOT_FOUND
 

@@ -6,12 +6,14 @@ from __future__ import annotations
 import shlex
 from typing import Any
 
+from core.errors import StepError
+from core.scope import Scope
 from sessions_app import selectors
 from sessions_app.models import Session
 from sessions_app.workflows import conventions
 from sessions_app.workflows.steps.initialize import Initialize
 from sessions_app.workflows.steps.run_tests import current_test_file
-from sessions_app.workflows.types import Command, Result, Scope, StepError, StepOutcome
+from sessions_app.workflows.types import Command, Result, StepOutcome
 
 NO_TEST_FILES = "No child session has a test file to commit"
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from core.scope import Scope
 from sessions_app.models import Session
 from sessions_app.workflows.steps.common import claude_command
 from sessions_app.workflows.steps.run_tests import current_test_file
-from sessions_app.workflows.types import Command, Result, Scope, StepOutcome
+from sessions_app.workflows.types import Command, Result, StepOutcome
 
 
 def build_prompt(session: Session, test_file: str) -> str:

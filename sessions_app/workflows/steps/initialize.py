@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from core.scope import Scope
 from sessions_app.models import Session
 from sessions_app.workflows import conventions
-from sessions_app.workflows.types import Command, Result, Scope, StepOutcome
+from sessions_app.workflows.types import Command, Result, StepOutcome
 
 
 class Initialize:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from core.errors import StepError
+from core.scope import Scope
 from sessions_app.models import Session, SessionStatus
 from sessions_app.workflows import conventions
 from sessions_app.workflows.steps.common import clip
-from sessions_app.workflows.types import Command, Result, Scope, StepError, StepOutcome
+from sessions_app.workflows.types import Command, Result, StepOutcome
 
 NO_COMPONENT = "Session has no component to run tests for"
 # Past this many FixCompilationErrors rounds a failing run fails the session instead of

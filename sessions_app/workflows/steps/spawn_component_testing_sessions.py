@@ -18,10 +18,12 @@ from django.db import DatabaseError, transaction
 
 from components_app import selectors as component_selectors
 from components_app.models import Component
+from core.errors import StepError
+from core.scope import Scope
 from sessions_app import selectors
 from sessions_app.models import ExecutionMode, Session, SessionStatus
 from sessions_app.workflows.session_types import COMPONENT_TEST_SESSIONS
-from sessions_app.workflows.types import Command, Result, Scope, StepError, StepOutcome
+from sessions_app.workflows.types import Command, Result, StepOutcome
 
 logger = logging.getLogger(__name__)
 

@@ -14,6 +14,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from components_app.models import Component
+from core.errors import StepError
 from sessions_app.models import ExecutionMode, Interaction, Session, SessionStatus
 from sessions_app.workflows.session_types import (
     COMPONENT_TEST_SESSIONS,
@@ -22,7 +23,7 @@ from sessions_app.workflows.session_types import (
 from sessions_app.workflows.steps.spawn_component_testing_sessions import (
     SpawnComponentTestingSessions,
 )
-from sessions_app.workflows.types import Result, StepError
+from sessions_app.workflows.types import Result
 from tests.conftest import SPAWN_ORDER
 from tests.factories import make_child, make_component, make_context_session, make_project
 from tests.sessions_app.workflows.failures import (

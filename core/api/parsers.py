@@ -8,7 +8,7 @@ from rest_framework.exceptions import ParseError
 from rest_framework.parsers import JSONParser, get_encoding
 from rest_framework.utils import json
 
-from sessions_app.json_values import unstorable_reason
+from core.json_values import unstorable_reason
 
 TOO_DEEP = "JSON is nested too deeply."
 

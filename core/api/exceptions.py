@@ -13,7 +13,7 @@ from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from sessions_app.workflows.types import Conflict, InvalidInput, NotFound, StepError
+from core.errors import Conflict, InvalidInput, NotFound, StepError
 
 REQUEST_TOO_LARGE = "The request body is too large."
 

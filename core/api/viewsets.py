@@ -8,8 +8,8 @@ from typing import Any
 from django.db.models import Model, QuerySet
 from rest_framework import serializers, viewsets
 
-from sessions_app.api.parsers import StorableJSONParser
-from sessions_app.api.scoping import object_or_404
+from core.api.parsers import StorableJSONParser
+from core.api.scoping import object_or_404
 
 
 class ScopedViewSet(viewsets.GenericViewSet):

@@ -9,7 +9,8 @@ from django.db.models import Model, QuerySet
 from rest_framework.request import Request
 
 from components_app.models import Project
-from sessions_app.workflows.types import NotFound, Scope
+from core.errors import NotFound
+from core.scope import Scope
 
 M = TypeVar("M", bound=Model)
 
