@@ -99,6 +99,9 @@ TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
 
+# How long a runner holds a session it asked for without renewing (heartbeat) its lease.
+SESSION_LEASE_SECONDS = env.int("SESSION_LEASE_SECONDS", default=600)
+
 STATIC_URL = "static/"
 STATIC_ROOT = env.path("STATIC_ROOT", default=BASE_DIR / "staticfiles")
 

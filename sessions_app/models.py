@@ -1,22 +1,30 @@
 import uuid
+from datetime import datetime
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import F, Q
 
 from components_app.models import Component, Project
 from core.json_values import unstorable_reason
-from sessions_app.workflows.session_types import is_registered
+from sessions_app.workflows.session_types import CONTEXT_TESTING_SESSIONS, is_registered
+
+RUNNER_MAX_LENGTH = 200
+MAX_PARALLEL_CHILDREN = 1000
+MAX_LEASE_SECONDS = 86_400
+CONTEXT_ONLY_CAP = f"Only {CONTEXT_TESTING_SESSIONS} sessions have a cap on parallel children."
 
 # State keys the workflows write and read back, with the type each must hold.
-_TYPE_NAMES = {str: "a string", int: "an integer"}
+_TYPE_NAMES = {str: "a string", int: "an integer", list: "a list of strings"}
 WORKFLOW_STATE_TYPES: dict[str, type] = {
     "branch_name": str,
     "test_file": str,
     "last_test_output": str,
     "fix_attempts": int,
     "error": str,
+    "previous_errors": list,
 }
 
 
@@ -32,7 +40,11 @@ def state_errors(state: object) -> list[str]:
         if key not in state:
             continue
         value = state[key]
-        if not isinstance(value, expected) or isinstance(value, bool):
+        if (
+            not isinstance(value, expected)
+            or isinstance(value, bool)
+            or (expected is list and not all(isinstance(item, str) for item in value))
+        ):
             errors.append(f'state["{key}"] must be {_TYPE_NAMES[expected]}.')
         elif expected is int and value < 0:
             errors.append(f'state["{key}"] must not be negative.')
@@ -105,10 +117,17 @@ class Session(models.Model):
     # 1 for a session never retried; each retry adds one.
     attempt = models.PositiveIntegerField(default=1)
     # The lease: which runner works on the session, and until when. Both or neither.
-    runner = models.CharField(max_length=200, null=True, blank=True)  # noqa: DJ001
+    runner = models.CharField(  # noqa: DJ001
+        max_length=RUNNER_MAX_LENGTH, null=True, blank=True
+    )
     leased_until = models.DateTimeField(null=True, blank=True)
     # A context session's cap on children holding a live lease at once; null: no cap.
-    max_parallel_children = models.PositiveIntegerField(null=True, blank=True)
+    max_parallel_children = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1), MaxValueValidator(MAX_PARALLEL_CHILDREN)],
+        help_text="How many of a context session's children may run at once; empty: no limit.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -144,7 +163,7 @@ class Session(models.Model):
             ),
             models.CheckConstraint(
                 condition=Q(max_parallel_children__isnull=True)
-                | Q(max_parallel_children__gte=1, max_parallel_children__lte=1000),
+                | Q(max_parallel_children__gte=1, max_parallel_children__lte=MAX_PARALLEL_CHILDREN),
                 name="session_max_parallel_children_range",
             ),
         ]
@@ -158,6 +177,18 @@ class Session(models.Model):
     def is_finished(self) -> bool:
         return self.status != SessionStatus.ACTIVE
 
+    def lease_is_live(self, now: datetime) -> bool:
+        """Whether a runner holds the session at ``now``."""
+        return self.leased_until is not None and self.leased_until > now
+
+    def is_stalled(self, now: datetime) -> bool:
+        """Active, but the runner that held it stopped renewing its lease."""
+        return (
+            self.status == SessionStatus.ACTIVE
+            and self.leased_until is not None
+            and self.leased_until <= now
+        )
+
     def clean(self) -> None:
         super().clean()
         errors: dict[str, str | list[str]] = {}
@@ -165,6 +196,8 @@ class Session(models.Model):
             errors["type"] = f"Unknown session type: {self.type}"
         if problems := state_errors(self.state):
             errors["state"] = problems
+        if self.max_parallel_children is not None and self.type != CONTEXT_TESTING_SESSIONS:
+            errors["max_parallel_children"] = CONTEXT_ONLY_CAP
         # Related objects are compared through their cached instances so that validating a
         # batch of children costs no query per child.
         component = self.component if self.component_id else None
@@ -186,6 +219,9 @@ class Interaction(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     session = models.ForeignKey(Session, on_delete=models.CASCADE, related_name="interactions")
     step_name = models.CharField(max_length=100)
+    # The session's attempt this step belongs to: a retry starts the workflow again, and the
+    # route to the next step only reads the current attempt's history.
+    attempt = models.PositiveIntegerField(default=1)
     command = models.JSONField()
     result = models.JSONField(null=True, blank=True)
     completed_at = models.DateTimeField(null=True, blank=True)

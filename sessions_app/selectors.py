@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING
 
-from django.db.models import Count, F, OuterRef, Q, QuerySet, Subquery
+from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet, Subquery
 from django.db.models.fields.json import KT
+from django.utils import timezone
 
-from components_app.models import CodePointOrder
+from components_app.models import SPAWN_ORDER as COMPONENT_SPAWN_ORDER
+from components_app.models import CodePointOrder, Component
 from sessions_app.models import Interaction, Session, SessionStatus
 
 if TYPE_CHECKING:
@@ -53,6 +56,35 @@ def get_session(*, scope: Scope, session_id: uuid.UUID, lock: bool = False) -> S
     return queryset.select_related("component").first()
 
 
+def spawned_children(*, session: Session) -> QuerySet[Session]:
+    """The session's children in spawn order with their components; nothing else joined."""
+    return (
+        Session.objects.filter(parent_session_id=session.pk, project_id=session.project_id)
+        .select_related("component")
+        .order_by(*SPAWN_ORDER)
+    )
+
+
+def unfinished_child_sessions(*, session: Session) -> QuerySet[Session]:
+    """The children that are not complete, as ``child_sessions`` gives them."""
+    return child_sessions(session=session).exclude(status=SessionStatus.COMPLETE)
+
+
+def components_without_child_session(
+    *, scope: Scope, context_id: uuid.UUID, parent_session: Session
+) -> list[Component]:
+    """The context's components that have no child session under ``parent_session``, in
+    spawn order (components added after the spawn, or whose child could not be created)."""
+    has_child = Session.objects.filter(
+        parent_session_id=parent_session.pk, component_id=OuterRef("pk")
+    )
+    return list(
+        Component.objects.filter(project_id=scope.project_id, parent_component_id=context_id)
+        .exclude(Exists(has_child))
+        .order_by(*COMPONENT_SPAWN_ORDER)
+    )
+
+
 def child_sessions(*, session: Session) -> QuerySet[Session]:
     """The session's children in spawn order, each with its component and failure reason.
 
@@ -93,22 +125,28 @@ class ChildrenSummary:
     complete: int
     failed: int
     cancelled: int
+    #: Active children whose lease expired; counted in ``active`` too.
+    stalled: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return {
             "total": self.total,
             "active": self.active,
+            "stalled": self.stalled,
             "complete": self.complete,
             "failed": self.failed,
             "cancelled": self.cancelled,
         }
 
 
-def summarize(children: list[Session]) -> ChildrenSummary:
+def summarize(children: list[Session], *, now: datetime | None = None) -> ChildrenSummary:
+    now = now or timezone.now()
     counts = {status: 0 for status in SessionStatus.values}
+    stalled = 0
     for child in children:
         counts[child.status] += 1
-    return ChildrenSummary(total=len(children), **counts)
+        stalled += child.is_stalled(now)
+    return ChildrenSummary(total=len(children), stalled=stalled, **counts)
 
 
 def with_children_progress(queryset: QuerySet[Session]) -> QuerySet[Session]:
@@ -120,13 +158,23 @@ def with_children_progress(queryset: QuerySet[Session]) -> QuerySet[Session]:
         f"children_{status}": Count("child_sessions", filter=Q(child_sessions__status=status))
         for status in SessionStatus.values
     }
-    return queryset.annotate(children_total=Count("child_sessions"), **counts)
+    stalled = Count(
+        "child_sessions",
+        filter=Q(
+            child_sessions__status=SessionStatus.ACTIVE,
+            child_sessions__leased_until__lte=timezone.now(),
+        ),
+    )
+    return queryset.annotate(
+        children_total=Count("child_sessions"), children_stalled=stalled, **counts
+    )
 
 
 def children_progress(session: Session) -> ChildrenSummary:
     """The summary of a session from ``with_children_progress``; no query."""
     return ChildrenSummary(
         total=session.children_total,
+        stalled=session.children_stalled,
         **{status: getattr(session, f"children_{status}") for status in SessionStatus.values},
     )
 

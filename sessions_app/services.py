@@ -8,22 +8,34 @@ subclasses carrying the exact text to show.
 from __future__ import annotations
 
 import uuid
+from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from components_app.models import Component
 from core.errors import Conflict, InvalidInput, NotFound, StepError
 from core.scope import Scope
+from core.timefmt import api_time
 from sessions_app import selectors
-from sessions_app.models import ExecutionMode, Interaction, Session, SessionStatus
+from sessions_app.models import (
+    MAX_LEASE_SECONDS,
+    RUNNER_MAX_LENGTH,
+    ExecutionMode,
+    Interaction,
+    Session,
+    SessionStatus,
+)
 from sessions_app.workflows.registry import (
     SPAWN_STEP,
     get_workflow,
 )
 from sessions_app.workflows.session_types import CONTEXT_TESTING_SESSIONS
+from sessions_app.workflows.steps.spawn_component_testing_sessions import CANNOT_SPAWN
 from sessions_app.workflows.types import RESULT_STATUSES, Command, Result
 
 SESSION_NOT_FOUND = "Session not found"
@@ -33,7 +45,25 @@ NOT_A_CONTEXT_SESSION = (
     f"Only {CONTEXT_TESTING_SESSIONS} sessions spawn child sessions, this one is {{type}}"
 )
 CHILD_EXISTS = "The parent session already has a child session for this component."
-UPDATABLE_FIELDS = ("status", "state", "execution_mode", "external_conversation_id")
+UPDATABLE_FIELDS = (
+    "status",
+    "state",
+    "execution_mode",
+    "external_conversation_id",
+    "max_parallel_children",
+)
+LEASED_BY = "Session is leased by {runner} until {until}"
+SESSION_IS = "Session is {status}"
+RETRY_ONLY_FINISHED = "Session is {status}; only failed or cancelled sessions can be retried"
+PARENT_FINISHED = "Parent session is {status}"
+NO_CHILDREN_TO_RETRY = (
+    f"Only {CONTEXT_TESTING_SESSIONS} sessions have child sessions, this one is {{type}}"
+)
+CHILDREN_CANNOT_BE_RETRIED = "Session is {status}; its children cannot be retried"
+SUPERSEDED_BY_RETRY = "Superseded by retry"
+RUNNER_LENGTH = f"Must be 1 to {RUNNER_MAX_LENGTH} characters."
+LEASE_RANGE = f"Must be an integer from 1 to {MAX_LEASE_SECONDS}."
+RETRYABLE = (SessionStatus.FAILED, SessionStatus.CANCELLED)
 
 
 def _validated(instance: Session, exclude: list[str] | None = None) -> None:
@@ -63,6 +93,7 @@ def create_session(
     environment: str | None = None,
     state: dict[str, Any] | None = None,
     external_conversation_id: str = "",
+    max_parallel_children: int | None = None,
 ) -> Session:
     session = Session(
         project=scope.project,
@@ -75,6 +106,7 @@ def create_session(
         environment=environment,
         state={} if state is None else state,
         external_conversation_id=external_conversation_id,
+        max_parallel_children=max_parallel_children,
     )
     _validated(session)
     try:
@@ -102,17 +134,24 @@ def update_session(*, scope: Scope, session_id: uuid.UUID, **changes: Any) -> Se
     with transaction.atomic():
         session = _session_or_404(scope, session_id, lock=True)
         new_status = changes.get("status", session.status)
-        if session.status == SessionStatus.COMPLETE and new_status != session.status:
-            raise Conflict("Session is complete; its status cannot change")
-        if session.is_finished and new_status not in (session.status, SessionStatus.COMPLETE):
-            raise Conflict(f"Session is {session.status}; it can only be marked complete")
+        check_status_change(session=session, new_status=new_status)
         for name, value in changes.items():
             setattr(session, name, value)
         _validated(session, exclude=["project", "user", "component", "parent_session"])
-        session.save(update_fields=[*changes, "updated_at"])
+        fields = [*changes, *_drop_lease_if_finished(session)]
+        session.save(update_fields=[*dict.fromkeys(fields), "updated_at"])
         if new_status == SessionStatus.CANCELLED:
             _cancel_running_children(session)
     return session
+
+
+def check_status_change(*, session: Session, new_status: str) -> None:
+    """Raise ``Conflict`` when ``session`` may not move to ``new_status`` by hand: the rule
+    ``update_session`` applies, for doors that validate before they save (the admin's form)."""
+    if session.status == SessionStatus.COMPLETE and new_status != session.status:
+        raise Conflict("Session is complete; its status cannot change")
+    if session.is_finished and new_status not in (session.status, SessionStatus.COMPLETE):
+        raise Conflict(f"Session is {session.status}; it can only be marked complete")
 
 
 def spawn_child_sessions(*, scope: Scope, session_id: uuid.UUID) -> Command:
@@ -125,8 +164,21 @@ def spawn_child_sessions(*, scope: Scope, session_id: uuid.UUID) -> Command:
     if session.type != CONTEXT_TESTING_SESSIONS:
         raise StepError(NOT_A_CONTEXT_SESSION.format(type=session.type))
     if session.is_finished:
-        raise Conflict(f"Session is {session.status}; it cannot spawn child sessions")
+        raise Conflict(CANNOT_SPAWN.format(status=session.status))
     return SPAWN_STEP.get_command(scope, session)
+
+
+def spawn_missing_child_sessions(*, scope: Scope, session_id: uuid.UUID) -> Command:
+    """Create children for the context's components that have none (added after the spawn,
+    or whose creation failed), under the spawn step's rules. The command lists every child
+    in spawn order (``child_session_ids``), the new ones (``created_session_ids``) and the
+    components that could not get one (``failed_components``)."""
+    session = _session_or_404(scope, session_id)
+    if session.type != CONTEXT_TESTING_SESSIONS:
+        raise StepError(NOT_A_CONTEXT_SESSION.format(type=session.type))
+    if session.is_finished:
+        raise Conflict(CANNOT_SPAWN.format(status=session.status))
+    return SPAWN_STEP.spawn_missing(scope, session)
 
 
 def check_child_sessions(*, scope: Scope, session_id: uuid.UUID) -> Result:
@@ -136,29 +188,158 @@ def check_child_sessions(*, scope: Scope, session_id: uuid.UUID) -> Result:
     return SPAWN_STEP.handle_result(scope, session, Result(status="ok")).result
 
 
-def next_command(*, scope: Scope, session_id: uuid.UUID) -> tuple[Interaction, bool]:
+def next_command(
+    *,
+    scope: Scope,
+    session_id: uuid.UUID,
+    runner: str | None = None,
+    lease_seconds: int | None = None,
+) -> tuple[Interaction, bool]:
     """The next step's command as a new pending interaction (``True``), or the pending one
-    again (``False``) while its result has not been reported."""
+    again (``False``) while its result has not been reported. With a ``runner``, also takes
+    or renews the session's lease (409 while another runner's lease is live); without one,
+    the lease is left alone."""
+    _validate_lease_request(runner, lease_seconds, runner_required=False)
     with transaction.atomic():
         session = _session_or_404(scope, session_id, lock=True)
         if session.is_finished:
             raise Conflict(f"Session is {session.status}; it has no next command")
-        latest = selectors.interactions_for_session(session=session).first()
-        if latest is not None and latest.is_pending:
-            return latest, False
-        workflow = get_workflow(session.type)
-        step_name = workflow.next_step(
-            latest.step_name if latest else None, latest.result["status"] if latest else None
-        )
-        if step_name in (SessionStatus.COMPLETE, SessionStatus.FAILED):
-            # Only a session reopened by hand gets here: its workflow has already ended.
-            raise Conflict(f"Session's workflow has ended ({step_name}); it has no next command")
-        step = workflow.step(step_name)
-        command = step.get_command(scope, session)
-        interaction = Interaction.objects.create(
-            session=session, step_name=step.name, command=command.to_dict()
-        )
+        if runner is not None:
+            _take_lease(session, runner, lease_seconds)
+        return _next_interaction(scope, session)
+
+
+def _next_interaction(scope: Scope, session: Session) -> tuple[Interaction, bool]:
+    """Under the session's row lock: its pending interaction, or a new one for the step its
+    current attempt's history routes to."""
+    latest = (
+        selectors.interactions_for_session(session=session).filter(attempt=session.attempt).first()
+    )
+    if latest is not None and latest.is_pending:
+        return latest, False
+    workflow = get_workflow(session.type)
+    step_name = workflow.next_step(
+        latest.step_name if latest else None, latest.result["status"] if latest else None
+    )
+    if step_name in (SessionStatus.COMPLETE, SessionStatus.FAILED):
+        # Only a session reopened by hand gets here: its workflow has already ended.
+        raise Conflict(f"Session's workflow has ended ({step_name}); it has no next command")
+    step = workflow.step(step_name)
+    command = step.get_command(scope, session)
+    interaction = Interaction.objects.create(
+        session=session, step_name=step.name, attempt=session.attempt, command=command.to_dict()
+    )
     return interaction, True
+
+
+def heartbeat(
+    *, scope: Scope, session_id: uuid.UUID, runner: str, lease_seconds: int | None = None
+) -> Session:
+    """Renew ``runner``'s lease on the session (or take it, when absent or expired)."""
+    _validate_lease_request(runner, lease_seconds)
+    with transaction.atomic():
+        session = _session_or_404(scope, session_id, lock=True)
+        if session.is_finished:
+            raise Conflict(SESSION_IS.format(status=session.status))
+        _take_lease(session, runner, lease_seconds)
+    return session
+
+
+def release(*, scope: Scope, session_id: uuid.UUID, runner: str) -> Session:
+    """Give the lease up, so that another runner may take the session at once."""
+    _validate_lease_request(runner, None)
+    with transaction.atomic():
+        session = _session_or_404(scope, session_id, lock=True)
+        if session.is_finished:
+            raise Conflict(SESSION_IS.format(status=session.status))
+        _refuse_if_leased_to_another(session, runner, timezone.now())
+        if session.runner is not None:
+            session.runner = session.leased_until = None
+            session.save(update_fields=["runner", "leased_until", "updated_at"])
+    return session
+
+
+def claim_child(
+    *, scope: Scope, session_id: uuid.UUID, runner: str, lease_seconds: int | None = None
+) -> tuple[Session, Interaction] | None:
+    """Lease the first claimable child (active, no live lease) in spawn order to ``runner``
+    and hand it its next command; ``None`` when no child can be claimed now (none left, the
+    context is finished, or ``max_parallel_children`` children hold a live lease).
+
+    The context's row lock makes claimers of one context take turns, so two runners never
+    get the same child and the cap holds under any concurrency; the lock is held only for
+    this short transaction. Constant queries whatever the number of children."""
+    _validate_lease_request(runner, lease_seconds)
+    with transaction.atomic():
+        parent = _session_or_404(scope, session_id, lock=True)
+        if parent.is_finished:
+            return None
+        now = timezone.now()
+        children = Session.objects.filter(
+            parent_session_id=parent.pk, project_id=scope.project_id, status=SessionStatus.ACTIVE
+        )
+        cap = parent.max_parallel_children
+        if cap is not None and children.filter(leased_until__gt=now).count() >= cap:
+            return None
+        child = (
+            children.filter(Q(leased_until__isnull=True) | Q(leased_until__lte=now))
+            .select_related("component", "parent_session")
+            .order_by(*selectors.SPAWN_ORDER)
+            .select_for_update(of=("self",), skip_locked=True)
+            .first()
+        )
+        if child is None:
+            return None
+        _take_lease(child, runner, lease_seconds, now=now)
+        interaction, _ = _next_interaction(scope, child)
+    return child, interaction
+
+
+def _validate_lease_request(
+    runner: object, lease_seconds: object, *, runner_required: bool = True
+) -> None:
+    errors: dict[str, list[str]] = {}
+    if runner is None and runner_required:
+        errors["runner"] = ["This field is required."]
+    elif runner is not None and (
+        not isinstance(runner, str) or not 1 <= len(runner) <= RUNNER_MAX_LENGTH
+    ):
+        errors["runner"] = [RUNNER_LENGTH]
+    if lease_seconds is not None and (
+        isinstance(lease_seconds, bool)
+        or not isinstance(lease_seconds, int)
+        or not 1 <= lease_seconds <= MAX_LEASE_SECONDS
+    ):
+        errors["lease_seconds"] = [LEASE_RANGE]
+    if errors:
+        raise InvalidInput("Invalid lease request", errors)
+
+
+def _refuse_if_leased_to_another(session: Session, runner: str, now: datetime) -> None:
+    if session.runner not in (None, runner) and session.lease_is_live(now):
+        raise Conflict(
+            LEASED_BY.format(runner=session.runner, until=api_time(session.leased_until))
+        )
+
+
+def _take_lease(
+    session: Session, runner: str, lease_seconds: int | None, *, now: datetime | None = None
+) -> None:
+    """Give ``runner`` the session's lease from now (the session's row is locked)."""
+    now = now or timezone.now()
+    _refuse_if_leased_to_another(session, runner, now)
+    seconds = settings.SESSION_LEASE_SECONDS if lease_seconds is None else lease_seconds
+    session.runner = runner
+    session.leased_until = now + timedelta(seconds=seconds)
+    session.save(update_fields=["runner", "leased_until", "updated_at"])
+
+
+def _drop_lease_if_finished(session: Session) -> list[str]:
+    """A session that ended holds no lease; the fields this changed, for ``save``."""
+    if not session.is_finished or (session.runner is None and session.leased_until is None):
+        return []
+    session.runner = session.leased_until = None
+    return ["runner", "leased_until"]
 
 
 def submit_result(
@@ -194,8 +375,9 @@ def submit_result(
             changed["state"] = {**state, "error": final.error_message or "Finalize failed"}
         for name, value in changed.items():
             setattr(session, name, value)
-        if changed:
-            session.save(update_fields=[*changed, "updated_at"])
+        fields = [*changed, *_drop_lease_if_finished(session)]
+        if fields:
+            session.save(update_fields=[*fields, "updated_at"])
     return interaction, session
 
 
@@ -230,12 +412,83 @@ def cancel_session(*, scope: Scope, session_id: uuid.UUID) -> Session:
         if session.is_finished:
             raise Conflict(f"Session is {session.status}; it cannot be cancelled")
         session.status = SessionStatus.CANCELLED
-        session.save(update_fields=["status", "updated_at"])
+        session.save(update_fields=["status", *_drop_lease_if_finished(session), "updated_at"])
         _cancel_running_children(session)
     return session
 
 
 def _cancel_running_children(session: Session) -> None:
     Session.objects.filter(parent_session_id=session.pk, status=SessionStatus.ACTIVE).update(
-        status=SessionStatus.CANCELLED, updated_at=timezone.now()
+        status=SessionStatus.CANCELLED, runner=None, leased_until=None, updated_at=timezone.now()
     )
+
+
+def retry_session(*, scope: Scope, session_id: uuid.UUID) -> Session:
+    """Make a failed or cancelled session active again; its next command starts its workflow
+    at the first step. The history stays: ``attempt`` goes up by one, ``state["error"]``
+    moves to the end of ``state["previous_errors"]``, a pending interaction is closed with an
+    error result ``Superseded by retry``. A child of a finished parent cannot be retried."""
+    with transaction.atomic():
+        probe = _session_or_404(scope, session_id)
+        # Parent before child, the order cancel takes them in, so a retry and the parent's
+        # cancel never deadlock and the cancel sees the retried child.
+        parent = (
+            _session_or_404(scope, probe.parent_session_id, lock=True)
+            if probe.parent_session_id
+            else None
+        )
+        session = _session_or_404(scope, session_id, lock=True)
+        if session.status not in RETRYABLE:
+            raise Conflict(RETRY_ONLY_FINISHED.format(status=session.status))
+        if parent is not None and parent.is_finished:
+            raise Conflict(PARENT_FINISHED.format(status=parent.status))
+        _reopen([session])
+    return session
+
+
+def retry_child_sessions(*, scope: Scope, session_id: uuid.UUID) -> list[Session]:
+    """Retry every failed or cancelled child of an active context session; the retried
+    children in spawn order. Constant queries whatever the number of children."""
+    with transaction.atomic():
+        session = _session_or_404(scope, session_id, lock=True)
+        if session.type != CONTEXT_TESTING_SESSIONS:
+            raise StepError(NO_CHILDREN_TO_RETRY.format(type=session.type))
+        if session.is_finished:
+            raise Conflict(CHILDREN_CANNOT_BE_RETRIED.format(status=session.status))
+        children = list(
+            Session.objects.filter(
+                parent_session_id=session.pk, project_id=scope.project_id, status__in=RETRYABLE
+            )
+            .select_related("component")
+            .order_by(*selectors.SPAWN_ORDER)
+            .select_for_update(of=("self",))
+        )
+        _reopen(children)
+    return children
+
+
+def _reopen(sessions: list[Session]) -> None:
+    """Reopen locked, failed or cancelled sessions as their next attempt."""
+    if not sessions:
+        return
+    now = timezone.now()
+    for session in sessions:
+        state = dict(session.state)
+        previous = list(state.get("previous_errors") or [])
+        if "error" in state:
+            previous.append(state.pop("error"))
+        state["previous_errors"] = previous
+        # The fix loop's budget is per attempt.
+        state.pop("fix_attempts", None)
+        session.state = state
+        session.status = SessionStatus.ACTIVE
+        session.attempt += 1
+        session.runner = session.leased_until = None
+        session.updated_at = now
+    Session.objects.bulk_update(
+        sessions, ["state", "status", "attempt", "runner", "leased_until", "updated_at"]
+    )
+    superseded = Result(status="error", error_message=SUPERSEDED_BY_RETRY, timestamp=now)
+    Interaction.objects.filter(
+        session__in=[s.pk for s in sessions], completed_at__isnull=True
+    ).update(result=superseded.to_dict(), completed_at=now)

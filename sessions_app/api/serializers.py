@@ -10,6 +10,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -18,6 +19,9 @@ from components_app.models import Component
 from core.api.fields import INT32_MAX, VisibleObjectField, int32_field
 from sessions_app import selectors
 from sessions_app.models import (
+    MAX_LEASE_SECONDS,
+    MAX_PARALLEL_CHILDREN,
+    RUNNER_MAX_LENGTH,
     Agent,
     Environment,
     ExecutionMode,
@@ -65,10 +69,22 @@ class SessionSerializer(serializers.ModelSerializer):
             "parent_session",
             "child_session_ids",
             "external_conversation_id",
+            "attempt",
+            "runner",
+            "leased_until",
+            "stalled",
+            "max_parallel_children",
             "created_at",
             "updated_at",
         ]
         read_only_fields = fields
+
+    stalled = serializers.SerializerMethodField(
+        help_text="Active, and the lease of the runner that held it has expired."
+    )
+
+    def get_stalled(self, session: Session) -> bool:
+        return session.is_stalled(timezone.now())
 
     @extend_schema_field(serializers.ListField(child=serializers.UUIDField()))
     def get_child_session_ids(self, session: Session) -> list[uuid.UUID]:
@@ -101,6 +117,7 @@ class ChildSessionSerializer(SessionSerializer):
 class ChildrenSummarySerializer(serializers.Serializer):
     total = serializers.IntegerField()
     active = serializers.IntegerField()
+    stalled = serializers.IntegerField(help_text="Active children whose lease expired.")
     complete = serializers.IntegerField()
     failed = serializers.IntegerField()
     cancelled = serializers.IntegerField()
@@ -109,6 +126,19 @@ class ChildrenSummarySerializer(serializers.Serializer):
 class ChildrenSerializer(serializers.Serializer):
     summary = ChildrenSummarySerializer()
     results = ChildSessionSerializer(many=True)
+
+
+def _max_parallel_children_field(**kwargs: Any) -> serializers.IntegerField:
+    return serializers.IntegerField(
+        allow_null=True,
+        min_value=1,
+        max_value=MAX_PARALLEL_CHILDREN,
+        help_text=(
+            "A context testing session's cap on children running (holding a live lease) at "
+            "once; null: no cap."
+        ),
+        **kwargs,
+    )
 
 
 class SessionCreateSerializer(serializers.Serializer):
@@ -131,6 +161,7 @@ class SessionCreateSerializer(serializers.Serializer):
     )
     state = serializers.DictField(default=dict)
     external_conversation_id = serializers.CharField(max_length=255, allow_blank=True, default="")
+    max_parallel_children = _max_parallel_children_field(default=None)
 
 
 class SessionUpdateSerializer(serializers.Serializer):
@@ -142,6 +173,7 @@ class SessionUpdateSerializer(serializers.Serializer):
     external_conversation_id = serializers.CharField(
         max_length=255, allow_blank=True, required=False
     )
+    max_parallel_children = _max_parallel_children_field(required=False)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         unknown = set(self.initial_data) - set(UPDATABLE_FIELDS)
@@ -156,6 +188,43 @@ class SessionFilterSerializer(serializers.Serializer):
     type = serializers.CharField(max_length=100, required=False)
     parent_session = serializers.UUIDField(
         required=False, help_text="Only the children of this session."
+    )
+
+
+class LeaseSerializer(serializers.Serializer):
+    """Who asks (``runner``) and for how long its lease should run from now."""
+
+    runner = serializers.CharField(
+        max_length=RUNNER_MAX_LENGTH,
+        trim_whitespace=False,
+        help_text="The runner's free-text id, 1 to 200 characters.",
+    )
+    lease_seconds = serializers.IntegerField(
+        min_value=1,
+        max_value=MAX_LEASE_SECONDS,
+        required=False,
+        help_text="How long the lease runs from now; default SESSION_LEASE_SECONDS (600).",
+    )
+
+
+class OptionalLeaseSerializer(LeaseSerializer):
+    """next-command's optional body: without ``runner`` the lease is left alone."""
+
+    runner = serializers.CharField(
+        max_length=RUNNER_MAX_LENGTH,
+        trim_whitespace=False,
+        required=False,
+        help_text="The runner's free-text id; with it, takes or renews the session's lease.",
+    )
+
+
+class ReleaseSerializer(serializers.Serializer):
+    runner = serializers.CharField(max_length=RUNNER_MAX_LENGTH, trim_whitespace=False)
+
+
+class RetriedChildrenSerializer(serializers.Serializer):
+    retried_session_ids = serializers.ListField(
+        child=serializers.UUIDField(), help_text="The retried children, in spawn order."
     )
 
 
@@ -212,3 +281,8 @@ class InteractionSerializer(serializers.ModelSerializer):
 class ResultSubmittedSerializer(serializers.Serializer):
     interaction = InteractionSerializer()
     session = SessionSerializer()
+
+
+class ClaimedChildSerializer(serializers.Serializer):
+    session = SessionSerializer(help_text="The child, now leased to the runner.")
+    interaction = InteractionSerializer(help_text="The child's pending interaction.")

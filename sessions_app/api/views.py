@@ -7,7 +7,7 @@ from __future__ import annotations
 from django.db.models import Prefetch, QuerySet
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
-from rest_framework import mixins, status
+from rest_framework import mixins, serializers, status
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -20,10 +20,15 @@ from sessions_app.api.serializers import (
     CHILDREN_IN_SPAWN_ORDER,
     ChildrenSerializer,
     ChildSessionSerializer,
+    ClaimedChildSerializer,
     CommandSerializer,
     InteractionSerializer,
+    LeaseSerializer,
+    OptionalLeaseSerializer,
+    ReleaseSerializer,
     ResultInputSerializer,
     ResultSubmittedSerializer,
+    RetriedChildrenSerializer,
     SessionCreateSerializer,
     SessionFilterSerializer,
     SessionSerializer,
@@ -144,20 +149,22 @@ class SessionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedVie
         summary="The next step's command, as a pending interaction",
         description=(
             "201 with a new pending interaction, or 200 with the pending one again while its "
-            "result has not been reported."
+            "result has not been reported. With a `runner`, also takes or renews the "
+            "session's lease (409 while another runner's lease is live)."
         ),
-        request=None,
+        request=OptionalLeaseSerializer,
         responses={
             201: InteractionSerializer,
             200: InteractionSerializer,
-            **error_responses(400, *READ_ERRORS, 409, 422),
+            **error_responses(*WRITE_ERRORS, 409, 422),
         },
     )
     @action(detail=True, methods=["post"], url_path="next-command")
     def next_command(self, request: Request, pk: str) -> Response:
         session = self.get_object()
+        lease = _valid(OptionalLeaseSerializer, request)
         interaction, created = services.next_command(
-            scope=scope_for(request, session.project), session_id=session.pk
+            scope=scope_for(request, session.project), session_id=session.pk, **lease
         )
         return Response(
             InteractionSerializer(interaction).data,
@@ -218,3 +225,115 @@ class SessionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedVie
             scope=scope_for(request, session.project), session_id=session.pk
         )
         return Response(self._rendered(session))
+
+    @extend_schema(
+        summary="Spawn children for the context's components that have none",
+        description=(
+            "Under the spawn step's rules. `metadata.child_session_ids`: every child in spawn "
+            "order; `created_session_ids`: the new ones; `failed_components`: those that could "
+            "not be created."
+        ),
+        request=None,
+        responses={200: CommandSerializer, **error_responses(*READ_ERRORS, 409, 422)},
+    )
+    @action(detail=True, methods=["post"], url_path="spawn-missing")
+    def spawn_missing(self, request: Request, pk: str) -> Response:
+        session = self.get_object()
+        command = services.spawn_missing_child_sessions(
+            scope=scope_for(request, session.project), session_id=session.pk
+        )
+        return Response(command.to_dict())
+
+    @extend_schema(
+        summary="Run a failed or cancelled session again from its first step",
+        request=None,
+        responses={200: SessionSerializer, **error_responses(*READ_ERRORS, 409)},
+    )
+    @action(detail=True, methods=["post"])
+    def retry(self, request: Request, pk: str) -> Response:
+        session = self.get_object()
+        session = services.retry_session(
+            scope=scope_for(request, session.project), session_id=session.pk
+        )
+        return Response(self._rendered(session))
+
+    @extend_schema(
+        summary="Retry every failed or cancelled child of a context session",
+        request=None,
+        responses={200: RetriedChildrenSerializer, **error_responses(*READ_ERRORS, 409, 422)},
+    )
+    @action(detail=True, methods=["post"], url_path="retry-children")
+    def retry_children(self, request: Request, pk: str) -> Response:
+        session = self.get_object()
+        children = services.retry_child_sessions(
+            scope=scope_for(request, session.project), session_id=session.pk
+        )
+        return Response({"retried_session_ids": [str(child.pk) for child in children]})
+
+    @extend_schema(
+        summary="Renew (or take) the runner's lease on the session",
+        request=LeaseSerializer,
+        responses={200: SessionSerializer, **error_responses(*WRITE_ERRORS, 409)},
+    )
+    @action(detail=True, methods=["post"])
+    def heartbeat(self, request: Request, pk: str) -> Response:
+        session = self.get_object()
+        session = services.heartbeat(
+            scope=scope_for(request, session.project),
+            session_id=session.pk,
+            **_valid(LeaseSerializer, request),
+        )
+        return Response(self._rendered(session))
+
+    @extend_schema(
+        summary="Give the runner's lease on the session up",
+        request=ReleaseSerializer,
+        responses={200: SessionSerializer, **error_responses(*WRITE_ERRORS, 409)},
+    )
+    @action(detail=True, methods=["post"])
+    def release(self, request: Request, pk: str) -> Response:
+        session = self.get_object()
+        session = services.release(
+            scope=scope_for(request, session.project),
+            session_id=session.pk,
+            **_valid(ReleaseSerializer, request),
+        )
+        return Response(self._rendered(session))
+
+    @extend_schema(
+        summary="Lease the first claimable child to the runner, with its next command",
+        description=(
+            "200 with the child (now leased to the runner) and its pending interaction; 204 "
+            "when no child can be claimed now (none active without a live lease, the context "
+            "finished, or `max_parallel_children` children running)."
+        ),
+        request=LeaseSerializer,
+        responses={
+            200: ClaimedChildSerializer,
+            204: None,
+            **error_responses(*WRITE_ERRORS, 422),
+        },
+    )
+    @action(detail=True, methods=["post"], url_path="claim-child")
+    def claim_child(self, request: Request, pk: str) -> Response:
+        session = self.get_object()
+        claimed = services.claim_child(
+            scope=scope_for(request, session.project),
+            session_id=session.pk,
+            **_valid(LeaseSerializer, request),
+        )
+        if claimed is None:
+            return Response(status=status.HTTP_204_NO_CONTENT)
+        child, interaction = claimed
+        return Response(
+            {
+                "session": self._rendered(child),
+                "interaction": InteractionSerializer(interaction).data,
+            }
+        )
+
+
+def _valid(serializer_class: type[serializers.Serializer], request: Request) -> dict:
+    serializer = serializer_class(data=request.data)
+    serializer.is_valid(raise_exception=True)
+    return dict(serializer.validated_data)

@@ -52,6 +52,12 @@ def test_every_contract_route_is_documented(openapi):
         ("/api/sessions/{id}/interactions/{interaction_id}/result/", "post"),
         ("/api/sessions/{id}/interactions/", "get"),
         ("/api/sessions/{id}/cancel/", "post"),
+        ("/api/sessions/{id}/spawn-missing/", "post"),
+        ("/api/sessions/{id}/retry/", "post"),
+        ("/api/sessions/{id}/retry-children/", "post"),
+        ("/api/sessions/{id}/heartbeat/", "post"),
+        ("/api/sessions/{id}/release/", "post"),
+        ("/api/sessions/{id}/claim-child/", "post"),
     }
 
 
@@ -71,7 +77,10 @@ def test_every_operation_documents_its_error_answers(openapi):
     ("path", "codes"),
     [
         ("/api/sessions/{id}/spawn/", {"200", "401", "404", "409", "422"}),
-        ("/api/sessions/{id}/next-command/", {"200", "201", "400", "401", "404", "409", "422"}),
+        (
+            "/api/sessions/{id}/next-command/",
+            {"200", "201", "400", "401", "404", "409", "413", "415", "422"},
+        ),
         ("/api/sessions/{id}/cancel/", {"200", "401", "404", "409"}),
     ],
 )

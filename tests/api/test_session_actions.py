@@ -115,7 +115,14 @@ def test_children_in_spawn_order_with_summary_and_reasons(api, context_session):
 
     assert response.status_code == 200
     body = response.json()
-    assert body["summary"] == {"total": 4, "active": 1, "complete": 1, "failed": 1, "cancelled": 1}
+    assert body["summary"] == {
+        "total": 4,
+        "active": 1,
+        "stalled": 0,
+        "complete": 1,
+        "failed": 1,
+        "cancelled": 1,
+    }
     assert [c["component"]["name"] for c in body["results"]] == SPAWN_ORDER
     assert [(c["status"], c["failure_reason"]) for c in body["results"]] == [
         ("complete", None),
@@ -146,7 +153,14 @@ def test_a_failed_childs_reason_falls_back_to_its_latest_errored_interaction(
 
 def test_no_children_yet(api, context_session):
     assert api.get(url(context_session, "children/")).json() == {
-        "summary": {"total": 0, "active": 0, "complete": 0, "failed": 0, "cancelled": 0},
+        "summary": {
+            "total": 0,
+            "active": 0,
+            "stalled": 0,
+            "complete": 0,
+            "failed": 0,
+            "cancelled": 0,
+        },
         "results": [],
     }
 
@@ -353,6 +367,7 @@ def test_a_context_session_from_creation_to_complete(api, project, context):
     assert children["summary"] == {
         "total": 4,
         "active": 0,
+        "stalled": 0,
         "complete": 3,
         "failed": 1,
         "cancelled": 0,

@@ -25,6 +25,11 @@ SESSION_KEYS = {
     "parent_session",
     "child_session_ids",
     "external_conversation_id",
+    "attempt",
+    "runner",
+    "leased_until",
+    "stalled",
+    "max_parallel_children",
     "created_at",
     "updated_at",
 }

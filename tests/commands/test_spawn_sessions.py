@@ -59,8 +59,10 @@ def test_json_prints_the_command(context_session):
     assert command["execution_strategy"] == "async"
     assert command["metadata"] == {
         "child_session_ids": spawn_order_ids(context_session),
+        "created_session_ids": spawn_order_ids(context_session),
         "already_spawned": False,
         "failed_components": [],
+        "max_parallel": None,
     }
     assert set(command) == {"module", "command", "metadata", "execution_strategy", "timestamp"}
 

@@ -29,9 +29,9 @@ SESSION_INSERT = f'INSERT INTO "{Session._meta.db_table}"'
 # In a test (itself a transaction) the spawn is: the session, savepoint, the context, the locked
 # parent, existing children, the child components, savepoint, the INSERTs, release, release.
 SPAWN_QUERIES_BESIDES_INSERTS = 9
-# The session as the service loads it, the session as the step reloads it, the children with
-# their components and failure reasons.
-CHECK_QUERIES = 3
+# The session as the service loads it, the session as the step reloads it, the children that
+# are not complete with their components and failure reasons, the components without a child.
+CHECK_QUERIES = 4
 
 
 def insert_statements(size: int) -> int:

@@ -11,14 +11,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Collection
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import DatabaseError, transaction
+from django.utils import timezone
 
 from components_app import selectors as component_selectors
 from components_app.models import Component
-from core.errors import StepError
+from core.errors import Conflict, StepError
 from core.scope import Scope
 from sessions_app import selectors
 from sessions_app.models import ExecutionMode, Session, SessionStatus
@@ -31,6 +33,13 @@ CONTEXT_COMPONENT_NOT_FOUND = "Context component not found"
 SESSION_NOT_FOUND = "Session not found"
 NO_CHILD_COMPONENTS = "No child components found for context"
 FAILED_TO_SPAWN_ANY = "Failed to spawn any child sessions"
+CANNOT_SPAWN = "Session is {status}; it cannot spawn child sessions"
+# The result check's categories, in the order they are reported.
+STILL_RUNNING = "Child sessions still running"
+STALLED = "Child sessions stalled"
+FAILED = "Child sessions failed"
+CANCELLED = "Child sessions cancelled"
+WITHOUT_CHILD = "Components without a child session"
 
 # Fields a child gets from objects the step has just loaded; validating them again would cost
 # one existence query per child.
@@ -58,22 +67,35 @@ def invalid_child_type_message(child_type: str) -> str:
     return f"Invalid child session type: expected {COMPONENT_TEST_SESSIONS}, got {child_type}"
 
 
-def child_status_error(children: list[Session]) -> str | None:
-    """The result check's verdict: None when every child is complete, else every category."""
-    running = [selectors.display_name(c) for c in children if c.status == SessionStatus.ACTIVE]
+def child_status_error(
+    unfinished: list[Session], missing: list[Component] = (), *, now: datetime | None = None
+) -> str | None:
+    """The result check's verdict: None when every child is complete and every component has
+    a child, else every category, in this order: still running, stalled (active, lease
+    expired), failed (with reasons), cancelled, components without a child session."""
+    now = now or timezone.now()
+    active = [c for c in unfinished if c.status == SessionStatus.ACTIVE]
+    running = [selectors.display_name(c) for c in active if not c.is_stalled(now)]
+    stalled = [selectors.display_name(c) for c in active if c.is_stalled(now)]
     failed = [
         f"{selectors.display_name(c)} ({selectors.failure_reason(c)})"
-        for c in children
+        for c in unfinished
         if c.status == SessionStatus.FAILED
     ]
-    cancelled = [selectors.display_name(c) for c in children if c.status == SessionStatus.CANCELLED]
+    cancelled = [
+        selectors.display_name(c) for c in unfinished if c.status == SessionStatus.CANCELLED
+    ]
     parts = []
     if running:
-        parts.append(f"Child sessions still running: {', '.join(running)}")
+        parts.append(f"{STILL_RUNNING}: {', '.join(running)}")
+    if stalled:
+        parts.append(f"{STALLED}: {', '.join(stalled)}")
     if failed:
-        parts.append(f"Child sessions failed: {', '.join(failed)}")
+        parts.append(f"{FAILED}: {', '.join(failed)}")
     if cancelled:
-        parts.append(f"Child sessions cancelled: {', '.join(cancelled)}")
+        parts.append(f"{CANCELLED}: {', '.join(cancelled)}")
+    if missing:
+        parts.append(f"{WITHOUT_CHILD}: {', '.join(c.name for c in missing)}")
     return "; ".join(parts) or None
 
 
@@ -82,30 +104,11 @@ class SpawnComponentTestingSessions:
     command_name = "spawn_sessions"
 
     def get_command(self, scope: Scope, session: Session, **opts: Any) -> Command:
-        if session.component_id is None:
-            raise StepError(CONTEXT_COMPONENT_NOT_FOUND)
         with transaction.atomic():
-            context = component_selectors.get_component(
-                scope=scope, component_id=session.component_id
-            )
-            if context is None:
-                raise StepError(CONTEXT_COMPONENT_NOT_FOUND)
-            # The parent's row lock makes concurrent spawns of one parent take turns, so the
-            # second sees the first's children instead of racing it to the unique constraint.
-            parent = selectors.get_session(scope=scope, session_id=session.id, lock=True)
-            if parent is None:
-                raise StepError(SESSION_NOT_FOUND)
-
-            existing = list(
-                Session.objects.filter(parent_session_id=parent.pk)
-                .select_related("component")
-                .order_by(*selectors.SPAWN_ORDER)
-            )
+            parent, context = self._lock_parent(scope, session)
+            existing = self._existing_children(parent)
             if existing:
-                for child in existing:
-                    if child.type != COMPONENT_TEST_SESSIONS:
-                        raise StepError(invalid_child_type_message(child.type))
-                return self._command(existing, failures=[], already_spawned=True)
+                return self._command(parent, existing, created=None, failures=[])
 
             components = component_selectors.list_child_components(
                 scope=scope, component_id=context.pk
@@ -116,15 +119,28 @@ class SpawnComponentTestingSessions:
             created, failures = self._create_children(scope, parent, components)
             if not created:
                 raise StepError(FAILED_TO_SPAWN_ANY)
-            if failures:
-                logger.warning(
-                    "Spawned %d of %d child sessions for session %s; could not create: %s",
-                    len(created),
-                    len(components),
-                    parent.pk,
-                    ", ".join(f.component.name for f in failures),
-                )
-            return self._command(created, failures=failures, already_spawned=False)
+            self._log_partial(parent, created, components, failures)
+            return self._command(parent, created, created=created, failures=failures)
+
+    def spawn_missing(self, scope: Scope, session: Session) -> Command:
+        """Create children for the context's components that have none, under the same
+        rules as ``get_command``; the command lists every child, new and old."""
+        with transaction.atomic():
+            parent, context = self._lock_parent(scope, session)
+            existing = self._existing_children(parent)
+            components = component_selectors.list_child_components(
+                scope=scope, component_id=context.pk
+            )
+            if not components:
+                raise StepError(NO_CHILD_COMPONENTS)
+            have_child = {child.component_id for child in existing}
+            missing = [c for c in components if c.pk not in have_child]
+            created, failures = self._create_children(scope, parent, missing)
+            if not existing and not created:
+                raise StepError(FAILED_TO_SPAWN_ANY)
+            self._log_partial(parent, created, missing, failures)
+            children = self._existing_children(parent) if created else existing
+            return self._command(parent, children, created=created, failures=failures)
 
     def handle_result(
         self, scope: Scope, session: Session, result: Result, **opts: Any
@@ -132,22 +148,78 @@ class SpawnComponentTestingSessions:
         parent = selectors.get_session(scope=scope, session_id=session.id)
         if parent is None:
             raise StepError(SESSION_NOT_FOUND)
-        children = list(selectors.child_sessions(session=parent))
-        message = child_status_error(children)
+        # Constant queries whatever the number of children: only the children that are not
+        # complete are loaded (with their reasons), and the components left without a child.
+        unfinished = list(selectors.unfinished_child_sessions(session=parent))
+        missing = (
+            selectors.components_without_child_session(
+                scope=scope, context_id=parent.component_id, parent_session=parent
+            )
+            if parent.component_id
+            else []
+        )
+        message = child_status_error(unfinished, missing)
         if message is not None:
             return StepOutcome(session_updates={}, result=result.with_error(message))
         return StepOutcome(session_updates={}, result=result.with_ok())
 
+    def _lock_parent(self, scope: Scope, session: Session) -> tuple[Session, Component]:
+        if session.component_id is None:
+            raise StepError(CONTEXT_COMPONENT_NOT_FOUND)
+        context = component_selectors.get_component(scope=scope, component_id=session.component_id)
+        if context is None:
+            raise StepError(CONTEXT_COMPONENT_NOT_FOUND)
+        # The parent's row lock makes concurrent spawns of one parent take turns, so the
+        # second sees the first's children instead of racing it to the unique constraint; and
+        # a cancel that committed while this request waited is seen here, under the lock.
+        parent = selectors.get_session(scope=scope, session_id=session.id, lock=True)
+        if parent is None:
+            raise StepError(SESSION_NOT_FOUND)
+        if parent.is_finished:
+            raise Conflict(CANNOT_SPAWN.format(status=parent.status))
+        return parent, context
+
+    def _existing_children(self, parent: Session) -> list[Session]:
+        existing = list(selectors.spawned_children(session=parent))
+        for child in existing:
+            if child.type != COMPONENT_TEST_SESSIONS:
+                raise StepError(invalid_child_type_message(child.type))
+        return existing
+
+    def _log_partial(
+        self,
+        parent: Session,
+        created: list[Session],
+        components: list[Component],
+        failures: list[SpawnFailure],
+    ) -> None:
+        if failures and created:
+            logger.warning(
+                "Spawned %d of %d child sessions for session %s; could not create: %s",
+                len(created),
+                len(components),
+                parent.pk,
+                ", ".join(f.component.name for f in failures),
+            )
+
     def _command(
-        self, children: list[Session], *, failures: list[SpawnFailure], already_spawned: bool
+        self,
+        parent: Session,
+        children: list[Session],
+        *,
+        created: list[Session] | None,
+        failures: list[SpawnFailure],
     ) -> Command:
+        """``created`` is None when the children were all there already."""
         return Command(
             module=self.name,
             command=self.command_name,
             metadata={
                 "child_session_ids": [str(child.pk) for child in children],
-                "already_spawned": already_spawned,
+                "created_session_ids": [str(child.pk) for child in created or []],
+                "already_spawned": created is None,
                 "failed_components": [failure.as_dict() for failure in failures],
+                "max_parallel": parent.max_parallel_children,
             },
             execution_strategy="async",
         )
@@ -155,6 +227,8 @@ class SpawnComponentTestingSessions:
     def _create_children(
         self, scope: Scope, parent: Session, components: list[Component]
     ) -> tuple[list[Session], list[SpawnFailure]]:
+        if not components:
+            return [], []
         # Every child is built from the same values but its component, so the field rules on
         # those shared values are checked once per spawn (a failure there fails every child,
         # each logged); each child's own id and its model rules (clean(), which check its
