@@ -2,8 +2,10 @@ from __future__ import annotations
 
 import json
 import uuid
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
+from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.views.main import ChangeList
 from django.db.models import QuerySet
@@ -21,35 +23,74 @@ from core.scope import Scope
 from sessions_app import selectors, services
 from sessions_app.models import Interaction, Session, SessionStatus
 
+T = TypeVar("T")
+
 
 @admin.action(description="Spawn child sessions", permissions=["change"])
 def spawn_child_sessions(modeladmin: SessionAdmin, request: HttpRequest, queryset: QuerySet):
     for session in queryset.select_related("project", "component"):
-        try:
-            command = services.spawn_child_sessions(
-                scope=modeladmin.scope_for(request, session), session_id=session.pk
-            )
-        except ServiceError as error:
-            modeladmin.message_user(
-                request, f"{selectors.display_name(session)}: {error.message}", messages.ERROR
-            )
+        command = modeladmin.call(request, session, services.spawn_child_sessions)
+        if command is None:
             continue
         count = len(command.metadata["child_session_ids"])
         if command.metadata["already_spawned"]:
             text = f"{count} child session{pluralize(count)} already existed; none were added."
         else:
             text = f"spawned {count} child session{pluralize(count)}."
-        modeladmin.message_user(
-            request, f"{selectors.display_name(session)}: {text}", messages.SUCCESS
+        modeladmin.report(request, session, text)
+        _warn_failed_components(modeladmin, request, session, command.metadata)
+
+
+@admin.action(description="Spawn missing child sessions", permissions=["change"])
+def spawn_missing_child_sessions(
+    modeladmin: SessionAdmin, request: HttpRequest, queryset: QuerySet
+):
+    for session in queryset.select_related("project", "component"):
+        command = modeladmin.call(request, session, services.spawn_missing_child_sessions)
+        if command is None:
+            continue
+        created = len(command.metadata["created_session_ids"])
+        total = len(command.metadata["child_session_ids"])
+        if created:
+            text = f"spawned {created} missing child session{pluralize(created)} ({total} in all)."
+        else:
+            text = "no child session was added."
+        modeladmin.report(request, session, text)
+        _warn_failed_components(modeladmin, request, session, command.metadata)
+
+
+def _warn_failed_components(
+    modeladmin: SessionAdmin, request: HttpRequest, session: Session, metadata: dict
+) -> None:
+    if metadata["failed_components"]:
+        modeladmin.report(
+            request,
+            session,
+            f"{selectors.failed_components_text(metadata['failed_components'])}.",
+            messages.WARNING,
         )
-        failed = command.metadata["failed_components"]
-        if failed:
-            names = ", ".join(f"{f['name']} ({f['reason']})" for f in failed)
-            modeladmin.message_user(
-                request,
-                f"{selectors.display_name(session)}: could not create child sessions for {names}.",
-                messages.WARNING,
-            )
+
+
+@admin.action(description="Retry selected sessions", permissions=["change"])
+def retry_sessions(modeladmin: SessionAdmin, request: HttpRequest, queryset: QuerySet):
+    for session in queryset.select_related("project", "component"):
+        retried = modeladmin.call(request, session, services.retry_session)
+        if retried is not None:
+            modeladmin.report(request, session, f"retried (attempt {retried.attempt}).")
+
+
+@admin.action(description="Retry failed and cancelled children", permissions=["change"])
+def retry_failed_children(modeladmin: SessionAdmin, request: HttpRequest, queryset: QuerySet):
+    for session in queryset.select_related("project", "component"):
+        children = modeladmin.call(request, session, services.retry_child_sessions)
+        if children is None:
+            continue
+        if children:
+            names = ", ".join(selectors.display_name(child) for child in children)
+            text = f"retried {len(children)} child session{pluralize(len(children))}: {names}."
+        else:
+            text = "no child session was failed or cancelled."
+        modeladmin.report(request, session, text)
 
 
 @admin.action(description="Cancel selected sessions", permissions=["change"])
@@ -57,14 +98,7 @@ def cancel_sessions(modeladmin: SessionAdmin, request: HttpRequest, queryset: Qu
     cancelled = already = 0
     for session in queryset.select_related("project", "component"):
         was_cancelled = session.status == SessionStatus.CANCELLED
-        try:
-            services.cancel_session(
-                scope=modeladmin.scope_for(request, session), session_id=session.pk
-            )
-        except ServiceError as error:
-            modeladmin.message_user(
-                request, f"{selectors.display_name(session)}: {error.message}", messages.ERROR
-            )
+        if modeladmin.call(request, session, services.cancel_session) is None:
             continue
         if was_cancelled:
             already += 1
@@ -84,6 +118,26 @@ def cancel_sessions(modeladmin: SessionAdmin, request: HttpRequest, queryset: Qu
             "already cancelled.",
             messages.INFO,
         )
+
+
+class SessionForm(forms.ModelForm):
+    """The change form refuses the status changes the service refuses, with its text."""
+
+    class Meta:
+        model = Session
+        fields = ["status"]  # the admin's fieldsets decide the rest
+
+    def clean_status(self) -> str:
+        new_status = self.cleaned_data["status"]
+        if not self.instance._state.adding:
+            try:
+                services.check_status_change(session=self.instance, new_status=new_status)
+            except ServiceError as error:
+                raise forms.ValidationError(f"{error.message}. {RETRY_HINT}") from None
+        return new_status
+
+
+RETRY_HINT = "To run a failed or cancelled session again, use the “Retry selected sessions” action."
 
 
 class SessionChangeList(ChangeList):
@@ -115,8 +169,25 @@ class SessionAdmin(ProjectScopedAdmin):
         "external_conversation_id",
     ]
     search_help_text = "Type, component, project, conversation id, or a session's full id."
-    actions = [spawn_child_sessions, cancel_sessions]
-    readonly_fields = ["id", "user", "children", "interactions", "created_at", "updated_at"]
+    actions = [
+        spawn_child_sessions,
+        spawn_missing_child_sessions,
+        retry_sessions,
+        retry_failed_children,
+        cancel_sessions,
+    ]
+    form = SessionForm
+    readonly_fields = [
+        "id",
+        "user",
+        "attempt",
+        "runner",
+        "leased_until",
+        "children",
+        "interactions",
+        "created_at",
+        "updated_at",
+    ]
     fieldsets = [
         (
             None,
@@ -129,9 +200,11 @@ class SessionAdmin(ProjectScopedAdmin):
                     "component",
                     "parent_session",
                     "status",
+                    "attempt",
                     "execution_mode",
                     "agent",
                     "environment",
+                    "max_parallel_children",
                     "external_conversation_id",
                     "state",
                     "created_at",
@@ -139,6 +212,7 @@ class SessionAdmin(ProjectScopedAdmin):
                 ]
             },
         ),
+        ("Lease", {"fields": ["runner", "leased_until"]}),
         ("Children, in spawn order", {"fields": ["children"]}),
         ("Interactions, newest first", {"fields": ["interactions"]}),
     ]
@@ -151,6 +225,20 @@ class SessionAdmin(ProjectScopedAdmin):
     def scope_for(self, request: HttpRequest, session: Session) -> Scope:
         return Scope(user=request.user, project=session.project)
 
+    def call(self, request: HttpRequest, session: Session, service: Callable[..., T]) -> T | None:
+        """``service`` on one selected session, as the clicking user; its error, if any,
+        becomes an error message naming the session and the result is None."""
+        try:
+            return service(scope=self.scope_for(request, session), session_id=session.pk)
+        except ServiceError as error:
+            self.report(request, session, error.message, messages.ERROR)
+            return None
+
+    def report(
+        self, request: HttpRequest, session: Session, text: str, level: int = messages.SUCCESS
+    ) -> None:
+        self.message_user(request, f"{selectors.display_name(session)}: {text}", level)
+
     def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
         return SessionChangeList
 
@@ -162,7 +250,11 @@ class SessionAdmin(ProjectScopedAdmin):
         return [*self.readonly_fields, "project", "type", "component", "parent_session"]
 
     def get_fieldsets(self, request: HttpRequest, obj: Session | None = None):
-        return self.fieldsets if obj is not None else self.fieldsets[:1]
+        if obj is not None:
+            return self.fieldsets
+        # A new session starts on its first attempt, with no lease.
+        name, options = self.fieldsets[0]
+        return [(name, {**options, "fields": [f for f in options["fields"] if f != "attempt"]})]
 
     def formfield_for_foreignkey(self, db_field, request: HttpRequest, **kwargs: Any):
         formfield = super().formfield_for_foreignkey(db_field, request, **kwargs)
@@ -173,7 +265,22 @@ class SessionAdmin(ProjectScopedAdmin):
     def save_model(self, request: HttpRequest, obj: Session, form, change: bool) -> None:
         if not change:
             obj.user = request.user
+            super().save_model(request, obj, form, change)
+            return
+        # The other fields save as the form has them; a status change goes through the
+        # service (SessionForm already checked it), which cancels running children and drops
+        # the lease of a session that ends, as the API does.
+        new_status = obj.status
+        obj.status = form.initial["status"]
         super().save_model(request, obj, form, change)
+        if new_status != obj.status:
+            changed = self.call(
+                request,
+                obj,
+                lambda **ids: services.update_session(**ids, status=new_status),
+            )
+            if changed is not None:
+                obj.status = changed.status
 
     def get_search_results(self, request: HttpRequest, queryset: QuerySet, search_term: str):
         try:

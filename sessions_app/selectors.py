@@ -112,6 +112,12 @@ def failure_reason(child: Session) -> str:
     return child.state_error or child.latest_error_message or NO_REASON_RECORDED
 
 
+def failed_components_text(failed: list[dict[str, str]]) -> str:
+    """The components a spawn could not create a child for, as a person reads them."""
+    names = ", ".join(f"{f['name']} ({f['reason']})" for f in failed)
+    return f"could not create child sessions for {names}"
+
+
 def display_name(child: Session) -> str:
     if child.component_id and child.component is not None:
         return child.component.name

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from django.core.management.base import BaseCommand
+from django.utils import timezone
 
+from core.timefmt import api_time
 from sessions_app import selectors
 from sessions_app.management.commands.spawn_sessions import find_session
 from sessions_app.models import SessionStatus
 
-COLUMNS = ("COMPONENT", "STATUS", "FAILURE REASON", "SESSION")
+COLUMNS = ("COMPONENT", "STATUS", "ATTEMPT", "RUNNER", "FAILURE REASON", "SESSION")
 
 
 class Command(BaseCommand):
@@ -20,17 +22,22 @@ class Command(BaseCommand):
     def handle(self, *args, session_id: str, **options) -> None:
         session = find_session(self, session_id)
         children = list(selectors.child_sessions(session=session))
+        now = timezone.now()
 
         self.stdout.write(f"Session {session.pk}")
         self.stdout.write(f"  type:      {session.type}")
         self.stdout.write(f"  status:    {session.status}")
         self.stdout.write(f"  component: {_component(session)}")
+        self.stdout.write(f"  attempt:   {session.attempt}")
+        self.stdout.write(f"  lease:     {_lease(session, now)}")
         self.stdout.write("")
 
         rows = [
             (
                 selectors.display_name(child),
-                child.status,
+                "stalled" if child.is_stalled(now) else child.status,
+                str(child.attempt),
+                child.runner or "",
                 selectors.failure_reason(child) if child.status == SessionStatus.FAILED else "",
                 str(child.pk),
             )
@@ -46,12 +53,22 @@ class Command(BaseCommand):
                 )
             self.stdout.write("")
 
-        summary = selectors.summarize(children)
+        summary = selectors.summarize(children, now=now)
         self.stdout.write(
             f"{summary.total} {'child' if summary.total == 1 else 'children'}: "
-            f"{summary.complete} complete, {summary.active} active, "
-            f"{summary.failed} failed, {summary.cancelled} cancelled"
+            f"{summary.complete} complete, {summary.active} active "
+            f"({summary.stalled} stalled), {summary.failed} failed, "
+            f"{summary.cancelled} cancelled"
         )
+
+
+def _lease(session, now) -> str:
+    if session.runner is None:
+        return "none"
+    until = api_time(session.leased_until)
+    if session.is_stalled(now):
+        return f"{session.runner}, expired {until} (stalled)"
+    return f"{session.runner} until {until}"
 
 
 def _component(session) -> str:

@@ -44,11 +44,25 @@ def find_session(command: BaseCommand, session_id: str) -> Session:
     return session
 
 
+def operator_scope(session: Session) -> Scope:
+    """An operator's command runs with full access: as the session's owner, in its project.
+    (The children a spawn creates belong to the scope's user, on every door.)"""
+    return Scope(user=session.user, project=session.project)
+
+
 class Command(BaseCommand):
     help = "Spawn one child session per component of a context testing session's context."
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("session_id", help="The context testing session's id.")
+        parser.add_argument(
+            "--missing",
+            action="store_true",
+            help=(
+                "Only create children for the context's components that have none; print "
+                "every child, new and old."
+            ),
+        )
         parser.add_argument(
             "--json",
             action="store_true",
@@ -56,12 +70,13 @@ class Command(BaseCommand):
             help="Print the spawn_sessions command as JSON.",
         )
 
-    def handle(self, *args, session_id: str, as_json: bool = False, **options) -> None:
+    def handle(
+        self, *args, session_id: str, as_json: bool = False, missing: bool = False, **options
+    ) -> None:
         session = find_session(self, session_id)
-        # An operator's command runs with full access: as the session's owner, in its project.
-        scope = Scope(user=session.user, project=session.project)
+        spawn = services.spawn_missing_child_sessions if missing else services.spawn_child_sessions
         try:
-            command = services.spawn_child_sessions(scope=scope, session_id=session.pk)
+            command = spawn(scope=operator_scope(session), session_id=session.pk)
         except ServiceError as error:
             fail(self, error.message)
 
@@ -72,7 +87,6 @@ class Command(BaseCommand):
                 self.stdout.write(child_id)
         failed = command.metadata["failed_components"]
         if failed:
-            names = ", ".join(f"{f['name']} ({f['reason']})" for f in failed)
             self.stderr.write(
-                f"Warning: could not create child sessions for {names}", self.style.WARNING
+                f"Warning: {selectors.failed_components_text(failed)}", self.style.WARNING
             )
