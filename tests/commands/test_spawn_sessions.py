@@ -58,6 +58,7 @@ def test_json_prints_the_command(context_session):
     assert command["command"] == "spawn_sessions"
     assert command["execution_strategy"] == "async"
     assert command["metadata"] == {
+        "timestamp": command["timestamp"],
         "child_session_ids": spawn_order_ids(context_session),
         "created_session_ids": spawn_order_ids(context_session),
         "already_spawned": False,

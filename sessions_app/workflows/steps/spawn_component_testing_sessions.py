@@ -211,10 +211,13 @@ class SpawnComponentTestingSessions:
         failures: list[SpawnFailure],
     ) -> Command:
         """``created`` is None when the children were all there already."""
+        timestamp = timezone.now()
         return Command(
             module=self.name,
             command=self.command_name,
+            timestamp=timestamp,
             metadata={
+                "timestamp": timestamp.isoformat(),
                 "child_session_ids": [str(child.pk) for child in children],
                 "created_session_ids": [str(child.pk) for child in created or []],
                 "already_spawned": created is None,

@@ -6,7 +6,7 @@ Each test name is the seed's title in snake case, under a class named for the se
 """
 
 import logging
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import pytest
 from django.db import connection
@@ -247,17 +247,31 @@ class TestGetCommand:
     def test_validates_existing_child_session_types_match_component_test_sessions(
         self, scope, context, context_session
     ):
-        # Two valid children exist already: they are handed out as they are, and the other
-        # components get no children behind the client's back.
+        # Every existing child is checked, the last in spawn order too: while Audit's child
+        # has another type the step refuses; once it is a ComponentTestSessions, the children
+        # are handed out as they are and the other components get none behind the client's back.
         existing = [
             make_child(context_session, component_named(context, "Token")),
             make_child(context_session, component_named(context, "User")),
+            make_child(
+                context_session, component_named(context, "Audit"), type=CONTEXT_TESTING_SESSIONS
+            ),
         ]
+        with pytest.raises(StepError) as error:
+            step.get_command(scope, context_session)
+        assert error.value.message == (
+            "Invalid child session type: expected ComponentTestSessions, got ContextTestingSessions"
+        )
 
+        Session.objects.filter(pk=existing[2].pk).update(type=COMPONENT_TEST_SESSIONS)
         command = step.get_command(scope, context_session)
 
-        assert command.metadata["child_session_ids"] == [str(existing[1].pk), str(existing[0].pk)]
-        assert Session.objects.filter(parent_session=context_session).count() == 2
+        assert command.metadata["child_session_ids"] == [
+            str(existing[1].pk),
+            str(existing[0].pk),
+            str(existing[2].pk),
+        ]
+        assert Session.objects.filter(parent_session=context_session).count() == 3
 
     def test_returns_error_when_existing_child_sessions_have_invalid_type(
         self, scope, context, context_session
@@ -279,12 +293,15 @@ class TestGetCommand:
         before = timezone.now()
         command = step.get_command(scope, context_session)
 
-        assert isinstance(command.timestamp, datetime)
-        assert timezone.is_aware(command.timestamp)
-        assert before <= command.timestamp <= before + timedelta(seconds=30)
+        stamped = parse_datetime(command.metadata["timestamp"])
+        assert timezone.is_aware(stamped)
+        assert before <= stamped <= before + timedelta(seconds=30)
+        # The metadata's timestamp is the command's own, as the JSON shows both.
+        assert stamped == command.timestamp
         rendered = command.to_dict()
-        assert parse_datetime(rendered["timestamp"]) == command.timestamp
-        assert rendered["metadata"]["child_session_ids"] == command.metadata["child_session_ids"]
+        assert parse_datetime(rendered["metadata"]["timestamp"]) == parse_datetime(
+            rendered["timestamp"]
+        )
 
     def test_logs_session_creation_failures_with_component_details(
         self, scope, context, context_session, creation_failure, caplog
@@ -419,9 +436,17 @@ class TestHandleResult:
     ):
         # Reasons come from the child's state, else its latest errored interaction, else
         # the message says none was recorded.
+        # User has both a state error and an errored interaction: the state's error wins.
         self.set_status(spawned["User"], SessionStatus.FAILED, error="fixture import error")
         self.set_status(spawned["Session"], SessionStatus.FAILED)
         now = timezone.now()
+        Interaction.objects.create(
+            session=spawned["User"],
+            step_name="RunTests",
+            command={"module": "RunTests", "command": "pytest"},
+            result={"status": "error", "error_message": "interaction's message"},
+            completed_at=now,
+        )
         for minutes, message in [(2, "older failure"), (1, "RunTests: 3 tests failed")]:
             Interaction.objects.create(
                 session=spawned["Session"],
@@ -461,14 +486,36 @@ class TestHandleResult:
 
 
 def test_step_reads_and_writes_nothing_outside_the_scope_project(
-    scope, context_session, other_scope
+    scope, context_session, other_scope, caplog
 ):
-    """A foreign project's components under the same context id are never spawned."""
+    """A foreign project's components under the same context id are never spawned, tried, or
+    named (not even as a failure, which would leak their names to this project's users)."""
     foreign_project = make_project(other_scope.user)
     make_component(foreign_project, "Intruder", parent_component=context_session.component)
 
-    command = step.get_command(scope, context_session)
+    with caplog.at_level(logging.INFO, STEP_LOGGER):
+        command = step.get_command(scope, context_session)
 
     names = [c.component.name for c in children_of(context_session)]
     assert names == SPAWN_ORDER
     assert len(command.metadata["child_session_ids"]) == 4
+    assert command.metadata["failed_components"] == []
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert "Intruder" not in caplog.text
+
+
+def test_failures_are_listed_in_spawn_order_however_they_were_found(
+    scope, context, context_session, monkeypatch
+):
+    """Validation failures are found before the insert and database failures during it; the
+    command lists both kinds together, in spawn order."""
+    with (
+        invalid_children(monkeypatch, ["Audit"]),
+        rejected_inserts([component_named(context, "User")]),
+    ):
+        command = step.get_command(scope, context_session)
+
+    assert [f["name"] for f in command.metadata["failed_components"]] == ["User", "Audit"]
+    assert INJECTED_DB_ERROR in command.metadata["failed_components"][0]["reason"]
+    assert INJECTED_VALIDATION_ERROR in command.metadata["failed_components"][1]["reason"]
+    assert [c.component.name for c in children_of(context_session)] == ["Session", "Token"]
