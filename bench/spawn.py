@@ -512,7 +512,7 @@ def _redacted(url: str) -> str:
     return url
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--database-url",
@@ -535,56 +535,57 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cases", default=",".join(CASES), help="cases to run, comma-separated")
     parser.add_argument("--output", type=Path, help="JSON path (default: bench/results/...)")
     args = parser.parse_args(argv)
+    args.sizes = [int(size) for size in args.sizes.split(",")]
+    args.cases = [case.strip() for case in args.cases.split(",")]
+    return args
 
-    database_url = args.database_url
+
+def connect(database_url: str | None) -> str:
+    """Configure Django on the given database, or on a new temporary SQLite file."""
     if database_url is None:
         scratch = Path(tempfile.mkdtemp(prefix="spawn-bench-"))
         database_url = f"sqlite:///{scratch / 'bench.sqlite3'}"
     configure_django(database_url)
+    return database_url
 
-    from django.db import connection
 
-    sizes = [int(size) for size in args.sizes.split(",")]
-    cases = [case.strip() for case in args.cases.split(",")]
-    bench = Bench()
+def runnable_cases(bench: Bench, cases: list[str]) -> list[str]:
     if "api" in cases and not bench.api_available:
         print("POST /api/sessions/{id}/spawn/ is not routed yet: skipping the api case")
-        cases.remove("api")
+        return [case for case in cases if case != "api"]
+    return cases
 
-    vendor = connection.vendor
-    print(f"database: {vendor} ({_redacted(database_url)})")
-    print(f"sizes: {sizes}; timed runs: {args.repeat} ({args.large_repeat} for N >= {LARGE})")
 
-    load_before = os.getloadavg()
+def measure_size(
+    bench: Bench, n: int, cases: list[str], repeat: int
+) -> dict[tuple[str, int], Measurement]:
+    """Every case at ``n`` children: one counted run each, then ``repeat`` timed rounds."""
     results: dict[tuple[str, int], Measurement] = {}
-    for n in sizes:
+    for case in cases:
+        measurement = bench.count(case, n)
+        if case in BULK_CASES:
+            measurement.expected_insert_batches = bench.expected_insert_batches(n)
+            if measurement.inserts != measurement.expected_insert_batches:
+                print(
+                    f"note: {case} at {n} made {measurement.inserts} INSERTs; the driver's "
+                    f"batch size predicts {measurement.expected_insert_batches}"
+                )
+        results[(case, n)] = measurement
+    # Cases take turns in every repetition, so a burst of load elsewhere on the machine
+    # lands on all of them rather than on one case's whole series.
+    for _ in range(repeat):
         for case in cases:
-            measurement = bench.count(case, n)
-            if case in BULK_CASES:
-                measurement.expected_insert_batches = bench.expected_insert_batches(n)
-                if measurement.inserts != measurement.expected_insert_batches:
-                    print(
-                        f"note: {case} at {n} made {measurement.inserts} INSERTs; the driver's "
-                        f"batch size predicts {measurement.expected_insert_batches}"
-                    )
-            results[(case, n)] = measurement
-        # Cases take turns in every repetition, so a burst of load elsewhere on the machine
-        # lands on all of them rather than on one case's whole series.
-        for _ in range(args.large_repeat if n >= LARGE else args.repeat):
-            for case in cases:
-                results[(case, n)].runs_s.append(bench.time_once(case, n))
-        for case in cases:
-            measurement = results[(case, n)]
-            print(
-                f"  {case:<15} N={n:<5} {_ms(measurement.median_s):>11}  "
-                f"{measurement.queries} queries",
-                flush=True,
-            )
+            results[(case, n)].runs_s.append(bench.time_once(case, n))
+    for case in cases:
+        measurement = results[(case, n)]
+        print(
+            f"  {case:<15} N={n:<5} {_ms(measurement.median_s):>11}  {measurement.queries} queries",
+            flush=True,
+        )
+    return results
 
-    measurements = [results[(case, n)] for case in cases for n in sizes]
-    print()
-    print(render_table(measurements))
-    batch = bench.insert_batch_rows()
+
+def print_driver_note(vendor: str, batch: int) -> None:
     print()
     if batch < 10**6:
         print(
@@ -595,17 +596,29 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print(f"{vendor} takes one bulk insert as one INSERT statement: 'driver' is 0.")
 
-    targets = evaluate(results, sizes)
+
+def print_targets(targets: list[Target]) -> None:
     print()
     for target in targets:
         print(f"[{target.verdict}] {target.name}: {target.detail}")
 
-    output = args.output or ROOT / "bench" / "results" / f"spawn-{vendor}.json"
-    output.parent.mkdir(parents=True, exist_ok=True)
+
+def write_report(
+    path: Path,
+    *,
+    args: argparse.Namespace,
+    database_url: str,
+    batch: int,
+    load_before: tuple[float, float, float],
+    measurements: list[Measurement],
+    targets: list[Target],
+) -> None:
+    from django.db import connection
+
     report = {
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "database": {
-            "vendor": vendor,
+            "vendor": connection.vendor,
             "version": ".".join(map(str, connection.get_database_version())),
             "url": _redacted(database_url),
             "insert_batch_rows": batch if batch < 10**6 else None,
@@ -629,8 +642,45 @@ def main(argv: list[str] | None = None) -> int:
         "measurements": [m.as_dict() for m in measurements],
         "targets": [{"name": t.name, "detail": t.detail, "verdict": t.verdict} for t in targets],
     }
-    output.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"\nwrote {output}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"\nwrote {path}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    database_url = connect(args.database_url)
+
+    from django.db import connection
+
+    bench = Bench()
+    cases = runnable_cases(bench, args.cases)
+    vendor = connection.vendor
+    print(f"database: {vendor} ({_redacted(database_url)})")
+    print(f"sizes: {args.sizes}; timed runs: {args.repeat} ({args.large_repeat} for N >= {LARGE})")
+
+    load_before = os.getloadavg()
+    results: dict[tuple[str, int], Measurement] = {}
+    for n in args.sizes:
+        repeat = args.large_repeat if n >= LARGE else args.repeat
+        results.update(measure_size(bench, n, cases, repeat))
+    measurements = [results[(case, n)] for case in cases for n in args.sizes]
+    print()
+    print(render_table(measurements))
+    batch = bench.insert_batch_rows()
+    print_driver_note(vendor, batch)
+
+    targets = evaluate(results, args.sizes)
+    print_targets(targets)
+    write_report(
+        args.output or ROOT / "bench" / "results" / f"spawn-{vendor}.json",
+        args=args,
+        database_url=database_url,
+        batch=batch,
+        load_before=load_before,
+        measurements=measurements,
+        targets=targets,
+    )
     return 1 if any(target.passed is False for target in targets) else 0
 
 
