@@ -10,6 +10,7 @@ from pathlib import Path
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
+from django.utils.log import DEFAULT_LOGGING
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -119,7 +120,8 @@ REST_FRAMEWORK = {
 }
 
 SPECTACULAR_SETTINGS = {
-    "TITLE": "Component test-session orchestration API",
+    # The title names the file /api/schema/ downloads: the product's name, no spaces.
+    "TITLE": "spawnctl",
     "DESCRIPTION": (
         "Spawns one agentic child session per component of a context and reports honestly "
         "which children are still running, failed (and why) or were cancelled."
@@ -137,12 +139,26 @@ SPECTACULAR_SETTINGS = {
     },
 }
 
+LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+        "django.server": DEFAULT_LOGGING["formatters"]["django.server"],
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
+        "django.server": DEFAULT_LOGGING["handlers"]["django.server"],
+    },
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    # Django's own logger has a console handler already; propagating to the root as well
+    # printed every line (the dev server's startup line among them) twice. Configuring it
+    # resets its children, so the dev server's request log is configured again as Django has it.
+    "loggers": {
+        "django": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
+        "django.server": DEFAULT_LOGGING["loggers"]["django.server"],
+    },
 }
 
 if not DEBUG:

@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from components_app.models import SPAWN_ORDER as COMPONENT_SPAWN_ORDER
 from components_app.models import CodePointOrder, Component
+from core.errors import InvalidInput
 from sessions_app.models import Interaction, Session, SessionStatus
 
 if TYPE_CHECKING:
@@ -36,12 +37,63 @@ def sessions_for_user(user: AbstractBaseUser) -> QuerySet[Session]:
     return Session.objects.filter(project__members=user)
 
 
-def get_session_for_operator(*, session_id: uuid.UUID) -> Session | None:
-    """Any session, with what an operator's command needs to build its scope: the command
-    line runs with full access, as the session's owner in the session's project."""
-    return (
-        Session.objects.filter(pk=session_id).select_related("project", "user", "component").first()
+SHORT_ID_LENGTH = 8
+MIN_ID_PREFIX = 4
+MAX_NAMED_MATCHES = 10
+AMBIGUOUS_ID = "Session id {prefix} is ambiguous; it matches {matches}"
+_HEX = frozenset("0123456789abcdef")
+
+
+def short_id(session_id: uuid.UUID) -> str:
+    """The first characters of a session's id, as a person sees and types it."""
+    return str(session_id)[:SHORT_ID_LENGTH]
+
+
+def find_session_by_id(
+    *, id_or_prefix: str, sessions: QuerySet[Session] | None = None
+) -> Session | None:
+    """The session a person named by its full id or by a prefix of it (the short id: its
+    first 8 characters), among ``sessions`` (default: every session, as an operator's
+    command sees them, with its project, owner, component and failure reason).
+
+    None when nothing matches; an ``InvalidInput`` naming the matches when several do.
+    """
+    if sessions is None:
+        sessions = with_failure_reason(
+            Session.objects.select_related("project", "user", "component")
+        )
+    try:
+        full_id = uuid.UUID(id_or_prefix.strip())
+    except ValueError:
+        full_id = None
+    if full_id is not None:
+        return sessions.filter(pk=full_id).first()
+    prefix = id_prefix(id_or_prefix)
+    if prefix is None:
+        return None
+    matches = list(
+        sessions.filter(pk__startswith=prefix).order_by("created_at", "id")[: MAX_NAMED_MATCHES + 1]
     )
+    if len(matches) <= 1:
+        return matches[0] if matches else None
+    named = ", ".join(
+        f"{match.pk} ({display_name(match)})" for match in matches[:MAX_NAMED_MATCHES]
+    )
+    if len(matches) > MAX_NAMED_MATCHES:
+        named += " and more"
+    raise InvalidInput(AMBIGUOUS_ID.format(prefix=prefix, matches=named))
+
+
+def id_prefix(text: str) -> str | None:
+    """``text`` as the start of a UUID's canonical text (hyphens where a UUID has them), or
+    None if it cannot be one or is too short to mean one."""
+    digits = text.strip().lower().replace("-", "")
+    if not MIN_ID_PREFIX <= len(digits) < 32 or not set(digits) <= _HEX:
+        return None
+    # Hyphens after the 8th, 12th, 16th and 20th digit, so that the prefix compares equal to
+    # the uuid column cast to text on PostgreSQL (SQLite's hex column ignores them).
+    groups = [digits[:8], digits[8:12], digits[12:16], digits[16:20], digits[20:]]
+    return "-".join(group for group in groups if group)
 
 
 def get_session(*, scope: Scope, session_id: uuid.UUID, lock: bool = False) -> Session | None:
@@ -91,24 +143,28 @@ def child_sessions(*, session: Session) -> QuerySet[Session]:
     One query whatever the number of children: the reason comes from the child's own
     ``state["error"]`` or, failing that, from a subquery on its latest errored interaction.
     """
+    return with_failure_reason(
+        Session.objects.filter(parent_session_id=session.pk, project_id=session.project_id)
+        .select_related("component")
+        .order_by(*SPAWN_ORDER)
+    )
+
+
+def with_failure_reason(queryset: QuerySet[Session]) -> QuerySet[Session]:
+    """Annotate each session with what ``failure_reason`` reads, in the same query."""
     latest_error = (
         Interaction.objects.filter(session=OuterRef("pk"), result__status="error")
         .order_by("-created_at")
         .values_list(KT("result__error_message"))[:1]
     )
-    return (
-        Session.objects.filter(parent_session_id=session.pk, project_id=session.project_id)
-        .select_related("component")
-        .annotate(
-            state_error=KT("state__error"),
-            latest_error_message=Subquery(latest_error),
-        )
-        .order_by(*SPAWN_ORDER)
+    return queryset.annotate(
+        state_error=KT("state__error"), latest_error_message=Subquery(latest_error)
     )
 
 
 def failure_reason(child: Session) -> str:
-    """Why a failed child failed; needs a child from ``child_sessions``."""
+    """Why a failed session failed; needs a session from ``with_failure_reason`` (as
+    ``child_sessions`` gives them)."""
     return child.state_error or child.latest_error_message or NO_REASON_RECORDED
 
 

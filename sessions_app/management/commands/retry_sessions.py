@@ -18,7 +18,9 @@ class Command(BaseCommand):
     help = "Retry failed or cancelled sessions, or (--children) the children of context sessions."
 
     def add_arguments(self, parser) -> None:
-        parser.add_argument("session_ids", nargs="+", metavar="session_id")
+        parser.add_argument(
+            "session_ids", nargs="+", metavar="session_id", help="Session ids or short ids."
+        )
         parser.add_argument(
             "--children",
             action="store_true",

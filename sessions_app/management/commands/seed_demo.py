@@ -1,6 +1,7 @@
 """Demo data to look at: a user, a project, a context with five components, a session.
 
-Safe to run any number of times: it finds what it made before instead of making it again.
+Safe to run any number of times: it finds what it made before instead of making it again,
+except the session: it prints one that can still be spawned, new if the last one was used.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ from django.db import transaction
 from rest_framework.authtoken.models import Token
 
 from components_app.models import Component, Project
-from sessions_app.models import Agent, Environment, Session
+from sessions_app.models import Agent, Environment, Session, SessionStatus
+from sessions_app.selectors import short_id
 from sessions_app.workflows.session_types import CONTEXT_TESTING_SESSIONS
 
 DEMO_USERNAME = "demo"
@@ -50,9 +52,19 @@ class Command(BaseCommand):
         for child in CHILDREN:
             self._component(project, context, *child)
 
-        session = Session.objects.filter(
-            project=project, type=CONTEXT_TESTING_SESSIONS, component=context
-        ).first()
+        # A session that has spawned or finished cannot be spawned again: the demo hands out
+        # one that can, making a new one once the last has been used.
+        session = (
+            Session.objects.filter(
+                project=project,
+                type=CONTEXT_TESTING_SESSIONS,
+                component=context,
+                status=SessionStatus.ACTIVE,
+                child_sessions__isnull=True,
+            )
+            .order_by("-created_at")
+            .first()
+        )
         if session is None:
             session = Session(
                 project=project,
@@ -69,6 +81,9 @@ class Command(BaseCommand):
             f"Demo ready. Log in to /admin/ as {DEMO_USERNAME} / {DEMO_PASSWORD}.\n"
             f"API token for {DEMO_USERNAME}: {token.key}\n"
             f"Project {project.pk}\n"
+            f"Not spawned yet: python manage.py spawn_sessions {short_id(session.pk)}\n"
+            f"Run page: /admin/sessions_app/session/{session.pk}/run/\n"
+            # Last, and last on its line: scripts and the docs read the id from here.
             f"Context testing session {session.pk}"
         )
 

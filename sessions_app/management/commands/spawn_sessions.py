@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import sys
-import uuid
 from typing import NoReturn
 
 from django.core.management.base import BaseCommand
@@ -33,12 +32,12 @@ def fail(command: BaseCommand, message: str) -> NoReturn:
 
 
 def find_session(command: BaseCommand, session_id: str) -> Session:
-    """The session an operator named, or exit 1 with "Session not found"."""
+    """The session an operator named by its id or short id, or exit 1 with "Session not
+    found" (or, for a prefix several sessions share, the error naming them)."""
     try:
-        parsed = uuid.UUID(session_id)
-    except ValueError:
-        fail(command, SESSION_NOT_FOUND)
-    session = selectors.get_session_for_operator(session_id=parsed)
+        session = selectors.find_session_by_id(id_or_prefix=session_id)
+    except ServiceError as error:
+        fail(command, error.message)
     if session is None:
         fail(command, SESSION_NOT_FOUND)
     return session
@@ -54,7 +53,7 @@ class Command(BaseCommand):
     help = "Spawn one child session per component of a context testing session's context."
 
     def add_arguments(self, parser) -> None:
-        parser.add_argument("session_id", help="The context testing session's id.")
+        parser.add_argument("session_id", help="The context testing session's id or short id.")
         parser.add_argument(
             "--missing",
             action="store_true",
