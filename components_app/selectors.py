@@ -34,3 +34,17 @@ def list_child_components(*, scope: Scope, component_id: uuid.UUID) -> list[Comp
             project_id=scope.project_id, parent_component_id=component_id
         ).order_by(*SPAWN_ORDER)
     )
+
+
+def components_by_module_name(*, scope: Scope) -> dict[str, Component]:
+    """Every component of the project, by module name: what a bulk import compares against."""
+    return {c.module_name: c for c in Component.objects.filter(project_id=scope.project_id)}
+
+
+def component_ids_with_sessions(*, scope: Scope) -> set[uuid.UUID]:
+    """The project's components that some session tests (or tested): never pruned."""
+    return set(
+        Component.objects.filter(project_id=scope.project_id, sessions__isnull=False)
+        .values_list("pk", flat=True)
+        .distinct()
+    )

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
+from components_app import selectors
 from components_app.models import MODULE_NAME_TAKEN, Component, Project
-from core.errors import InvalidInput, NotFound
+from core.errors import Conflict, InvalidInput, NotFound
+from core.json_values import unstorable_reason
 from core.scope import Scope
 
 COMPONENT_NOT_FOUND = "Component not found"
@@ -92,3 +96,293 @@ def delete_component(*, scope: Scope, component_id: uuid.UUID) -> None:
     deleted, _ = Component.objects.filter(project_id=scope.project_id, pk=component_id).delete()
     if not deleted:
         raise NotFound(COMPONENT_NOT_FOUND)
+
+
+# --- Describing a codebase in bulk -------------------------------------------------------------
+
+BULK_MAX_ROWS = 10_000
+ROW_FIELDS = ("module_name", "name", "type", "priority", "description", "parent_module_name")
+_REQUIRED_TEXT = ("module_name", "name", "type")
+# The priority column is a 32-bit integer on PostgreSQL; the API's single create refuses the
+# same range, so a bulk row cannot store what a single create could not.
+_PRIORITY_RANGE = (-(2**31), 2**31 - 1)
+
+REQUIRED = "This field is required."
+BLANK = "This field may not be blank."
+NOT_A_STRING = "Not a valid string."
+NOT_AN_INTEGER = "A valid integer is required."
+NOT_AN_OBJECT = "Expected an object with module_name, name and type."
+UNKNOWN_FIELD = "Unknown field; a row takes " + ", ".join(ROW_FIELDS) + "."
+NULL_PARENT_HINT = "This field may not be blank; use null for a component without a parent."
+DUPLICATE_ROW = "Row {first} has the same module name."
+UNKNOWN_PARENT = "No row and no component of the project has this module name."
+OWN_PARENT = "A component cannot be its own parent."
+CYCLE = "A component cannot be placed under one of its descendants: {chain}."
+PRUNED_PARENT = "The parent {parent} is not in the list, so prune would delete it."
+NOT_A_LIST = "Expected a list of components."
+TOO_MANY_ROWS = f"Ensure this field has no more than {BULK_MAX_ROWS} elements."
+HAS_SESSIONS = "Components with sessions cannot be deleted: {names}"
+CHANGED_CONCURRENTLY = (
+    "The project's components changed during the import; nothing was written, try again."
+)
+
+RowErrors = dict[int, dict[str, list[str]]]
+
+
+class InvalidRows(InvalidInput):
+    """Rows that cannot be written, by index and field: ``{"components": {"3": {field: [...]}}}``
+    in the API, as DRF names an item of a list."""
+
+    def __init__(self, row_errors: RowErrors) -> None:
+        super().__init__("Invalid components")
+        self.row_errors = dict(sorted(row_errors.items()))
+        self.errors = {"components": {str(i): e for i, e in self.row_errors.items()}}  # type: ignore[dict-item]
+
+
+@dataclass(frozen=True)
+class BulkUpsertResult:
+    created: int
+    updated: int
+    unchanged: int
+    deleted: int
+    #: One component per row, in the rows' order.
+    components: list[Component]
+
+
+def _clean_text(row: dict[str, Any], field: str, errors: dict[str, list[str]]) -> str | None:
+    value = row[field]
+    if not isinstance(value, str):
+        errors[field] = [NOT_A_STRING]
+        return None
+    # Trimmed as DRF trims every string the single create takes.
+    value = value.strip()
+    unstorable = unstorable_reason(value)
+    if unstorable is not None:
+        errors[field] = [unstorable]
+        return None
+    if not value and field != "description":
+        errors[field] = [NULL_PARENT_HINT if field == "parent_module_name" else BLANK]
+        return None
+    if field != "parent_module_name":
+        try:
+            Component._meta.get_field(field).run_validators(value)
+        except ValidationError as error:
+            errors[field] = list(error.messages)
+            return None
+    return value
+
+
+def _clean_row(row: Any) -> tuple[dict[str, Any], dict[str, list[str]]]:
+    """A row's values checked one by one as the model's fields check them; no queries."""
+    if not isinstance(row, dict):
+        return {}, {"non_field_errors": [NOT_AN_OBJECT]}
+    errors: dict[str, list[str]] = {
+        str(key): [UNKNOWN_FIELD] for key in row if key not in ROW_FIELDS
+    }
+    clean: dict[str, Any] = {}
+    for field in _REQUIRED_TEXT:
+        if field not in row:
+            errors[field] = [REQUIRED]
+        else:
+            clean[field] = _clean_text(row, field, errors)
+    if "description" in row:
+        clean["description"] = _clean_text(row, "description", errors)
+    if row.get("parent_module_name") is not None:
+        clean["parent_module_name"] = _clean_text(row, "parent_module_name", errors)
+    elif "parent_module_name" in row:
+        clean["parent_module_name"] = None
+    if "priority" in row:
+        priority = row["priority"]
+        low, high = _PRIORITY_RANGE
+        if not isinstance(priority, int) or isinstance(priority, bool):
+            errors["priority"] = [NOT_AN_INTEGER]
+        elif priority < low:
+            errors["priority"] = [f"Ensure this value is greater than or equal to {low}."]
+        elif priority > high:
+            errors["priority"] = [f"Ensure this value is less than or equal to {high}."]
+        else:
+            clean["priority"] = priority
+    return clean, errors
+
+
+def _cycles(parent_of: dict[str, str | None]) -> dict[str, list[str]]:
+    """Each module name on a cycle of ``parent_of``, with the cycle read from it. Every name
+    has at most one parent, so one walk per name that stops at anything already walked finds
+    them all in linear time."""
+    on_cycle: dict[str, list[str]] = {}
+    done: set[str] = set()
+    for start in parent_of:
+        path: list[str] = []
+        position: dict[str, int] = {}
+        current: str | None = start
+        while current is not None and current not in done and current not in position:
+            position[current] = len(path)
+            path.append(current)
+            current = parent_of.get(current)
+        if current is not None and current in position:
+            loop = path[position[current] :]
+            for offset, name in enumerate(loop):
+                chain = loop[offset:] + loop[:offset]
+                on_cycle[name] = [*chain, name]
+        done.update(path)
+    return on_cycle
+
+
+def _check_rows(
+    rows: list[Any], existing: dict[str, Component], *, prune: bool
+) -> tuple[list[dict[str, Any]], RowErrors]:
+    """Rows checked together: duplicates, parents (in the list, or in the project and kept)
+    and cycles through the tree the import would leave."""
+    module_of = {c.pk: c.module_name for c in existing.values()}
+    cleaned: list[dict[str, Any]] = []
+    row_errors: RowErrors = {}
+    first_row: dict[str, int] = {}
+    for index, row in enumerate(rows):
+        clean, errors = _clean_row(row)
+        module_name = clean.get("module_name")
+        if module_name is not None:
+            if module_name in first_row:
+                errors["module_name"] = [DUPLICATE_ROW.format(first=first_row[module_name])]
+            else:
+                first_row[module_name] = index
+        cleaned.append(clean)
+        if errors:
+            row_errors[index] = errors
+
+    # The parent each module name ends up with: rows override, the rest keeps its own.
+    parent_of: dict[str, str | None] = {
+        c.module_name: module_of.get(c.parent_component_id) for c in existing.values()
+    }
+    checked: dict[str, int] = {}
+    for index, clean in enumerate(cleaned):
+        module_name = clean.get("module_name")
+        if index in row_errors or module_name is None:
+            continue
+        if "parent_module_name" in clean:
+            parent = clean["parent_module_name"]
+        else:
+            parent = parent_of.get(module_name)
+        field_errors: list[str] = []
+        if parent == module_name:
+            field_errors.append(OWN_PARENT)
+        elif parent is not None and parent not in first_row:
+            if parent not in existing:
+                field_errors.append(UNKNOWN_PARENT)
+            elif prune:
+                field_errors.append(PRUNED_PARENT.format(parent=parent))
+        if field_errors:
+            row_errors[index] = {"parent_module_name": field_errors}
+            continue
+        parent_of[module_name] = parent
+        checked[module_name] = index
+    for module_name, chain in _cycles(parent_of).items():
+        index = checked.get(module_name)
+        if index is not None:
+            row_errors[index] = {"parent_module_name": [CYCLE.format(chain=" → ".join(chain))]}
+    return cleaned, row_errors
+
+
+def _parents_first(components: list[Component]) -> list[Component]:
+    """New components ordered so that each comes after its parent when both are new."""
+    by_id = {c.pk: c for c in components}
+    depth: dict[uuid.UUID, int] = {}
+    for component in components:
+        chain = []
+        current: Component | None = component
+        while current is not None and current.pk not in depth:
+            chain.append(current)
+            current = by_id.get(current.parent_component_id)
+        base = depth[current.pk] if current is not None else -1
+        for offset, walked in enumerate(reversed(chain), start=1):
+            depth[walked.pk] = base + offset
+    return sorted(components, key=lambda c: depth[c.pk])
+
+
+def bulk_upsert_components(
+    *, scope: Scope, rows: list[Any], prune: bool = False
+) -> BulkUpsertResult:
+    """Create or update the project's components by ``module_name`` in one transaction; with
+    ``prune``, delete the project's components the rows do not name.
+
+    A row is ``{module_name, name, type, priority?, description?, parent_module_name?}``; a key
+    left out keeps a component's current value (a new one gets the model's default). Every row
+    is checked before anything is written: any bad row is an ``InvalidRows`` naming each row
+    and field, a component to prune that has sessions a ``Conflict`` naming them. The number
+    of queries does not grow with the number of rows (beyond the database's own batches).
+    """
+    if not isinstance(rows, list):
+        raise InvalidInput("Invalid components", {"components": [NOT_A_LIST]})
+    if len(rows) > BULK_MAX_ROWS:
+        raise InvalidInput("Invalid components", {"components": [TOO_MANY_ROWS]})
+    try:
+        with transaction.atomic():
+            return _bulk_upsert(scope=scope, rows=rows, prune=prune)
+    except IntegrityError:
+        # A single create took a module name between our read and our insert.
+        raise Conflict(CHANGED_CONCURRENTLY) from None
+
+
+def _bulk_upsert(*, scope: Scope, rows: list[Any], prune: bool) -> BulkUpsertResult:
+    # Two imports into one project take turns, so each checks the rows against what the
+    # other wrote (SQLite's IMMEDIATE transactions already serialize writers).
+    Project.objects.select_for_update().filter(pk=scope.project_id).exists()
+    existing = selectors.components_by_module_name(scope=scope)
+    cleaned, row_errors = _check_rows(rows, existing, prune=prune)
+    if row_errors:
+        raise InvalidRows(row_errors)
+
+    named = {clean["module_name"] for clean in cleaned}
+    doomed = [c for module, c in existing.items() if module not in named] if prune else []
+    if doomed:
+        with_sessions = selectors.component_ids_with_sessions(scope=scope)
+        blocked = sorted(c.module_name for c in doomed if c.pk in with_sessions)
+        if blocked:
+            raise Conflict(HAS_SESSIONS.format(names=", ".join(blocked)))
+
+    # Ids are chosen here, so a child can point at a parent created in the same insert.
+    ids = {module: c.pk for module, c in existing.items()}
+    ids.update({c["module_name"]: uuid.uuid4() for c in cleaned if c["module_name"] not in ids})
+    now = timezone.now()
+    components: list[Component] = []
+    created: list[Component] = []
+    updated: list[Component] = []
+    changed_fields: set[str] = set()
+    for clean in cleaned:
+        module_name = clean["module_name"]
+        values: dict[str, Any] = {
+            key: clean[key] for key in ("name", "type", "priority", "description") if key in clean
+        }
+        if "parent_module_name" in clean:
+            parent = clean["parent_module_name"]
+            values["parent_component_id"] = ids[parent] if parent is not None else None
+        component = existing.get(module_name)
+        if component is None:
+            component = Component(
+                id=ids[module_name], project=scope.project, module_name=module_name, **values
+            )
+            created.append(component)
+        else:
+            changes = {k for k, v in values.items() if getattr(component, k) != v}
+            if changes:
+                for key in changes:
+                    setattr(component, key, values[key])
+                component.updated_at = now
+                changed_fields |= changes
+                updated.append(component)
+        components.append(component)
+
+    if created:
+        Component.objects.bulk_create(_parents_first(created))
+    if updated:
+        fields = [name.removesuffix("_id") for name in sorted(changed_fields)]
+        fields.append("updated_at")
+        Component.objects.bulk_update(updated, fields)
+    if doomed:
+        Component.objects.filter(pk__in=[c.pk for c in doomed]).delete()
+    return BulkUpsertResult(
+        created=len(created),
+        updated=len(updated),
+        unchanged=len(components) - len(created) - len(updated),
+        deleted=len(doomed),
+        components=components,
+    )
