@@ -6,6 +6,9 @@ For each number of children it measures, on fresh data each time:
 - ``api``: ``POST /api/sessions/{id}/spawn/`` through DRF's ``APIClient``;
 - ``check_complete`` / ``check_mixed``: ``services.check_child_sessions`` with every child
   complete, and with children active, complete, failed (three kinds of reason) and cancelled;
+- ``claim_first`` / ``claim_last``: ``services.claim_child`` when every child is active and
+  free (it takes the first in spawn order), and when every child but the last is complete or
+  held by another runner's live lease (it must take the last);
 - ``per_child``: the seed's source-system way, one ``services.create_session`` per child (its
   full ``full_clean`` and one INSERT each) inside one transaction: the baseline;
 - ``per_child_lean``: one INSERT per child with the step's in-memory validation only, to show
@@ -51,20 +54,29 @@ LARGE = 5000
 TARGET_SIZE = 1000
 MAX_FLOOR_RATIO = 1.5
 MIN_BASELINE_SPEEDUP = 5.0
-MAX_CHECK_QUERIES = 3
+# The session (service), the session again (the step), the children not complete, the
+# components without a child.
+MAX_CHECK_QUERIES = 4
+# Claiming a child and the all-complete check at LARGE children cost at most this many times
+# what they cost at SMALL: neither may load or sort rows it does not need.
+SMALL = 10
+MAX_GROWTH = 2.0
+GROWTH_CASES = ("claim_first", "claim_last", "check_complete")
 
 CASES = (
     "service",
     "api",
     "check_complete",
     "check_mixed",
+    "claim_first",
+    "claim_last",
     "per_child",
     "per_child_lean",
     "floor",
 )
 # Cases whose query count must not grow with the number of children, beyond the extra
 # INSERT statements the driver imposes on one bulk insert.
-FLAT_CASES = ("service", "api", "check_complete", "check_mixed")
+FLAT_CASES = ("service", "api", "check_complete", "check_mixed", "claim_first", "claim_last")
 
 
 def configure_django(database_url: str) -> None:
@@ -162,6 +174,67 @@ class Measurement:
 BULK_CASES = ("service", "api", "floor")
 
 
+BENCH_RUNNER = "bench-runner"
+
+
+def _all_complete(children: list[Any], now: datetime) -> list[Any]:
+    from sessions_app.models import SessionStatus
+
+    for child in children:
+        child.status = SessionStatus.COMPLETE
+    return []
+
+
+def _mixed(children: list[Any], now: datetime) -> list[Any]:
+    """Active, complete, failed and cancelled in turn; of the failed, a third each with a
+    reason in the state, one in the latest errored interaction (returned), none at all."""
+    from sessions_app.models import SessionStatus
+
+    with_reason = []
+    for index, child in enumerate(children):
+        child.status = (
+            SessionStatus.ACTIVE,
+            SessionStatus.COMPLETE,
+            SessionStatus.FAILED,
+            SessionStatus.CANCELLED,
+        )[index % 4]
+        if child.status == SessionStatus.FAILED:
+            kind = (index // 4) % 3
+            if kind == 0:
+                child.state = {"error": f"state error {index}"}
+            elif kind == 1:
+                with_reason.append(child)
+    return with_reason
+
+
+def _unclaimed(children: list[Any], now: datetime) -> list[Any]:
+    """Every child active and never leased: the first claim of a fresh spawn."""
+    return []
+
+
+def _last_claimable(children: list[Any], now: datetime) -> list[Any]:
+    """Late in a run: every child but the last in spawn order is complete or held by a live
+    lease of another runner (in turn); the last is active and free."""
+    from datetime import timedelta
+
+    from sessions_app.models import SessionStatus
+
+    for index, child in enumerate(children[:-1]):
+        if index % 2:
+            child.runner, child.leased_until = "other-runner", now + timedelta(hours=1)
+        else:
+            child.status = SessionStatus.COMPLETE
+    return []
+
+
+LAYOUTS: dict[str, Callable[[list[Any], datetime], list[Any]]] = {
+    "complete": _all_complete,
+    "mixed": _mixed,
+    "unclaimed": _unclaimed,
+    "last_claimable": _last_claimable,
+}
+
+
 class Bench:
     def __init__(self) -> None:
         from django.contrib.auth import get_user_model
@@ -211,35 +284,17 @@ class Bench:
         )
         return Fixture(Scope(user=self.user, project=project), parent, components)
 
-    def spawned_fixture(self, n: int, *, mixed: bool) -> Fixture:
-        """A fixture whose children exist already, every one complete or in mixed states."""
+    def spawned_fixture(self, n: int, *, layout: str) -> Fixture:
+        """A fixture whose children exist already, in one of the ``LAYOUTS``."""
         from django.utils import timezone
 
-        from sessions_app.models import Interaction, Session, SessionStatus
+        from sessions_app.models import Interaction, Session
 
         fixture = self.fixture(n)
         children = fixture.child_rows()
-        reasons = []
-        for index, child in enumerate(children):
-            if not mixed:
-                child.status = SessionStatus.COMPLETE
-                continue
-            child.status = (
-                SessionStatus.ACTIVE,
-                SessionStatus.COMPLETE,
-                SessionStatus.FAILED,
-                SessionStatus.CANCELLED,
-            )[index % 4]
-            if child.status == SessionStatus.FAILED:
-                # A third each: a reason in the state, one in the latest errored
-                # interaction, none at all.
-                kind = (index // 4) % 3
-                if kind == 0:
-                    child.state = {"error": f"state error {index}"}
-                elif kind == 1:
-                    reasons.append(child)
-        Session.objects.bulk_create(children)
         now = timezone.now()
+        with_reason = LAYOUTS[layout](children, now)
+        Session.objects.bulk_create(children)
         Interaction.objects.bulk_create(
             Interaction(
                 session=child,
@@ -248,7 +303,7 @@ class Bench:
                 result={"status": "error", "error_message": f"tests failed in {child.pk}"},
                 completed_at=now,
             )
-            for child in reasons
+            for child in with_reason
         )
         return fixture
 
@@ -264,87 +319,151 @@ class Bench:
 
     def prepare(self, case: str, n: int) -> tuple[Fixture, Callable[[], Any], Callable]:
         """Fresh data for one run of ``case``, the measured call, and its sanity check."""
+        return getattr(self, f"_case_{case}")(n)
+
+    def _case_check_complete(self, n: int) -> tuple[Fixture, Callable[[], Any], Callable]:
+        return self._check(n, layout="complete", expected="ok")
+
+    def _case_check_mixed(self, n: int) -> tuple[Fixture, Callable[[], Any], Callable]:
+        return self._check(n, layout="mixed", expected="error")
+
+    def _check(
+        self, n: int, *, layout: str, expected: str
+    ) -> tuple[Fixture, Callable[[], Any], Callable]:
+        from sessions_app import services
+
+        fixture = self.spawned_fixture(n, layout=layout)
+
+        def run() -> Any:
+            return services.check_child_sessions(scope=fixture.scope, session_id=fixture.parent.pk)
+
+        return fixture, run, lambda result: _expect(result.status == expected, f"check {layout}")
+
+    def _case_claim_first(self, n: int) -> tuple[Fixture, Callable[[], Any], Callable]:
+        return self._claim(n, layout="unclaimed", position=0)
+
+    def _case_claim_last(self, n: int) -> tuple[Fixture, Callable[[], Any], Callable]:
+        return self._claim(n, layout="last_claimable", position=n - 1)
+
+    def _claim(
+        self, n: int, *, layout: str, position: int
+    ) -> tuple[Fixture, Callable[[], Any], Callable]:
+        """``claim_child`` on a context whose claimable child is at ``position`` in spawn
+        order; the sanity check asks that exactly that child was leased."""
+        from sessions_app import services
+
+        fixture = self.spawned_fixture(n, layout=layout)
+        wanted = fixture.components[position].pk
+
+        def run() -> Any:
+            return services.claim_child(
+                scope=fixture.scope,
+                session_id=fixture.parent.pk,
+                runner=BENCH_RUNNER,
+                lease_seconds=60,
+            )
+
+        def check(claimed: Any) -> None:
+            _expect(claimed is not None, f"{layout}: nothing claimed")
+            child, interaction = claimed
+            _expect(child.component_id == wanted, f"{layout}: claimed the wrong child")
+            _expect(child.runner == BENCH_RUNNER and interaction.is_pending, f"{layout}: lease")
+
+        return fixture, run, check
+
+    def _spawn_fixture(self, n: int) -> tuple[Fixture, Callable]:
+        from sessions_app.models import Session
+
+        fixture = self.fixture(n)
+
+        def created(_: Any) -> None:
+            count = Session.objects.filter(parent_session=fixture.parent).count()
+            _expect(count == n, "children created")
+
+        return fixture, created
+
+    def _case_service(self, n: int) -> tuple[Fixture, Callable[[], Any], Callable]:
+        from sessions_app import services
+
+        fixture, created = self._spawn_fixture(n)
+
+        def run() -> Any:
+            return services.spawn_child_sessions(scope=fixture.scope, session_id=fixture.parent.pk)
+
+        return fixture, run, created
+
+    def _case_api(self, n: int) -> tuple[Fixture, Callable[[], Any], Callable]:
+        from rest_framework.test import APIClient
+
+        fixture, created = self._spawn_fixture(n)
+        client = APIClient()
+        client.force_authenticate(user=self.user)
+        path = f"/api/sessions/{fixture.parent.pk}/spawn/"
+
+        def run() -> Any:
+            response = client.post(path, format="json")
+            _expect(response.status_code == 200, f"api answered {response.status_code}")
+            return response
+
+        return fixture, run, created
+
+    def _case_per_child(self, n: int) -> tuple[Fixture, Callable[[], Any], Callable]:
         from django.db import transaction
 
         from sessions_app import services
-        from sessions_app.models import Session
         from sessions_app.workflows.session_types import COMPONENT_TEST_SESSIONS
+
+        fixture, created = self._spawn_fixture(n)
+
+        def run() -> Any:
+            with transaction.atomic():
+                return [
+                    services.create_session(
+                        scope=fixture.scope,
+                        type=COMPONENT_TEST_SESSIONS,
+                        component=component,
+                        parent_session=fixture.parent,
+                        execution_mode="agentic",
+                        agent=fixture.parent.agent,
+                        environment=fixture.parent.environment,
+                    )
+                    for component in fixture.components
+                ]
+
+        return fixture, run, created
+
+    def _case_per_child_lean(self, n: int) -> tuple[Fixture, Callable[[], Any], Callable]:
+        from django.db import transaction
+
         from sessions_app.workflows.steps.spawn_component_testing_sessions import (
             _LOADED_RELATIONS,
         )
 
-        if case in ("check_complete", "check_mixed"):
-            fixture = self.spawned_fixture(n, mixed=case == "check_mixed")
+        fixture, created = self._spawn_fixture(n)
 
-            def run() -> Any:
-                return services.check_child_sessions(
-                    scope=fixture.scope, session_id=fixture.parent.pk
-                )
+        def run() -> Any:
+            with transaction.atomic():
+                for child in fixture.child_rows():
+                    child.full_clean(
+                        exclude=_LOADED_RELATIONS,
+                        validate_unique=False,
+                        validate_constraints=False,
+                    )
+                    child.save(force_insert=True)
 
-            expected = "ok" if case == "check_complete" else "error"
-            return fixture, run, lambda result: _expect(result.status == expected, case)
+        return fixture, run, created
 
-        fixture = self.fixture(n)
-        created = lambda _: _expect(  # noqa: E731
-            Session.objects.filter(parent_session=fixture.parent).count() == n, case
-        )
+    def _case_floor(self, n: int) -> tuple[Fixture, Callable[[], Any], Callable]:
+        from django.db import transaction
 
-        if case == "service":
+        from sessions_app.models import Session
 
-            def run() -> Any:
-                return services.spawn_child_sessions(
-                    scope=fixture.scope, session_id=fixture.parent.pk
-                )
+        fixture, created = self._spawn_fixture(n)
 
-        elif case == "api":
-            from rest_framework.test import APIClient
+        def run() -> Any:
+            with transaction.atomic():
+                return Session.objects.bulk_create(fixture.child_rows())
 
-            client = APIClient()
-            client.force_authenticate(user=self.user)
-            path = f"/api/sessions/{fixture.parent.pk}/spawn/"
-
-            def run() -> Any:
-                response = client.post(path, format="json")
-                _expect(response.status_code == 200, f"api answered {response.status_code}")
-                return response
-
-        elif case == "per_child":
-
-            def run() -> Any:
-                with transaction.atomic():
-                    return [
-                        services.create_session(
-                            scope=fixture.scope,
-                            type=COMPONENT_TEST_SESSIONS,
-                            component=component,
-                            parent_session=fixture.parent,
-                            execution_mode="agentic",
-                            agent=fixture.parent.agent,
-                            environment=fixture.parent.environment,
-                        )
-                        for component in fixture.components
-                    ]
-
-        elif case == "per_child_lean":
-
-            def run() -> Any:
-                with transaction.atomic():
-                    for child in fixture.child_rows():
-                        child.full_clean(
-                            exclude=_LOADED_RELATIONS,
-                            validate_unique=False,
-                            validate_constraints=False,
-                        )
-                        child.save(force_insert=True)
-
-        elif case == "floor":
-
-            def run() -> Any:
-                with transaction.atomic():
-                    return Session.objects.bulk_create(fixture.child_rows())
-
-        else:
-            raise ValueError(case)
         return fixture, run, created
 
     def count(self, case: str, n: int) -> Measurement:
@@ -478,7 +597,22 @@ def evaluate(results: dict[tuple[str, int], Measurement], sizes: list[int]) -> l
                 measured.queries <= MAX_CHECK_QUERIES if measured else None,
             )
         )
+    targets += [growth_target(results, case) for case in GROWTH_CASES]
     return targets
+
+
+def growth_target(results: dict[tuple[str, int], Measurement], case: str) -> Target:
+    name = f"{case} at {LARGE} children <= {MAX_GROWTH:g}x its time at {SMALL}"
+    small, large = results.get((case, SMALL)), results.get((case, LARGE))
+    if not (small and large):
+        return Target(name, "not measured", None)
+    ratio = large.median_s / small.median_s
+    return Target(
+        name,
+        f"{ratio:.2f}x ({_ms(large.median_s)} vs {_ms(small.median_s)}; "
+        f"{large.queries} vs {small.queries} queries)",
+        ratio <= MAX_GROWTH,
+    )
 
 
 # -- output ---------------------------------------------------------------------------------
