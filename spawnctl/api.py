@@ -1,0 +1,361 @@
+"""The service's REST API as Python calls: one ``httpx.Client``, one method per route.
+
+Answers become values. A 409 "leased by" is a ``LeasedBy`` the loops act on (wait, then take
+over), a 204 from claim-child is ``None``; anything a loop cannot act on is an ``ApiError``.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import httpx
+
+# A request that could not reach the server at all is sent again this many times, a second
+# apart, before the server counts as unreachable (a restart of the server is survived).
+CONNECT_RETRIES = 5
+_LEASED_BY = re.compile(r"^Session is leased by (?P<runner>.+) until (?P<until>\S+)$", re.S)
+
+CONTEXT_TESTING_SESSIONS = "ContextTestingSessions"
+COMPONENT_TEST_SESSIONS = "ComponentTestSessions"
+FINISHED = ("complete", "failed", "cancelled")
+
+
+class ApiError(Exception):
+    """An answer the caller cannot act on: ``status`` is the HTTP status (None when the server
+    could not be reached), ``detail`` the server's message."""
+
+    def __init__(self, status: int | None, detail: str) -> None:
+        super().__init__(f"{status}: {detail}" if status else detail)
+        self.status = status
+        self.detail = detail
+
+
+class Unreachable(ApiError):
+    def __init__(self, detail: str) -> None:
+        super().__init__(None, detail)
+
+
+class NotFound(ApiError):
+    pass
+
+
+class Unauthorized(ApiError):
+    pass
+
+
+class Conflict(ApiError):
+    """A 409 other than a lease held by another runner (a finished session, a result that was
+    already reported)."""
+
+
+def parse_time(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+@dataclass(frozen=True)
+class LeasedBy:
+    """The session is leased to another runner until ``until`` (as the API shows it)."""
+
+    runner: str
+    until: str
+
+    @property
+    def until_time(self) -> datetime | None:
+        return parse_time(self.until)
+
+
+@dataclass(frozen=True)
+class Session:
+    data: dict[str, Any]
+
+    @property
+    def id(self) -> str:
+        return str(self.data["id"])
+
+    @property
+    def type(self) -> str:
+        return self.data.get("type") or ""
+
+    @property
+    def status(self) -> str:
+        return self.data.get("status") or ""
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in FINISHED
+
+    @property
+    def is_context(self) -> bool:
+        return self.type == CONTEXT_TESTING_SESSIONS
+
+    @property
+    def state(self) -> dict[str, Any]:
+        state = self.data.get("state")
+        return state if isinstance(state, dict) else {}
+
+    @property
+    def component(self) -> dict[str, Any] | None:
+        return self.data.get("component")
+
+    @property
+    def name(self) -> str:
+        """The component's name, as the service names children in its messages."""
+        component = self.component
+        return component["name"] if component else self.id[:8]
+
+    @property
+    def module_name(self) -> str | None:
+        component = self.component
+        return component.get("module_name") if component else None
+
+    @property
+    def runner(self) -> str | None:
+        return self.data.get("runner")
+
+    @property
+    def leased_until(self) -> str | None:
+        return self.data.get("leased_until")
+
+    @property
+    def stalled(self) -> bool:
+        return bool(self.data.get("stalled"))
+
+    @property
+    def attempt(self) -> int:
+        return int(self.data.get("attempt") or 1)
+
+    @property
+    def child_session_ids(self) -> list[str]:
+        return [str(i) for i in self.data.get("child_session_ids") or []]
+
+    @property
+    def max_parallel_children(self) -> int | None:
+        return self.data.get("max_parallel_children")
+
+    @property
+    def failure_reason(self) -> str | None:
+        return self.data.get("failure_reason")
+
+
+@dataclass(frozen=True)
+class Interaction:
+    data: dict[str, Any]
+
+    @property
+    def id(self) -> str:
+        return str(self.data["id"])
+
+    @property
+    def step_name(self) -> str:
+        return self.data.get("step_name") or ""
+
+    @property
+    def command(self) -> dict[str, Any]:
+        return self.data.get("command") or {}
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        metadata = self.command.get("metadata")
+        return metadata if isinstance(metadata, dict) else {}
+
+    @property
+    def result(self) -> dict[str, Any] | None:
+        return self.data.get("result")
+
+
+@dataclass(frozen=True)
+class Claimed:
+    session: Session
+    interaction: Interaction
+
+
+@dataclass(frozen=True)
+class Submitted:
+    interaction: Interaction
+    session: Session
+
+
+@dataclass(frozen=True)
+class Children:
+    summary: dict[str, int]
+    results: list[Session] = field(default_factory=list)
+
+
+class Api:
+    """The REST API under ``<url>/api/``, authenticated by token."""
+
+    def __init__(
+        self,
+        url: str,
+        token: str,
+        *,
+        timeout: float = 30.0,
+        transport: httpx.BaseTransport | None = None,
+        connect_retries: int = CONNECT_RETRIES,
+        retry_delay: float = 1.0,
+    ) -> None:
+        self.url = base_url(url)
+        self.connect_retries = connect_retries
+        self.retry_delay = retry_delay
+        self.client = httpx.Client(
+            base_url=f"{self.url}/api/",
+            headers={"Authorization": f"Token {token}", "Accept": "application/json"},
+            timeout=timeout,
+            transport=transport,
+        )
+
+    def close(self) -> None:
+        self.client.close()
+
+    def __enter__(self) -> Api:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # Routes -----------------------------------------------------------------------------
+
+    def get_session(self, session_id: str) -> Session:
+        return Session(self._json("GET", f"sessions/{session_id}/"))
+
+    def children(self, session_id: str) -> Children:
+        body = self._json("GET", f"sessions/{session_id}/children/")
+        return Children(
+            summary=dict(body.get("summary") or {}),
+            results=[Session(child) for child in body.get("results") or []],
+        )
+
+    def next_command(
+        self, session_id: str, *, runner: str, lease_seconds: int | None = None
+    ) -> Interaction | LeasedBy:
+        answer = self._lease_call("next-command", session_id, runner, lease_seconds)
+        return answer if isinstance(answer, LeasedBy) else Interaction(answer)
+
+    def heartbeat(
+        self, session_id: str, *, runner: str, lease_seconds: int | None = None
+    ) -> Session | LeasedBy:
+        answer = self._lease_call("heartbeat", session_id, runner, lease_seconds)
+        return answer if isinstance(answer, LeasedBy) else Session(answer)
+
+    def release(self, session_id: str, *, runner: str) -> Session | LeasedBy:
+        answer = self._lease_call("release", session_id, runner, None)
+        return answer if isinstance(answer, LeasedBy) else Session(answer)
+
+    def claim_child(
+        self, session_id: str, *, runner: str, lease_seconds: int | None = None
+    ) -> Claimed | None:
+        response = self._request(
+            "POST",
+            f"sessions/{session_id}/claim-child/",
+            json=_lease_body(runner, lease_seconds),
+        )
+        if response.status_code == 204:
+            return None
+        body = self._body(response)
+        return Claimed(
+            session=Session(body["session"]), interaction=Interaction(body["interaction"])
+        )
+
+    def submit_result(
+        self, session_id: str, interaction_id: str, result: dict[str, Any]
+    ) -> Submitted:
+        body = self._json(
+            "POST", f"sessions/{session_id}/interactions/{interaction_id}/result/", json=result
+        )
+        return Submitted(
+            interaction=Interaction(body["interaction"]), session=Session(body["session"])
+        )
+
+    def spawn(self, session_id: str) -> dict[str, Any]:
+        return self._json("POST", f"sessions/{session_id}/spawn/")
+
+    # Plumbing ---------------------------------------------------------------------------
+
+    def _lease_call(
+        self, route: str, session_id: str, runner: str, lease_seconds: int | None
+    ) -> dict[str, Any] | LeasedBy:
+        response = self._request(
+            "POST", f"sessions/{session_id}/{route}/", json=_lease_body(runner, lease_seconds)
+        )
+        if response.status_code == 409:
+            leased = leased_by(_detail(response))
+            if leased is not None:
+                return leased
+        return self._body(response)
+
+    def _json(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        return self._body(self._request(method, path, **kwargs))
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        for attempt in range(self.connect_retries + 1):
+            try:
+                return self.client.request(method, path, **kwargs)
+            except (httpx.ConnectError, httpx.ConnectTimeout) as error:
+                # Nothing reached the server, so sending the request again is safe.
+                if attempt == self.connect_retries:
+                    raise Unreachable(f"Cannot reach {self.url}: {error}") from None
+                time.sleep(self.retry_delay)
+            except httpx.HTTPError as error:
+                raise Unreachable(f"No answer from {self.url}: {error}") from None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _body(self, response: httpx.Response) -> dict[str, Any]:
+        status = response.status_code
+        if 200 <= status < 300:
+            try:
+                body = response.json()
+            except ValueError:
+                raise ApiError(
+                    status, "The server answered with something that is not JSON"
+                ) from None
+            if not isinstance(body, dict):
+                raise ApiError(status, "The server answered with something that is not an object")
+            return body
+        detail = _detail(response)
+        if status in (401, 403):
+            raise Unauthorized(status, detail)
+        if status == 404:
+            raise NotFound(status, detail)
+        if status == 409:
+            raise Conflict(status, detail)
+        raise ApiError(status, detail)
+
+
+def base_url(url: str) -> str:
+    """The server's root: ``http://host:8000``, ``…/`` and ``…/api/`` all name the same."""
+    url = url.strip().rstrip("/")
+    return url[: -len("/api")] if url.endswith("/api") else url
+
+
+def leased_by(detail: str) -> LeasedBy | None:
+    match = _LEASED_BY.match(detail)
+    return LeasedBy(runner=match["runner"], until=match["until"]) if match else None
+
+
+def _lease_body(runner: str, lease_seconds: int | None) -> dict[str, Any]:
+    body: dict[str, Any] = {"runner": runner}
+    if lease_seconds is not None:
+        body["lease_seconds"] = lease_seconds
+    return body
+
+
+def _detail(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text.strip()[:500] or response.reason_phrase
+    if isinstance(body, dict) and isinstance(body.get("detail"), str):
+        return body["detail"]
+    # DRF's field errors: {"field": ["message", ...], ...}
+    if isinstance(body, dict):
+        return "; ".join(
+            f"{name}: {' '.join(map(str, value)) if isinstance(value, list) else value}"
+            for name, value in body.items()
+        )
+    return str(body)

@@ -1,0 +1,100 @@
+"""What the loops tell the reporter. Plain values: the loops emit them, ``progress`` shows
+them, and tests collect them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Spawned:
+    """The context's children, in spawn order: the run's overall progress is counted on them."""
+
+    context_id: str
+    children: tuple[str, ...]  # names
+    complete: int = 0
+    failed: int = 0
+
+
+@dataclass(frozen=True)
+class StepStarted:
+    session_id: str
+    name: str
+    step: str
+    is_child: bool
+
+
+@dataclass(frozen=True)
+class StepEnded:
+    session_id: str
+    name: str
+    step: str
+    status: str  # the result as the server judged it: ok, error, warning
+    code: int | None
+    duration_ms: int
+    error_message: str | None
+    is_child: bool
+
+
+@dataclass(frozen=True)
+class SessionEnded:
+    session_id: str
+    name: str
+    status: str
+    reason: str | None
+    attempt: int
+    is_child: bool
+
+
+@dataclass(frozen=True)
+class Released:
+    """A session given up unfinished (stopped, or its lease was lost)."""
+
+    session_id: str
+    name: str
+    why: str
+    is_child: bool
+
+
+@dataclass(frozen=True)
+class LeaseHeld:
+    """Waiting for a session another runner holds; it is taken over once ``until`` passes."""
+
+    session_id: str
+    name: str
+    runner: str
+    until: str
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """Nothing to run here now; ``message`` says what is awaited."""
+
+    message: str
+
+
+@dataclass(frozen=True)
+class CannotContinue:
+    message: str
+
+
+@dataclass(frozen=True)
+class Notice:
+    """Something went wrong that the loop survives (a request that failed, a lost lease)."""
+
+    message: str
+
+
+Event = (
+    Spawned
+    | StepStarted
+    | StepEnded
+    | SessionEnded
+    | Released
+    | LeaseHeld
+    | Waiting
+    | CannotContinue
+    | Notice
+)
+Emit = Callable[[Event], None]

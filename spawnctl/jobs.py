@@ -1,0 +1,381 @@
+"""One job: a session driven through its commands, each run as a child process with a
+heartbeat beside it that keeps the session's lease, and its result reported."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import os
+import shlex
+import tempfile
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from spawnctl import events
+from spawnctl.api import (
+    COMPONENT_TEST_SESSIONS,
+    Api,
+    ApiError,
+    Conflict,
+    Interaction,
+    LeasedBy,
+    Session,
+    Submitted,
+)
+from spawnctl.execute import Execution, execute
+
+SPAWN_COMMAND = "spawn_sessions"
+STOPPED = "stopped"
+# Variables a command never inherits from the runner: the runner's credentials are not the
+# agent's, and the per-command ones are set fresh for each command.
+PRIVATE_ENV = ("SPAWNCTL_TOKEN",)
+COMMAND_ENV = (
+    "SPAWNCTL_SESSION_ID",
+    "SPAWNCTL_INTERACTION_ID",
+    "SPAWNCTL_STEP",
+    "SPAWNCTL_COMPONENT",
+    "SPAWNCTL_TEST_FILE",
+)
+# A component's test file exists from this step on; Initialize runs before it is named.
+STEPS_BEFORE_TEST_FILE = ("Initialize",)
+
+
+@dataclass
+class RunnerConfig:
+    """What every job of one spawnctl process shares."""
+
+    api: Api
+    runner: str
+    repo: Path
+    emit: events.Emit
+    lease_seconds: int = 120
+    stop: threading.Event = field(default_factory=threading.Event)
+    env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+    command_timeout: float | None = None
+    poll_seconds: float = 2.0
+
+    @property
+    def heartbeat_seconds(self) -> float:
+        # Three beats per lease: two can be lost (a slow server, a hiccup) before it lapses.
+        return max(0.2, self.lease_seconds / 3)
+
+
+@dataclass(frozen=True)
+class Halt:
+    """The job cannot go on: ``status`` is what the run ends with, ``message`` why."""
+
+    status: str
+    message: str
+
+
+class AnyOf:
+    """Set when any of the events is: the process-wide stop or a job's own."""
+
+    def __init__(self, *flags: threading.Event) -> None:
+        self.flags = flags
+
+    def is_set(self) -> bool:
+        return any(flag.is_set() for flag in self.flags)
+
+
+def wait_until(config: RunnerConfig, until: datetime | None, *, also: AnyOf | None = None) -> None:
+    """Sleep until ``until`` (a lease's end, plus a little) or one poll, whichever is first."""
+    seconds = config.poll_seconds
+    if until is not None:
+        seconds = min(seconds, max(0.05, (until - datetime.now(UTC)).total_seconds() + 0.1))
+    step = 0.05
+    waited = 0.0
+    while waited < seconds:
+        if config.stop.wait(step) or (also is not None and also.is_set()):
+            return
+        waited += step
+
+
+class Heartbeat:
+    """Renews a session's lease every ``heartbeat_seconds`` while it is open. When the lease
+    is lost (another runner holds it, or the session was finished elsewhere) ``lost`` is set
+    with ``reason``, so whatever runs under it stops."""
+
+    def __init__(self, config: RunnerConfig, session_id: str, name: str) -> None:
+        self.config = config
+        self.session_id = session_id
+        self.name = name
+        self.lost = threading.Event()
+        self.reason: str | None = None
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._beat, daemon=True, name=f"beat-{name}")
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        self._thread.join()
+
+    def _beat(self) -> None:
+        config = self.config
+        while not self._done.wait(config.heartbeat_seconds):
+            try:
+                answer = config.api.heartbeat(
+                    self.session_id, runner=config.runner, lease_seconds=config.lease_seconds
+                )
+            except Conflict as error:
+                self._lose(error.detail)
+                return
+            except ApiError as error:
+                # The next beat tries again; the lease outlives a missed one.
+                config.emit(events.Notice(f"Heartbeat for {self.name} failed: {error}"))
+                continue
+            if isinstance(answer, LeasedBy):
+                self._lose(f"Session is leased by {answer.runner} until {answer.until}")
+                return
+
+    def _lose(self, reason: str) -> None:
+        self.reason = reason
+        self.lost.set()
+
+
+def lock_path(repo: Path) -> Path:
+    """The lock file of a working copy: in its .git directory, else one per path in /tmp."""
+    git_dir = repo / ".git"
+    if git_dir.is_dir():
+        return git_dir / "spawnctl.lock"
+    digest = hashlib.sha256(str(repo.resolve()).encode()).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / f"spawnctl-{digest}.lock"
+
+
+@contextlib.contextmanager
+def repository_lock(repo: Path, stop: AnyOf | None = None) -> Iterator[bool]:
+    """Hold the working copy's exclusive lock (``flock``) for a command that changes its git
+    state. Every holder opens the file anew, so the lock excludes threads of one process as
+    well as other processes on the same clone. Yields False when ``stop`` was set while
+    waiting (the lock is then not held)."""
+    with open(lock_path(repo), "a") as handle:
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if stop is not None and stop.is_set():
+                    yield False
+                    return
+                threading.Event().wait(0.05)
+        try:
+            yield True
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def shell_line(command: Mapping[str, Any]) -> str:
+    """The shell line a command stands for. An agent command names only its program in
+    ``command`` and carries its arguments in ``metadata.argv``; those are joined with
+    ``shlex.join`` so the prompt stays one quoted argument."""
+    line = str(command.get("command") or "")
+    metadata = command.get("metadata")
+    argv = metadata.get("argv") if isinstance(metadata, dict) else None
+    if (
+        isinstance(argv, list)
+        and argv
+        and all(isinstance(arg, str) for arg in argv)
+        and line.strip() == argv[0]
+    ):
+        return shlex.join(argv)
+    return line
+
+
+def command_env(
+    base: Mapping[str, str], session: Session, interaction: Interaction
+) -> dict[str, str]:
+    env = {k: v for k, v in base.items() if k not in PRIVATE_ENV and k not in COMMAND_ENV}
+    env["SPAWNCTL_SESSION_ID"] = session.id
+    env["SPAWNCTL_INTERACTION_ID"] = interaction.id
+    env["SPAWNCTL_STEP"] = interaction.step_name
+    if session.type == COMPONENT_TEST_SESSIONS:
+        if session.module_name:
+            env["SPAWNCTL_COMPONENT"] = session.module_name
+        test_file = interaction.metadata.get("test_file")
+        if not test_file and interaction.step_name not in STEPS_BEFORE_TEST_FILE:
+            test_file = session.state.get("test_file")
+        if isinstance(test_file, str) and test_file:
+            env["SPAWNCTL_TEST_FILE"] = test_file
+    return env
+
+
+def result_of(execution: Execution, timeout: float | None = None) -> dict[str, Any]:
+    """The result reported for a command that ran to its end (or its timeout)."""
+    result: dict[str, Any] = {
+        "status": "ok" if execution.ok else "error",
+        "code": execution.code,
+        "stdout": execution.stdout,
+        "stderr": execution.stderr,
+        "duration_ms": execution.duration_ms,
+    }
+    if execution.timed_out:
+        result["error_message"] = f"Timed out after {timeout:g} s"
+    elif execution.code is not None and execution.code < 0:
+        result["error_message"] = f"Killed by signal {-execution.code}"
+    return result
+
+
+# A spawn step handler: given the job and the spawn interaction, it either reports the step's
+# result itself (Submitted) or ends the job (Halt); None when the run was stopped.
+SpawnHandler = Callable[["SessionJob", Interaction, Heartbeat], "Submitted | Halt | None"]
+
+
+class SessionJob:
+    """Drive one session: next command, run it, report it, until the session ends."""
+
+    def __init__(
+        self,
+        config: RunnerConfig,
+        session: Session,
+        *,
+        is_child: bool,
+        spawn_step: SpawnHandler | None = None,
+    ) -> None:
+        self.config = config
+        self.session = session
+        self.is_child = is_child
+        self.spawn_step = spawn_step
+        self.halt: Halt | None = None
+
+    @property
+    def name(self) -> str:
+        return self.session.name
+
+    def run(self, interaction: Interaction | None = None) -> str:
+        """The status the session ended with, ``STOPPED`` when it was given up unfinished,
+        or the ``Halt``'s status (``self.halt`` says why)."""
+        config = self.config
+        while True:
+            if config.stop.is_set():
+                return self.give_up("stopped")
+            if interaction is None:
+                answer = self._next_command()
+                if isinstance(answer, str):
+                    return answer
+                interaction = answer
+            outcome = self._run_step(interaction)
+            if outcome is None:
+                return STOPPED
+            if isinstance(outcome, Halt):
+                self.halt = outcome
+                self.give_up(outcome.message, quiet=True)
+                return outcome.status
+            self.session = outcome
+            if self.session.is_finished:
+                return self._ended()
+            interaction = None
+
+    def give_up(self, why: str, *, quiet: bool = False) -> str:
+        """Release the lease unfinished, reporting nothing, so a taker-over runs the step."""
+        # Finished meanwhile, or the server is gone: then the lease lapses by itself.
+        with contextlib.suppress(ApiError):
+            self.config.api.release(self.session.id, runner=self.config.runner)
+        if not quiet:
+            self.config.emit(events.Released(self.session.id, self.name, why, self.is_child))
+        return STOPPED
+
+    def _ended(self) -> str:
+        session = self.session
+        reason = session.state.get("error") if session.status == "failed" else None
+        self.config.emit(
+            events.SessionEnded(
+                session.id, self.name, session.status, reason, session.attempt, self.is_child
+            )
+        )
+        return session.status
+
+    def _next_command(self) -> Interaction | str:
+        """The session's pending command, waiting while another runner holds it; or the
+        status it ended with."""
+        config = self.config
+        shown: tuple[str, str] | None = None
+        while True:
+            try:
+                answer = config.api.next_command(
+                    self.session.id, runner=config.runner, lease_seconds=config.lease_seconds
+                )
+            except Conflict:
+                # Finished meanwhile (another runner, a person, a cancel): say how it ended.
+                self.session = config.api.get_session(self.session.id)
+                if self.session.is_finished:
+                    return self._ended()
+                raise
+            if isinstance(answer, Interaction):
+                return answer
+            if shown is None or shown[0] != answer.runner:
+                config.emit(
+                    events.LeaseHeld(self.session.id, self.name, answer.runner, answer.until)
+                )
+            shown = (answer.runner, answer.until)
+            wait_until(config, answer.until_time)
+            if config.stop.is_set():
+                return STOPPED
+
+    def _run_step(self, interaction: Interaction) -> Session | Halt | None:
+        """The session after the step's result was reported; a Halt; None when stopped."""
+        config = self.config
+        config.emit(
+            events.StepStarted(self.session.id, self.name, interaction.step_name, self.is_child)
+        )
+        with Heartbeat(config, self.session.id, self.name) as beat:
+            if interaction.command.get("command") == SPAWN_COMMAND:
+                if self.spawn_step is None:
+                    return Halt("failed", f"{self.name}: a child session cannot spawn sessions")
+                spawned = self.spawn_step(self, interaction, beat)
+                return spawned.session if isinstance(spawned, Submitted) else spawned
+            result = self._execute(interaction, beat)
+        if result is None:
+            self.give_up(beat.reason or "stopped")
+            return None
+        return self._submit(interaction, result)
+
+    def _execute(self, interaction: Interaction, beat: Heartbeat) -> dict[str, Any] | None:
+        config = self.config
+        halt = AnyOf(config.stop, beat.lost)
+        env = command_env(config.env, self.session, interaction)
+        shell = shell_line(interaction.command)
+        locked = interaction.metadata.get("repository_lock") is True
+        lock = repository_lock(config.repo, halt) if locked else contextlib.nullcontext(True)
+        with lock as held:
+            if not held:
+                return None
+            try:
+                execution = execute(
+                    shell, cwd=config.repo, env=env, stop=halt, timeout=config.command_timeout
+                )
+            except OSError as error:
+                return {"status": "error", "error_message": f"Could not start the command: {error}"}
+        if execution.stopped:
+            return None
+        return result_of(execution, config.command_timeout)
+
+    def _submit(self, interaction: Interaction, result: dict[str, Any]) -> Session:
+        config = self.config
+        try:
+            submitted = config.api.submit_result(self.session.id, interaction.id, result)
+        except Conflict as error:
+            # First result wins: another runner (or a retry) closed this step already.
+            config.emit(events.Notice(f"{self.name} {interaction.step_name}: {error.detail}"))
+            return config.api.get_session(self.session.id)
+        verdict = submitted.interaction.result or {}
+        config.emit(
+            events.StepEnded(
+                self.session.id,
+                self.name,
+                interaction.step_name,
+                str(verdict.get("status") or result["status"]),
+                result.get("code"),
+                int(result.get("duration_ms") or 0),
+                verdict.get("error_message"),
+                self.is_child,
+            )
+        )
+        return submitted.session
