@@ -45,6 +45,7 @@ def component_ids_with_sessions(*, scope: Scope) -> set[uuid.UUID]:
     """The project's components that some session tests (or tested): never pruned."""
     return set(
         Component.objects.filter(project_id=scope.project_id, sessions__isnull=False)
+        .order_by()
         .values_list("pk", flat=True)
         .distinct()
     )

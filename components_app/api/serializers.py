@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from components_app import selectors
 from components_app.models import Component, Project
-from components_app.services import UPDATABLE_FIELDS
+from components_app.services import BULK_MAX_ROWS, UPDATABLE_FIELDS
 from core.api.fields import VisibleObjectField, int32_field
 
 CANNOT_CHANGE = "This field cannot be changed."
@@ -97,3 +98,49 @@ class ComponentFilterSerializer(serializers.Serializer):
     parent_component = serializers.UUIDField(
         required=False, help_text="Only the children of this component."
     )
+
+
+class BulkComponentRowSerializer(serializers.Serializer):
+    """One row of a bulk import, for the schema: the service checks rows itself, so that the
+    admin's import reads them by the same rules."""
+
+    module_name = serializers.CharField(max_length=255, help_text="The key: unique in the list.")
+    name = serializers.CharField(max_length=255)
+    type = serializers.CharField(max_length=50, help_text="Free text: context, module, ...")
+    priority = int32_field(required=False, help_text="Higher runs first; left out: kept or 0.")
+    description = serializers.CharField(
+        allow_blank=True, required=False, help_text="Left out: kept, or empty."
+    )
+    parent_module_name = serializers.CharField(
+        allow_null=True,
+        required=False,
+        help_text="A row of the list or a component of the project; null for a root; "
+        "left out: kept, or none.",
+    )
+
+
+@extend_schema_field(BulkComponentRowSerializer(many=True))
+class BulkRowsField(serializers.ListField):
+    """The rows as sent; each is checked by the service, which names its index and field."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        # Any JSON value: a row that is no object is the service's error, named like the rest.
+        super().__init__(child=serializers.JSONField(), max_length=BULK_MAX_ROWS, **kwargs)
+
+
+class BulkComponentsSerializer(serializers.Serializer):
+    project = serializers.UUIDField(help_text="One of the caller's projects.")
+    components = BulkRowsField()
+    prune = serializers.BooleanField(
+        default=False,
+        help_text="Also delete the project's components the list does not name (never one "
+        "that has sessions: 409).",
+    )
+
+
+class BulkComponentsResultSerializer(serializers.Serializer):
+    created = serializers.IntegerField()
+    updated = serializers.IntegerField()
+    unchanged = serializers.IntegerField()
+    deleted = serializers.IntegerField()
+    components = ComponentSerializer(many=True, help_text="One per row, in the rows' order.")

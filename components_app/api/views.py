@@ -5,11 +5,15 @@ from __future__ import annotations
 from django.db.models import QuerySet
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import mixins, status
+from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from components_app import selectors, services
+from components_app.api.parsers import BulkJSONParser
 from components_app.api.serializers import (
+    BulkComponentsResultSerializer,
+    BulkComponentsSerializer,
     ComponentCreateSerializer,
     ComponentFilterSerializer,
     ComponentSerializer,
@@ -19,8 +23,10 @@ from components_app.api.serializers import (
 )
 from components_app.models import Component, Project
 from core.api.docs import READ_ERRORS, WRITE_ERRORS, error_responses
-from core.api.scoping import scope_for
+from core.api.scoping import object_or_404, scope_for
 from core.api.viewsets import ScopedViewSet
+
+PROJECT_NOT_FOUND = "Project not found"
 
 
 @extend_schema_view(
@@ -109,3 +115,39 @@ class ComponentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedV
             scope=scope_for(request, component.project), component_id=component.pk
         )
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(
+        summary="Create or update a project's components by module name, in one transaction",
+        description=(
+            "Rows are matched to the project's components by `module_name`; a parent is named "
+            "by its module name (a row of the list or a component of the project). Any bad row "
+            'is a 400 naming the row\'s index and field, `{"components": {"3": '
+            '{"parent_module_name": [...]}}}`, and nothing is written. With `prune`, the '
+            "project's components the list does not name are deleted; one that has sessions "
+            "is never deleted: 409 naming it, nothing written. Bodies up to 10 MiB."
+        ),
+        request=BulkComponentsSerializer,
+        responses={
+            200: BulkComponentsResultSerializer,
+            **error_responses(400, 401, 404, 409, 413, 415),
+        },
+    )
+    @action(detail=False, methods=["post"], url_path="bulk", parser_classes=[BulkJSONParser])
+    def bulk(self, request: Request) -> Response:
+        serializer = BulkComponentsSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        fields = serializer.validated_data
+        project = object_or_404(
+            selectors.projects_for_user(request.user), fields["project"], PROJECT_NOT_FOUND
+        )
+        result = services.bulk_upsert_components(
+            scope=scope_for(request, project), rows=fields["components"], prune=fields["prune"]
+        )
+        body = {
+            "created": result.created,
+            "updated": result.updated,
+            "unchanged": result.unchanged,
+            "deleted": result.deleted,
+            "components": ComponentSerializer(result.components, many=True).data,
+        }
+        return Response(body)

@@ -42,6 +42,7 @@ def test_every_contract_route_is_documented(openapi):
         ("/api/components/{id}/", "get"),
         ("/api/components/{id}/", "patch"),
         ("/api/components/{id}/", "delete"),
+        ("/api/components/bulk/", "post"),
         ("/api/sessions/", "get"),
         ("/api/sessions/", "post"),
         ("/api/sessions/{id}/", "get"),
