@@ -4,12 +4,19 @@ from collections.abc import Callable
 from typing import Any
 
 from django.contrib import admin
+from django.contrib.admin import helpers
 from django.contrib.auth import get_permission_codename
+from django.core.exceptions import ValidationError
+from django.db import models
 from django.db.models import Count, QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 
 from components_app import selectors
 from components_app.models import Component, Project
+from core.forms import StorableJSONFormField
+from core.text import printable
+
+INVALID_SELECTION = "The selection holds {value}, which is not an id of this list."
 
 
 class ProjectScopedAdmin(admin.ModelAdmin):
@@ -21,6 +28,7 @@ class ProjectScopedAdmin(admin.ModelAdmin):
 
     project_path = "project"
     scoped_choices: dict[str, Callable[[Any], QuerySet]] = {}
+    formfield_overrides = {models.JSONField: {"form_class": StorableJSONFormField}}
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         queryset = super().get_queryset(request)
@@ -34,6 +42,17 @@ class ProjectScopedAdmin(admin.ModelAdmin):
         if visible is not None and not request.user.is_superuser:
             kwargs["queryset"] = visible(request.user)
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def response_action(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        # Django filters the queryset by the posted ids as they are, and a value that is no
+        # UUID fails in the database layer as a 500.
+        for value in request.POST.getlist(helpers.ACTION_CHECKBOX_NAME):
+            try:
+                self.model._meta.pk.to_python(value)
+            except ValidationError:
+                text = INVALID_SELECTION.format(value=printable(repr(value[:100])))
+                return HttpResponseBadRequest(text, content_type="text/plain; charset=utf-8")
+        return super().response_action(request, queryset)
 
 
 class MembershipInline(admin.TabularInline):

@@ -5,9 +5,15 @@ from __future__ import annotations
 import math
 from typing import Any
 
+# Deep enough for any real state or result (the workflows write two levels), shallow enough
+# that every recursive walk over a stored value (serializers, ``copy.deepcopy``, the JSON
+# encoder, the admin's pages) stays far from Python's recursion limit.
+MAX_DEPTH = 32
+
 NUL_IN_STRING = "JSON strings cannot contain the NUL character (\\u0000)."
 LONE_SURROGATE = "JSON strings cannot contain unpaired surrogates (\\ud800-\\udfff)."
 NOT_FINITE = "JSON numbers must be finite."
+TOO_DEEP = f"JSON values cannot be nested more than {MAX_DEPTH} levels deep."
 
 
 def _has_lone_surrogate(text: str) -> bool:
@@ -19,11 +25,14 @@ def _has_lone_surrogate(text: str) -> bool:
     return False
 
 
-def unstorable_reason(value: Any) -> str | None:
-    """Why a parsed JSON document cannot be stored, or None. Walks without recursion."""
-    pending = [value]
+def unstorable_reason(value: Any, *, max_depth: int = MAX_DEPTH) -> str | None:
+    """Why a parsed JSON document cannot be stored, or None. Walks without recursion.
+
+    Depth counts containers: ``{}`` and ``[]`` are one level, ``{"a": [1]}`` two, a scalar
+    none."""
+    pending: list[tuple[Any, int]] = [(value, 0)]
     while pending:
-        item = pending.pop()
+        item, depth = pending.pop()
         if isinstance(item, str):
             if "\x00" in item:
                 return NUL_IN_STRING
@@ -32,9 +41,9 @@ def unstorable_reason(value: Any) -> str | None:
         elif isinstance(item, float):
             if not math.isfinite(item):
                 return NOT_FINITE
-        elif isinstance(item, dict):
-            pending.extend(item.keys())
-            pending.extend(item.values())
-        elif isinstance(item, list):
-            pending.extend(item)
+        elif isinstance(item, dict | list):
+            if depth + 1 > max_depth:
+                return TOO_DEEP
+            members = [*item.keys(), *item.values()] if isinstance(item, dict) else item
+            pending.extend((member, depth + 1) for member in members)
     return None

@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from components_app.models import Component
 from core.errors import Conflict, InvalidInput, NotFound, StepError
+from core.json_values import unstorable_reason
 from core.scope import Scope
 from core.timefmt import api_time
 from sessions_app import selectors
@@ -398,6 +399,8 @@ def _validate_result(result: Result) -> None:
     for name in ("error_message", "stdout", "stderr"):
         if getattr(result, name) is not None and not isinstance(getattr(result, name), str):
             errors[name] = ["Must be a string."]
+    if (problem := unstorable_reason(result.data)) is not None:
+        errors["data"] = [problem]
     if errors:
         raise InvalidInput("Invalid result", errors)
 
