@@ -9,6 +9,7 @@ for its batch size rather than assuming one. Timings live in bench/spawn.py, nev
 
 import logging
 import math
+from datetime import timedelta
 
 import pytest
 from django.core.exceptions import ValidationError
@@ -17,11 +18,13 @@ from django.utils import timezone
 
 from components_app.models import Component
 from core.errors import StepError
-from sessions_app import services
+from sessions_app import selectors, services
 from sessions_app.models import ExecutionMode, Interaction, Session, SessionStatus
 from sessions_app.workflows.session_types import COMPONENT_TEST_SESSIONS
 from sessions_app.workflows.steps import spawn_component_testing_sessions as spawn_step
+from sessions_app.workflows.types import Result
 from tests.factories import make_context, make_context_session
+from tests.sessions_app.workflow_driver import step_once
 from tests.sessions_app.workflows.failures import invalid_children, rejected_inserts
 
 SESSION_INSERT = f'INSERT INTO "{Session._meta.db_table}"'
@@ -253,3 +256,61 @@ def test_a_bad_shared_field_refuses_every_child_with_full_cleans_details(
     for name, message in zip(["User", "Token"], logged, strict=True):
         assert f"component {name} " in message
         assert message.endswith(f": {expected[name]}")
+
+
+# Claiming a child and the result check once every child is complete, at two sizes: the same
+# count at both says nothing in them grows with the children.
+
+# Savepoint, the locked context, the claimable child (locked), the lease's save, the child's
+# latest interaction, the context's component (the child's branch is named after it), the new
+# interaction, release; with a cap, one more to count the children holding a live lease.
+CLAIM_QUERIES = 8
+# Savepoint, the locked session, the interaction, the result check's own three (the session
+# reloaded, the children not complete: none, the components without a child: none), the
+# interaction's save, release. Nothing ends the session, so it is not saved.
+ALL_COMPLETE_SUBMIT_QUERIES = 8
+
+
+@pytest.mark.parametrize("size", [3, 30])
+@pytest.mark.parametrize("cap", [None, 2])
+def test_claim_child_costs_the_same_queries_for_3_and_30_children(
+    scope, size, cap, django_assert_num_queries
+):
+    session = wide_context(scope, size)
+    Session.objects.filter(pk=session.pk).update(max_parallel_children=cap)
+    services.spawn_child_sessions(scope=scope, session_id=session.pk)
+    first, second, *_ = selectors.spawned_children(session=session)
+    # The claim must look past a finished child and a leased one.
+    Session.objects.filter(pk=first.pk).update(status=SessionStatus.COMPLETE)
+    Session.objects.filter(pk=second.pk).update(
+        runner="busy", leased_until=timezone.now() + timedelta(minutes=5)
+    )
+
+    with django_assert_num_queries(CLAIM_QUERIES + (cap is not None)):
+        child, interaction = services.claim_child(scope=scope, session_id=session.pk, runner="r")
+
+    expected = list(selectors.spawned_children(session=session))[2]
+    assert (child.pk, child.runner, interaction.step_name) == (expected.pk, "r", "Initialize")
+
+
+@pytest.mark.parametrize("size", [3, 30])
+def test_the_result_check_with_every_child_complete_costs_the_same_queries_for_3_and_30(
+    scope, size, django_assert_num_queries
+):
+    session = wide_context(scope, size)
+    step_once(scope, session)
+    spawn, _ = services.next_command(scope=scope, session_id=session.pk)
+    Session.objects.filter(parent_session=session).update(status=SessionStatus.COMPLETE)
+
+    with django_assert_num_queries(ALL_COMPLETE_SUBMIT_QUERIES):
+        interaction, updated = services.submit_result(
+            scope=scope, session_id=session.pk, interaction_id=spawn.pk, result=Result("ok")
+        )
+
+    assert (spawn.step_name, interaction.result["status"]) == (
+        "SpawnComponentTestingSessions",
+        "ok",
+    )
+    assert updated.status == SessionStatus.ACTIVE
+    next_step, _ = services.next_command(scope=scope, session_id=session.pk)
+    assert next_step.step_name == "Finalize"
