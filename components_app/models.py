@@ -7,6 +7,8 @@ from django.db import models
 from django.db.models import F, Func, Q
 from django.utils.deconstruct import deconstructible
 
+from sessions_app.workflows import safety
+
 MODULE_NAME_TAKEN = "A component with this module name already exists in the project."
 
 
@@ -33,12 +35,47 @@ class TemplateValidator:
             )
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, TemplateValidator) and other.placeholders == self.placeholders
+        return type(other) is type(self) and other.placeholders == self.placeholders
 
 
-validate_test_command_template = TemplateValidator("test_file")
-validate_test_path_template = TemplateValidator("module_snake", "module")
-validate_agent_command_template = TemplateValidator("prompt")
+@deconstructible
+class CommandTemplateValidator(TemplateValidator):
+    """A command line run with ``sh -c`` where the service puts one shell-quoted value: the
+    placeholder must stay a word of its own, where the shell cannot parse the value again."""
+
+    def __call__(self, template: str) -> None:
+        super().__call__(template)
+        for placeholder in self.placeholders:
+            if problem := safety.shell_template_problem(template, placeholder):
+                raise ValidationError(problem)
+
+
+# What the path template is checked with: a module name as the demo data writes them.
+SAMPLE_MODULE = "Shop.Accounts.UserToken"
+
+
+@deconstructible
+class PathTemplateValidator(TemplateValidator):
+    """Where a component's test file lives: a relative path inside the repository."""
+
+    def __call__(self, template: str) -> None:
+        super().__call__(template)
+        sample = template.format(module=SAMPLE_MODULE, module_snake="shop_accounts_user_token")
+        if problem := safety.test_file_problem(sample):
+            raise ValidationError(
+                f"The test files it names (e.g. {sample!r}) must be relative paths inside the "
+                f"repository: {problem}."
+            )
+
+
+def validate_module_name(value: str) -> None:
+    if problem := safety.module_name_problem(value):
+        raise ValidationError(problem)
+
+
+validate_test_command_template = CommandTemplateValidator("test_file")
+validate_test_path_template = PathTemplateValidator("module_snake", "module")
+validate_agent_command_template = CommandTemplateValidator("prompt")
 
 
 class CodePointOrder(Func):
@@ -100,7 +137,7 @@ class Component(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="components")
     name = models.CharField(max_length=255)
-    module_name = models.CharField(max_length=255)
+    module_name = models.CharField(max_length=255, validators=[validate_module_name])
     type = models.CharField(max_length=50, help_text="Free text: context, schema, ...")
     description = models.TextField(blank=True, default="")
     priority = models.IntegerField(default=0, help_text="Higher runs first.")

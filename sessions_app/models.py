@@ -9,6 +9,7 @@ from django.db.models import F, Q
 
 from components_app.models import Component, Project
 from core.json_values import unstorable_reason
+from sessions_app.workflows import safety
 from sessions_app.workflows.session_types import CONTEXT_TESTING_SESSIONS, is_registered
 
 RUNNER_MAX_LENGTH = 200
@@ -25,6 +26,16 @@ WORKFLOW_STATE_TYPES: dict[str, type] = {
     "fix_attempts": int,
     "error": str,
     "previous_errors": list,
+}
+
+# State values that reach the commands handed out, with the rule each follows.
+_COMMAND_VALUES = {
+    "branch_name": safety.branch_name_problem,
+    "test_file": safety.test_file_problem,
+}
+_COMMAND_VALUE_NAMES = {
+    "branch_name": "is not a valid git branch name",
+    "test_file": "must be a relative path inside the repository",
 }
 
 
@@ -48,8 +59,10 @@ def state_errors(state: object) -> list[str]:
             errors.append(f'state["{key}"] must be {_TYPE_NAMES[expected]}.')
         elif expected is int and value < 0:
             errors.append(f'state["{key}"] must not be negative.')
-        elif expected is str and key in ("branch_name", "test_file") and not value.strip():
+        elif key in _COMMAND_VALUES and not value.strip():
             errors.append(f'state["{key}"] must not be empty.')
+        elif key in _COMMAND_VALUES and (problem := _COMMAND_VALUES[key](value)):
+            errors.append(f'state["{key}"] {_COMMAND_VALUE_NAMES[key]}: {problem}.')
     return errors
 
 

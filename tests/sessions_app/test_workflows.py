@@ -97,7 +97,8 @@ def test_context_session_runs_from_creation_to_complete_through_the_service(
     billing_session.refresh_from_db()
     branch = billing_session.state["branch_name"]
     assert branch.startswith("agentic-tests/shop-billing-")
-    assert init.command["command"] == (f"git switch {branch} 2>/dev/null || git switch -c {branch}")
+    assert init.command["metadata"] == {"branch_name": branch, "repository_lock": True}
+    assert f"git switch -q -c {branch}" in init.command["command"]
 
     # Spawn hands out the children, in spawn order.
     spawn, created = services.next_command(scope=scope, session_id=billing_session.pk)
@@ -181,10 +182,12 @@ def test_context_session_runs_from_creation_to_complete_through_the_service(
         "- Invoice (Shop.Billing.Invoice)\n- Ledger (Shop.Billing.Ledger)\n"
         "- Refund (Shop.Billing.Refund)"
     )
-    parts = shlex.split(finalize.command["command"])
-    assert parts[:3] == ["git", "add", "--"]
-    assert metadata["commit_message"] in parts
-    assert parts[-4:] == ["push", "-u", "origin", branch]
+    assert (metadata["branch_name"], metadata["repository_lock"]) == (branch, True)
+    script = finalize.command["command"]
+    assert f"\n{shlex.join(['git', 'add', '--', *metadata['files']])}\n" in script
+    commit = ["git", "commit", "-q", "--allow-empty", "-m", metadata["commit_message"], "--"]
+    assert f"\n{shlex.join([*commit, *metadata['files']])}\n" in script
+    assert f"git push -q -u origin {branch}" in script
 
     _, session = services.submit_result(
         scope=scope,

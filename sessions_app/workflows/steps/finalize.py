@@ -1,13 +1,15 @@
-"""Finalize: record the work. A component stages its test file; a context commits and pushes
-every child's test file in one commit that names the context and lists its components."""
+"""Finalize: record the work on the context's branch. A component commits its own test file
+and pushes it; the context starts from what its children pushed, commits whatever is left (an
+empty commit when nothing is) with a message that names the context and lists its components,
+and pushes. ``conventions`` holds the git design."""
 
 from __future__ import annotations
 
-import shlex
 from typing import Any
 
 from core.errors import StepError
 from core.scope import Scope
+from core.text import printable
 from sessions_app import selectors
 from sessions_app.models import Session
 from sessions_app.workflows import conventions
@@ -23,10 +25,17 @@ class FinalizeComponent:
 
     def get_command(self, scope: Scope, session: Session, **opts: Any) -> Command:
         test_file = current_test_file(scope, session)
+        branch = Initialize().branch_for(session)
+        message = component_commit_message(session)
         return Command(
             module=self.name,
-            command=f"git add -- {shlex.quote(test_file)}",
-            metadata={"test_file": test_file},
+            command=conventions.commit_component_command(branch, test_file, message),
+            metadata={
+                "test_file": test_file,
+                "branch_name": branch,
+                "commit_message": message,
+                "repository_lock": True,
+            },
         )
 
     def handle_result(
@@ -35,13 +44,21 @@ class FinalizeComponent:
         return StepOutcome(session_updates={}, result=result)
 
 
+def _component_label(session: Session) -> str:
+    # Names are free text: control characters would rewrite the terminal of whoever reads
+    # the log.
+    component = session.component
+    return printable(f"{component.name} ({component.module_name})")
+
+
+def component_commit_message(session: Session) -> str:
+    subject = _component_label(session) if session.component else "a component"
+    return f"Add tests for {subject}"
+
+
 def commit_message(context_name: str, children: list[Session]) -> str:
-    lines = [f"Add tests for the {context_name} context", "", "Components:"]
-    lines += [
-        f"- {child.component.name} ({child.component.module_name})"
-        for child in children
-        if child.component is not None
-    ]
+    lines = [f"Add tests for the {printable(context_name)} context", "", "Components:"]
+    lines += [f"- {_component_label(child)}" for child in children if child.component is not None]
     return "\n".join(lines)
 
 
@@ -50,28 +67,29 @@ class FinalizeContext:
 
     def get_command(self, scope: Scope, session: Session, **opts: Any) -> Command:
         children = list(selectors.child_sessions(session=session))
-        files = [
-            child.state.get("test_file")
-            or conventions.test_file_path(scope.project, child.component)
-            for child in children
-            if child.component is not None or child.state.get("test_file")
-        ]
+        # Two components may name one file; it is added once.
+        files = list(
+            dict.fromkeys(
+                child.state.get("test_file")
+                or conventions.test_file_path(scope.project, child.component)
+                for child in children
+                if child.component is not None or child.state.get("test_file")
+            )
+        )
         if not files:
             raise StepError(NO_TEST_FILES)
         branch = Initialize().branch_for(session)
         context_name = session.component.name if session.component else "unnamed"
         message = commit_message(context_name, children)
-        shell = " && ".join(
-            [
-                f"git add -- {shlex.join(files)}",
-                f"git commit -m {shlex.quote(message)}",
-                f"git push -u origin {shlex.quote(branch)}",
-            ]
-        )
         return Command(
             module=self.name,
-            command=shell,
-            metadata={"files": files, "commit_message": message, "branch_name": branch},
+            command=conventions.commit_context_command(branch, files, message),
+            metadata={
+                "files": files,
+                "commit_message": message,
+                "branch_name": branch,
+                "repository_lock": True,
+            },
         )
 
     def handle_result(

@@ -1,7 +1,8 @@
 """Initialize: put the working copy on the session's branch.
 
-A context session gets a branch of its own; its children work on their parent's branch, so
-that the context's Finalize commits every child's test file together.
+A context session gets a branch of its own and publishes it on origin; its children work on
+their parent's branch (starting from origin's copy when they run in another clone), commit
+their own test file on it in their Finalize, and the context's Finalize adds its commit on top.
 """
 
 from __future__ import annotations
@@ -21,8 +22,10 @@ class Initialize:
         branch = self.branch_for(session)
         return Command(
             module=self.name,
-            command=conventions.switch_branch_command(branch),
-            metadata={"branch_name": branch},
+            command=conventions.switch_branch_command(
+                branch, publish=session.parent_session_id is None
+            ),
+            metadata={"branch_name": branch, "repository_lock": True},
         )
 
     def handle_result(
