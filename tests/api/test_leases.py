@@ -83,7 +83,7 @@ def test_next_command_by_the_holder_again_is_200_and_renews(api, context_session
     assert_leased(shown(api, context_session.pk), "ci-1", 500, before)
 
 
-@pytest.mark.parametrize("body", [None, {}])
+@pytest.mark.parametrize("body", [None, {}, {"lease_seconds": 60}])
 def test_next_command_without_a_runner_leaves_the_lease_alone(api, context_session, body):
     lease(context_session.pk, "ci-1", 300)
     held = shown(api, context_session.pk)
@@ -319,6 +319,27 @@ def test_bad_lease_seconds_is_400_naming_the_field(
 
     assert response.status_code == 400
     assert response.json() == {"lease_seconds": [message]}
+
+
+@pytest.mark.parametrize(
+    ("body", "problem"),
+    [
+        (b'{"runner": "ci\\u0000one"}', "NUL character"),
+        (b'{"runner": "\\ud800"}', "unpaired surrogates"),
+    ],
+)
+@pytest.mark.parametrize("route", LEASE_ROUTES)
+def test_a_runner_the_databases_cannot_store_is_400(
+    api, context_session, route, body, problem, unchanged_db
+):
+    spawn(api, context_session)
+
+    with unchanged_db():
+        response = api.post(url(context_session, route), body, content_type="application/json")
+
+    assert response.status_code == 400
+    [message] = response.json()["runner"]
+    assert problem in message
 
 
 @pytest.mark.parametrize("route", ["heartbeat/", "release/", "claim-child/"])
