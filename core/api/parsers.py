@@ -2,24 +2,14 @@
 
 from __future__ import annotations
 
-import codecs
 from typing import Any
 
 from rest_framework.exceptions import ParseError
 from rest_framework.parsers import JSONParser, get_encoding
 from rest_framework.utils import json
 
+from core.charsets import is_utf8, not_utf8
 from core.json_values import MAX_DEPTH, TOO_DEEP, unstorable_reason
-
-NOT_UTF8 = "JSON request bodies must be UTF-8; charset {charset} is not accepted."
-
-
-def is_utf8(charset: str) -> bool:
-    """Whether ``charset`` names UTF-8 under any of its aliases (``utf8``, ``UTF-8``, ...)."""
-    try:
-        return codecs.lookup(charset).name == "utf-8"
-    except LookupError:
-        return False
 
 
 class StorableJSONParser(JSONParser):
@@ -36,7 +26,7 @@ class StorableJSONParser(JSONParser):
     def parse(self, stream, media_type=None, parser_context=None) -> Any:
         encoding = get_encoding(parser_context or {})
         if not is_utf8(encoding):
-            raise ParseError(NOT_UTF8.format(charset=json.dumps(encoding[:40])))
+            raise ParseError(not_utf8(encoding))
         try:
             data = json.loads(stream.read().decode("utf-8"), parse_constant=json.strict_constant)
         except (ValueError, UnicodeDecodeError) as error:
