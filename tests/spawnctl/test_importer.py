@@ -1,0 +1,619 @@
+"""spawnctl.importer on real code: this repository's own sessions_app read with ``ast``,
+re-imported after a module is added and one removed, and manifests checked row by row, here
+and by the service, with nothing written when a row is bad."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from components_app.models import Component
+from components_app.services import InvalidRows, bulk_upsert_components
+from core.errors import Conflict
+from spawnctl import importer
+from spawnctl.importer import (
+    ImportRejected,
+    ManifestError,
+    check_rows,
+    format_plan,
+    load_manifest,
+    plan_import,
+    run_import,
+    scan_python_repo,
+)
+from tests.factories import make_context_session
+
+REPO = Path(__file__).resolve().parents[2]
+PUBLIC_DEFINITION = re.compile(r"^(?:async def|def|class) [A-Za-z]", re.MULTILINE)
+
+
+def expected_from_files(root: Path, package: str) -> dict[str, tuple[str | None, str, int]]:
+    """module_name → (parent, type, priority) for ``root/package``, worked out from the files
+    with a regex rather than with the importer's ast."""
+    modules: dict[str, tuple[str | None, str, int]] = {}
+    for init in sorted((root / package).rglob("__init__.py")):
+        directory = init.parent
+        parts = directory.relative_to(root).parts
+        if {"migrations", "tests", "__pycache__"} & set(parts):
+            continue
+        dotted = ".".join(parts)
+        files = [
+            f
+            for f in directory.glob("*.py")
+            if f.name != "__init__.py" and not f.name.startswith("test_")
+        ]
+        for path in files:
+            priority = len(PUBLIC_DEFINITION.findall(path.read_text()))
+            modules[f"{dotted}.{path.stem}"] = (dotted, "module", priority)
+        if files:
+            total = sum(modules[f"{dotted}.{f.stem}"][2] for f in files)
+            modules[dotted] = (None, "context", total)
+    return modules
+
+
+def as_tree(rows: list[dict]) -> dict[str, tuple[str | None, str, int]]:
+    return {r["module_name"]: (r["parent_module_name"], r["type"], r["priority"]) for r in rows}
+
+
+def stored_tree(scope) -> dict[str, tuple[str | None, str, int]]:
+    return {
+        c.module_name: (
+            c.parent_component.module_name if c.parent_component else None,
+            c.type,
+            c.priority,
+        )
+        for c in Component.objects.filter(project=scope.project).select_related("parent_component")
+    }
+
+
+@pytest.fixture
+def sessions_app_copy(tmp_path) -> Path:
+    """A copy of this repository's sessions_app in a directory that is no git work tree."""
+    root = tmp_path / "repo"
+    shutil.copytree(
+        REPO / "sessions_app",
+        root / "sessions_app",
+        ignore=shutil.ignore_patterns("__pycache__"),
+    )
+    return root
+
+
+# --- this repository's sessions_app ---------------------------------------------------------
+
+
+def test_this_repositorys_sessions_app_becomes_contexts_and_components():
+    scan = scan_python_repo(REPO)
+    rows = [r for r in scan.rows if r["module_name"].split(".")[0] == "sessions_app"]
+
+    tree = as_tree(rows)
+    assert tree == expected_from_files(REPO, "sessions_app")
+    # The facts the expectation rests on, spelled out.
+    assert tree["sessions_app"][1] == "context"
+    assert tree["sessions_app.models"][0] == "sessions_app"
+    assert tree["sessions_app.workflows.steps.run_tests"][0] == "sessions_app.workflows.steps"
+    assert tree["sessions_app.management.commands.spawn_sessions"][0] == (
+        "sessions_app.management.commands"
+    )
+    assert not any(".migrations" in name for name in tree)
+    assert tree["sessions_app.models"][2] >= 3  # Session, Interaction, SessionStatus at least
+    assert check_rows(scan.rows) == {}
+
+
+def test_descriptions_are_the_docstrings_first_lines():
+    rows = {r["module_name"]: r for r in scan_python_repo(REPO).rows}
+
+    for module_name in ("sessions_app.selectors", "sessions_app.workflows"):
+        row = rows[module_name]
+        path = REPO / Path(*module_name.split("."))
+        source = (path / "__init__.py" if path.is_dir() else path.with_suffix(".py")).read_text()
+        first = re.match(r'\A"""\s*(.*?)\s*$', source, re.MULTILINE)
+        assert first is not None, module_name
+        assert row["description"] == first.group(1).removesuffix('"""')
+
+
+def test_the_scan_goes_into_the_service_unchanged(scope, sessions_app_copy):
+    rows = scan_python_repo(sessions_app_copy).rows
+
+    result = bulk_upsert_components(scope=scope, rows=rows)
+
+    assert result.created == len(rows)
+    assert stored_tree(scope) == expected_from_files(sessions_app_copy, "sessions_app")
+
+
+def test_a_re_import_creates_the_added_module_updates_what_changed_and_prunes_the_removed(
+    scope, sessions_app_copy
+):
+    package = sessions_app_copy / "sessions_app"
+    bulk_upsert_components(scope=scope, rows=scan_python_repo(sessions_app_copy).rows)
+    removed_priority = len(PUBLIC_DEFINITION.findall((package / "apps.py").read_text()))
+    (package / "apps.py").unlink()
+    (package / "extra.py").write_text(
+        '"""Added after the first import."""\n\n\ndef a():\n    pass\n\n\n'
+        "def b():\n    pass\n\n\nclass C:\n    pass\n\n\ndef _private():\n    pass\n"
+    )
+    selectors = package / "selectors.py"
+    selectors.write_text('"""A new first line."""\n' + selectors.read_text())
+
+    rows = scan_python_repo(sessions_app_copy).rows
+    result = bulk_upsert_components(scope=scope, rows=rows, prune=True)
+
+    # updated: selectors (description) and the sessions_app context (its priority sum)
+    assert removed_priority != 3
+    assert (result.created, result.updated, result.deleted) == (1, 2, 1)
+    assert result.unchanged == len(rows) - 3
+    tree = stored_tree(scope)
+    assert tree["sessions_app.extra"] == ("sessions_app", "module", 3)
+    assert "sessions_app.apps" not in tree
+    assert Component.objects.get(module_name="sessions_app.selectors").description == (
+        "A new first line."
+    )
+    assert tree == expected_from_files(sessions_app_copy, "sessions_app")
+
+
+def test_a_re_import_does_not_prune_a_module_that_has_sessions(scope, sessions_app_copy):
+    bulk_upsert_components(scope=scope, rows=scan_python_repo(sessions_app_copy).rows)
+    make_context_session(scope, Component.objects.get(module_name="sessions_app.apps"))
+    (sessions_app_copy / "sessions_app" / "apps.py").unlink()
+    before = stored_tree(scope)
+
+    with pytest.raises(Conflict) as error:
+        bulk_upsert_components(
+            scope=scope, rows=scan_python_repo(sessions_app_copy).rows, prune=True
+        )
+
+    assert error.value.message == "Components with sessions cannot be deleted: sessions_app.apps"
+    assert stored_tree(scope) == before
+
+
+# --- what the scan leaves out ----------------------------------------------------------------
+
+
+def write(path: Path, text: str = '"""Doc."""\n\n\ndef f():\n    pass\n') -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+@pytest.fixture
+def small_repo(tmp_path) -> Path:
+    root = tmp_path / "small"
+    write(root / "app" / "__init__.py", '"""The app."""\n')
+    write(root / "app" / "core.py")
+    write(root / "app" / "test_core.py")
+    write(root / "app" / "core_test.py")
+    write(root / "app" / "conftest.py")
+    write(root / "app" / "tests" / "__init__.py", "")
+    write(root / "app" / "tests" / "helpers.py")
+    write(root / "app" / "migrations" / "__init__.py", "")
+    write(root / "app" / "migrations" / "0001_initial.py")
+    write(root / "app" / ".hidden" / "__init__.py", "")
+    write(root / "app" / ".hidden" / "thing.py")
+    write(root / "app" / "generated" / "__init__.py", "")
+    write(root / "app" / "generated" / "stub.py")
+    write(root / "app" / "secret_keys.py")
+    write(root / "env" / "pyvenv.cfg", "home = /usr/bin\n")
+    write(root / "env" / "lib" / "pkg" / "__init__.py", "")
+    write(root / "env" / "lib" / "pkg" / "vendored.py")
+    write(root / "manage.py")
+    write(root / ".gitignore", "# generated code\ngenerated/\n/app/secret_*.py\n")
+    return root
+
+
+def test_tests_migrations_hidden_virtualenvs_and_gitignored_files_are_left_out(small_repo):
+    # No git work tree here: the simple reading of .gitignore decides.
+    assert importer.git_ignore_check(small_repo) is None
+
+    assert sorted(r["module_name"] for r in scan_python_repo(small_repo).rows) == [
+        "app",
+        "app.core",
+    ]
+
+
+def test_in_a_git_work_tree_git_decides_what_is_ignored(small_repo):
+    subprocess.run(["git", "init", "-q", str(small_repo)], check=True)
+    # A rule the simple fallback does not read (negation): only git would keep keep.py.
+    write(small_repo / "app" / "keep.py")
+    write(small_repo / "app" / "drop.py")
+    (small_repo / "app" / ".gitignore").write_text("*.py\n!keep.py\n!core.py\n")
+
+    assert importer.git_ignore_check(small_repo) is not None
+    assert sorted(r["module_name"] for r in scan_python_repo(small_repo).rows) == [
+        "app",
+        "app.core",
+        "app.keep",
+    ]
+
+
+def test_the_code_is_parsed_never_imported_and_a_broken_module_is_kept_at_priority_0(tmp_path):
+    marker = tmp_path / "imported"
+    write(tmp_path / "pkg" / "__init__.py", "")
+    write(tmp_path / "pkg" / "loud.py", f"open({str(marker)!r}, 'w').write('x')\n\ndef f(): ...\n")
+    write(tmp_path / "pkg" / "broken.py", "def (:\n")
+
+    scan = scan_python_repo(tmp_path)
+
+    assert not marker.exists()
+    rows = {r["module_name"]: r for r in scan.rows}
+    assert (rows["pkg.loud"]["priority"], rows["pkg.broken"]["priority"]) == (1, 0)
+    assert rows["pkg"]["priority"] == 1
+    assert len(scan.warnings) == 1
+    assert scan.warnings[0].startswith("pkg/broken.py: cannot parse (SyntaxError")
+
+
+def test_the_priority_counts_public_top_level_functions_and_classes(tmp_path):
+    write(tmp_path / "pkg" / "__init__.py", "")
+    write(
+        tmp_path / "pkg" / "m.py",
+        "import os\nX = 1\n\ndef a(): ...\nasync def b(): ...\nclass C:\n    def inner(self): ...\n"
+        "def _hidden(): ...\nclass _Hidden: ...\nif True:\n    def nested(): ...\n",
+    )
+
+    (row,) = [r for r in scan_python_repo(tmp_path).rows if r["module_name"] == "pkg.m"]
+
+    assert row["priority"] == 3
+
+
+def test_a_package_without_modules_is_no_context_and_its_subpackages_still_are(tmp_path):
+    write(tmp_path / "outer" / "__init__.py", "")
+    write(tmp_path / "outer" / "inner" / "__init__.py", "")
+    write(tmp_path / "outer" / "inner" / "mod.py")
+    write(tmp_path / "scripts" / "tool.py")  # outside any package
+
+    rows = scan_python_repo(tmp_path).rows
+
+    assert as_tree(rows) == {
+        "outer.inner": (None, "context", 1),
+        "outer.inner.mod": ("outer.inner", "module", 1),
+    }
+
+
+# --- manifests ---------------------------------------------------------------------------------
+
+
+def manifest(tmp_path: Path, components, name: str = "manifest.json") -> Path:
+    path = tmp_path / name
+    path.write_text(json.dumps({"version": 1, "components": components}))
+    return path
+
+
+def test_a_json_manifest_describes_another_language(tmp_path, scope):
+    rows = [
+        {"module_name": "Shop.Accounts", "name": "Accounts", "type": "context"},
+        {
+            "module_name": "Shop.Accounts.User",
+            "name": "User",
+            "type": "schema",
+            "priority": 10,
+            "description": "A customer.",
+            "parent_module_name": "Shop.Accounts",
+        },
+    ]
+
+    loaded = load_manifest(manifest(tmp_path, rows))
+
+    assert loaded == rows
+    bulk_upsert_components(scope=scope, rows=loaded)
+    assert stored_tree(scope) == {
+        "Shop.Accounts": (None, "context", 0),
+        "Shop.Accounts.User": ("Shop.Accounts", "schema", 10),
+    }
+
+
+def test_a_yaml_manifest_is_read_when_pyyaml_is_installed(tmp_path):
+    pytest.importorskip("yaml")
+    path = tmp_path / "manifest.yaml"
+    path.write_text(
+        "components:\n"
+        "  - {module_name: Shop.Billing, name: Billing, type: context}\n"
+        "  - module_name: Shop.Billing.Invoice\n"
+        "    name: Invoice\n"
+        "    type: schema\n"
+        "    parent_module_name: Shop.Billing\n"
+    )
+
+    assert [r["module_name"] for r in load_manifest(path)] == [
+        "Shop.Billing",
+        "Shop.Billing.Invoice",
+    ]
+
+
+def test_a_yaml_manifest_without_pyyaml_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "yaml", None)  # import yaml now fails
+    path = tmp_path / "manifest.yml"
+    path.write_text("components: []\n")
+
+    with pytest.raises(ManifestError) as error:
+        load_manifest(path)
+
+    assert "needs PyYAML (pip install pyyaml)" in error.value.message
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("{nope", "is not valid JSON"),
+        ("[]", 'must be an object with a "components" list'),
+        ('{"components": {}}', 'must be an object with a "components" list'),
+        ('{"components": [], "extra": 1}', "has unknown keys: extra"),
+        ('{"components": [], "version": 2}', "only 1 is read"),
+    ],
+)
+def test_a_manifest_of_the_wrong_shape_says_what_is_wrong(tmp_path, text, message):
+    path = tmp_path / "manifest.json"
+    path.write_text(text)
+
+    with pytest.raises(ManifestError) as error:
+        load_manifest(path)
+
+    assert message in error.value.message
+
+
+def ctx(module_name: str = "A") -> dict:
+    return {"module_name": module_name, "name": module_name, "type": "context"}
+
+
+def child(module_name: str, parent: str | None, **fields) -> dict:
+    return {
+        "module_name": module_name,
+        "name": module_name.rsplit(".", 1)[-1],
+        "type": "module",
+        "parent_module_name": parent,
+        **fields,
+    }
+
+
+BAD_MANIFESTS = {
+    "a cycle": [ctx("A"), child("A.x", "A.y"), child("A.y", "A.x")],
+    "an unknown parent": [ctx("A"), child("A.x", "B")],
+    "duplicate module names": [ctx("A"), child("A.x", "A"), child("A.x", "A", priority=2)],
+    "wrong types": [
+        ctx("A"),
+        child("A.x", "A", priority="high"),
+        child("A.y", ["A"]),
+        {"module_name": 7, "name": "N", "type": "module"},
+        "not a row",
+    ],
+    "missing and blank fields": [
+        {"module_name": "A"},
+        {"module_name": "B", "name": " ", "type": ""},
+    ],
+    "an unknown field": [{**ctx("A"), "parent": "B"}],
+    "a bad module name": [ctx("A"), child("A/../x", "A")],
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_MANIFESTS))
+def test_a_bad_manifest_is_refused_row_by_row_here_and_by_the_service(tmp_path, scope, case):
+    rows = BAD_MANIFESTS[case]
+
+    with pytest.raises(ManifestError) as error:
+        load_manifest(manifest(tmp_path, rows))
+    local = error.value.row_errors
+    assert local
+
+    with pytest.raises(InvalidRows) as server:
+        bulk_upsert_components(scope=scope, rows=rows)
+    assert server.value.row_errors == local
+    assert not Component.objects.exists()
+
+
+def test_the_row_errors_name_the_row_and_field():
+    errors = check_rows(BAD_MANIFESTS["a cycle"] + [child("A.z", "B")])
+
+    assert errors == {
+        1: {"parent_module_name": [importer.CYCLE.format(chain="A.x → A.y → A.x")]},
+        2: {"parent_module_name": [importer.CYCLE.format(chain="A.y → A.x → A.y")]},
+        3: {"parent_module_name": [importer.UNKNOWN_PARENT]},
+    }
+    assert importer.format_row_errors(errors, BAD_MANIFESTS["a cycle"] + [child("A.z", "B")]) == [
+        f"row 1 (A.x): parent_module_name: {importer.CYCLE.format(chain='A.x → A.y → A.x')}",
+        f"row 2 (A.y): parent_module_name: {importer.CYCLE.format(chain='A.y → A.x → A.y')}",
+        f"row 3 (A.z): parent_module_name: {importer.UNKNOWN_PARENT}",
+    ]
+
+
+def test_parents_and_cycles_are_checked_against_the_projects_components():
+    current = [
+        {"id": "1", "module_name": "A", "parent_component": None},
+        {"id": "2", "module_name": "A.x", "parent_component": "1"},
+    ]
+
+    assert check_rows([child("A.y", "A")], current=current) == {}
+    assert check_rows([child("A", "A.x")], current=current) == {
+        0: {"parent_module_name": [importer.CYCLE.format(chain="A → A.x → A")]}
+    }
+    assert check_rows([child("A.y", "A")], current=current, prune=True) == {
+        0: {"parent_module_name": [importer.PRUNED_PARENT.format(parent="A")]}
+    }
+
+
+# --- the dry run and run_import ------------------------------------------------------------------
+
+CURRENT = [
+    {
+        "id": "1",
+        "module_name": "A",
+        "name": "A",
+        "type": "context",
+        "priority": 0,
+        "description": "",
+        "parent_component": None,
+    },
+    {
+        "id": "2",
+        "module_name": "A.same",
+        "name": "same",
+        "type": "module",
+        "priority": 1,
+        "description": "",
+        "parent_component": "1",
+    },
+    {
+        "id": "3",
+        "module_name": "A.changed",
+        "name": "changed",
+        "type": "module",
+        "priority": 1,
+        "description": "",
+        "parent_component": "1",
+    },
+    {
+        "id": "4",
+        "module_name": "A.gone",
+        "name": "gone",
+        "type": "module",
+        "priority": 0,
+        "description": "",
+        "parent_component": "1",
+    },
+]
+ROWS = [
+    {**ctx("A"), "priority": 0, "description": ""},
+    child("A.same", "A", priority=1, description=""),
+    child("A.changed", "A", priority=5, description="Now documented."),
+    child("A.new", "A"),
+]
+
+
+def test_the_plan_says_create_update_unchanged_and_delete():
+    plan = plan_import(ROWS, CURRENT, prune=True)
+
+    assert [(p.action, p.module_name, p.changes) for p in plan] == [
+        ("unchanged", "A", ()),
+        ("unchanged", "A.same", ()),
+        ("update", "A.changed", ("priority", "description")),
+        ("create", "A.new", ()),
+        ("delete", "A.gone", ()),
+    ]
+    assert "delete" not in {p.action for p in plan_import(ROWS, CURRENT, prune=False)}
+
+
+def test_the_dry_run_table():
+    assert format_plan(plan_import(ROWS, CURRENT, prune=True)).splitlines() == [
+        "action     module_name",
+        "unchanged  A",
+        "unchanged  A.same",
+        "update     A.changed  (priority, description)",
+        "create     A.new",
+        "delete     A.gone",
+        "1 to create, 1 to update, 2 unchanged, 1 to delete (dry run: nothing was sent)",
+    ]
+
+
+class Server:
+    """post_bulk and list_components over the real service, as the CLI's HTTP calls would be."""
+
+    def __init__(self, scope) -> None:
+        self.scope = scope
+        self.posts = 0
+
+    def list_components(self) -> list[dict]:
+        return [
+            {
+                "id": str(c.pk),
+                "module_name": c.module_name,
+                "name": c.name,
+                "type": c.type,
+                "priority": c.priority,
+                "description": c.description,
+                "parent_component": str(c.parent_component_id) if c.parent_component_id else None,
+            }
+            for c in Component.objects.filter(project=self.scope.project)
+        ]
+
+    def post_bulk(self, rows: list[dict], prune: bool) -> dict:
+        self.posts += 1
+        try:
+            result = bulk_upsert_components(scope=self.scope, rows=rows, prune=prune)
+        except InvalidRows as error:
+            raise ImportRejected(400, error.errors) from None
+        except Conflict as error:
+            raise ImportRejected(409, {"detail": error.message}) from None
+        return {
+            "created": result.created,
+            "updated": result.updated,
+            "unchanged": result.unchanged,
+            "deleted": result.deleted,
+        }
+
+
+def test_run_import_sends_the_rows_and_reports_the_counts(scope, sessions_app_copy):
+    server = Server(scope)
+    rows = scan_python_repo(sessions_app_copy).rows
+    lines: list[str] = []
+
+    code = run_import(
+        rows=rows,
+        post_bulk=server.post_bulk,
+        list_components=server.list_components,
+        out=lines.append,
+    )
+
+    assert code == 0
+    assert lines == [
+        f"Imported {len(rows)} rows: {len(rows)} created, 0 updated, 0 unchanged, 0 deleted."
+    ]
+    assert Component.objects.filter(project=scope.project).count() == len(rows)
+
+
+def test_a_dry_run_sends_nothing_and_prints_the_plan(scope, sessions_app_copy):
+    server = Server(scope)
+    rows = scan_python_repo(sessions_app_copy).rows
+    lines: list[str] = []
+
+    code = run_import(
+        rows=rows,
+        post_bulk=server.post_bulk,
+        list_components=server.list_components,
+        dry_run=True,
+        out=lines.append,
+    )
+
+    assert (code, server.posts) == (0, 0)
+    assert not Component.objects.exists()
+    (table,) = lines
+    assert f"{len(rows)} to create, 0 to update, 0 unchanged, 0 to delete" in table
+    assert "create  sessions_app.models" in table.splitlines()
+
+
+def test_bad_rows_are_printed_and_nothing_is_sent(scope):
+    server = Server(scope)
+    lines: list[str] = []
+
+    code = run_import(
+        rows=BAD_MANIFESTS["an unknown parent"],
+        post_bulk=server.post_bulk,
+        list_components=server.list_components,
+        out=lines.append,
+    )
+
+    assert (code, server.posts) == (1, 0)
+    assert lines == [
+        f"row 1 (A.x): parent_module_name: {importer.UNKNOWN_PARENT}",
+        "Nothing imported: 1 bad row.",
+    ]
+
+
+def test_the_servers_refusal_is_printed(scope):
+    # The project changed between the listing and the post: the server's 409 is the answer.
+    tested = Component.objects.create(project=scope.project, name="T", module_name="T", type="x")
+    make_context_session(scope, tested)
+    server = Server(scope)
+    lines: list[str] = []
+
+    code = run_import(
+        rows=[ctx("B")],
+        post_bulk=server.post_bulk,
+        list_components=lambda: [],
+        prune=True,
+        out=lines.append,
+    )
+
+    assert code == 1
+    assert lines == ["Components with sessions cannot be deleted: T", "Nothing imported."]
+    assert list(Component.objects.values_list("module_name", flat=True)) == ["T"]
