@@ -9,16 +9,38 @@ from pathlib import Path
 import pytest
 from django.db import connection
 
+from tests.concurrency import lease_races, races
+
 REPO = Path(__file__).resolve().parents[2]
 
+# (rounds, scenarios) per run; one process each, so that each test stays short.
+RUNS = {
+    "spawn_and_workflow": (3, races.SCENARIOS),
+    "claims": (1, lease_races.CLAIM_SCENARIOS),
+    "spawn_missing": (5, [lease_races.spawn_missing_race]),
+    "against_cancel": (20, lease_races.CANCEL_SCENARIOS),
+}
 
-@pytest.mark.skipif(
+pytestmark = pytest.mark.skipif(
     connection.vendor != "sqlite",
-    reason="the SQLite pass runs this; on PostgreSQL test_postgres_races.py runs the races",
+    reason="the SQLite pass runs this; on PostgreSQL test_postgres_races.py and "
+    "test_postgres_lease_races.py run the races",
 )
-def test_races_on_a_sqlite_file_apply_once(tmp_path):
+
+
+@pytest.mark.parametrize("run", RUNS)
+def test_races_on_a_sqlite_file_apply_once(tmp_path, run):
+    rounds, scenarios = RUNS[run]
+    names = [scenario.__name__ for scenario in scenarios]
     completed = subprocess.run(
-        [sys.executable, "-m", "tests.concurrency.sqlite_file_races", tmp_path / "races.sqlite3"],
+        [
+            sys.executable,
+            "-m",
+            "tests.concurrency.sqlite_file_races",
+            tmp_path / "races.sqlite3",
+            str(rounds),
+            *names,
+        ],
         cwd=REPO,
         env={**os.environ, "PYTHONPATH": str(REPO)},
         capture_output=True,
@@ -27,5 +49,5 @@ def test_races_on_a_sqlite_file_apply_once(tmp_path):
     )
 
     assert completed.returncode == 0, completed.stdout + completed.stderr
-    for scenario in ("spawn_race", "spawn_doors_race", "workflow_race"):
-        assert f"{scenario}: " in completed.stdout
+    for name in names:
+        assert f"{name}: {rounds} rounds ok" in completed.stdout
