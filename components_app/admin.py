@@ -1,19 +1,28 @@
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
-from django.contrib import admin
+from django import forms
+from django.contrib import admin, messages
 from django.contrib.admin import helpers
+from django.contrib.admin.utils import unquote
 from django.contrib.auth import get_permission_codename
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import models
 from django.db.models import Count, QuerySet
-from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest
+from django.shortcuts import redirect
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
 
-from components_app import selectors
+from components_app import selectors, services
 from components_app.models import Component, Project
+from core.errors import ServiceError
 from core.forms import StorableJSONFormField
+from core.json_values import unstorable_reason
+from core.scope import Scope
 from core.text import printable
 
 INVALID_SELECTION = "The selection holds {value}, which is not an id of this list."
@@ -83,9 +92,60 @@ class MembershipInline(admin.TabularInline):
         return self._has_project_perm(request, "change")
 
 
+# The admin's import reads the manifest that ``spawnctl import --manifest`` reads, as JSON.
+MANIFEST_MAX_BYTES = 10 * 1024 * 1024
+NOT_A_MANIFEST = 'A manifest is a JSON object with a "components" list (see docs/import.md).'
+SHOWN_ROW_ERRORS = 50
+
+
+class ImportComponentsForm(forms.Form):
+    manifest = forms.FileField(
+        help_text='A JSON file: {"version": 1, "components": [{"module_name", "name", "type", '
+        '"priority", "description", "parent_module_name"}, ...]}.'
+    )
+    prune = forms.BooleanField(
+        required=False,
+        help_text="Also delete the project's components the manifest does not name (never "
+        "one that has sessions).",
+    )
+
+    def clean_manifest(self) -> list[Any]:
+        upload = self.cleaned_data["manifest"]
+        if upload.size > MANIFEST_MAX_BYTES:
+            raise forms.ValidationError(f"The manifest is larger than {MANIFEST_MAX_BYTES} bytes.")
+        try:
+            document = json.loads(upload.read().decode("utf-8"))
+        except (UnicodeDecodeError, ValueError, RecursionError) as error:
+            raise forms.ValidationError(f"The manifest is not valid JSON: {error}") from None
+        if problem := unstorable_reason(document):
+            raise forms.ValidationError(problem)
+        if (
+            not isinstance(document, dict)
+            or not isinstance(document.get("components"), list)
+            or set(document) - {"version", "components"}
+            or document.get("version", 1) != 1
+        ):
+            raise forms.ValidationError(NOT_A_MANIFEST)
+        return document["components"]
+
+
+def row_error_lines(error: services.InvalidRows) -> list[str]:
+    lines = [
+        printable(f"Row {index}, {field}: {message}")
+        for index, fields in error.row_errors.items()
+        for field, messages in fields.items()
+        for message in messages
+    ]
+    if len(lines) > SHOWN_ROW_ERRORS:
+        lines[SHOWN_ROW_ERRORS:] = [f"… and {len(lines) - SHOWN_ROW_ERRORS} more."]
+    return lines
+
+
 @admin.register(Project)
 class ProjectAdmin(ProjectScopedAdmin):
     project_path = ""
+    # Adds the component tree and the "Import components" link to the project's page.
+    change_form_template = "admin/components_app/project/change_form.html"
     list_display = ["name", "member_count", "component_count", "created_at"]
     search_fields = ["name"]
     fields = ["name", "test_command_template", "test_path_template"]
@@ -114,6 +174,76 @@ class ProjectAdmin(ProjectScopedAdmin):
             # As through the API, whoever creates a project is one of its members, so that a
             # staff member does not lose sight of the project they have just made.
             form.instance.members.add(request.user)
+
+    def get_urls(self) -> list[URLPattern]:
+        view = self.admin_site.admin_view(self.import_components_view)
+        name = f"{self.opts.app_label}_{self.opts.model_name}_import_components"
+        return [path("<path:object_id>/import-components/", view, name=name), *super().get_urls()]
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context=None
+    ):
+        project = self.get_object(request, unquote(object_id))
+        if project is not None:
+            extra_context = {
+                **(extra_context or {}),
+                "component_tree": selectors.component_tree(
+                    scope=Scope(user=request.user, project=project)
+                ),
+                "import_url": reverse(
+                    f"admin:{self.opts.app_label}_{self.opts.model_name}_import_components",
+                    args=[project.pk],
+                ),
+            }
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def _may_import(self, request: HttpRequest, project: Project, *, prune: bool) -> bool:
+        needed = ["add_component", "change_component"] + (["delete_component"] if prune else [])
+        return self.has_change_permission(request, project) and all(
+            request.user.has_perm(f"components_app.{codename}") for codename in needed
+        )
+
+    def import_components_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        project = self.get_object(request, unquote(object_id))
+        if project is None:
+            raise Http404("Project not found")
+        if not self._may_import(request, project, prune=False):
+            raise PermissionDenied
+        form = ImportComponentsForm(request.POST or None, request.FILES or None)
+        if request.method == "POST" and form.is_valid():
+            prune = form.cleaned_data["prune"]
+            if not self._may_import(request, project, prune=prune):
+                raise PermissionDenied
+            try:
+                result = services.bulk_upsert_components(
+                    scope=Scope(user=request.user, project=project),
+                    rows=form.cleaned_data["manifest"],
+                    prune=prune,
+                )
+            except services.InvalidRows as error:
+                form.add_error("manifest", row_error_lines(error))
+            except ServiceError as error:
+                form.add_error(None, printable(error.message))
+            else:
+                self.message_user(
+                    request,
+                    f"Imported: {result.created} created, {result.updated} updated, "
+                    f"{result.unchanged} unchanged, {result.deleted} deleted.",
+                    messages.SUCCESS,
+                )
+                return redirect(
+                    f"admin:{self.opts.app_label}_{self.opts.model_name}_change", project.pk
+                )
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Import components into {project}",
+            "opts": self.opts,
+            "original": project,
+            "form": form,
+        }
+        return TemplateResponse(
+            request, "admin/components_app/project/import_components.html", context
+        )
 
 
 class ChildComponentInline(admin.TabularInline):
