@@ -28,10 +28,11 @@ class ApiError(Exception):
     """An answer the caller cannot act on: ``status`` is the HTTP status (None when the server
     could not be reached), ``detail`` the server's message."""
 
-    def __init__(self, status: int | None, detail: str) -> None:
+    def __init__(self, status: int | None, detail: str, body: Any = None) -> None:
         super().__init__(f"{status}: {detail}" if status else detail)
         self.status = status
         self.detail = detail
+        self.body = body
 
 
 class Unreachable(ApiError):
@@ -197,11 +198,11 @@ class Api:
         *,
         timeout: float = 30.0,
         transport: httpx.BaseTransport | None = None,
-        connect_retries: int = CONNECT_RETRIES,
+        connect_retries: int | None = None,
         retry_delay: float = 1.0,
     ) -> None:
         self.url = base_url(url)
-        self.connect_retries = connect_retries
+        self.connect_retries = CONNECT_RETRIES if connect_retries is None else connect_retries
         self.retry_delay = retry_delay
         self.client = httpx.Client(
             base_url=f"{self.url}/api/",
@@ -275,6 +276,27 @@ class Api:
     def spawn(self, session_id: str) -> dict[str, Any]:
         return self._json("POST", f"sessions/{session_id}/spawn/")
 
+    def components(self, project_id: str) -> list[dict[str, Any]]:
+        """Every component of the project, all pages."""
+        found: list[dict[str, Any]] = []
+        page = self._json("GET", "components/", params={"project": project_id})
+        while True:
+            found += page.get("results") or []
+            if not page.get("next"):
+                return found
+            page = self._json("GET", page["next"])
+
+    def bulk_components(
+        self, project_id: str, rows: list[dict[str, Any]], *, prune: bool = False
+    ) -> dict[str, Any]:
+        """``POST /api/components/bulk/``; a 400 or 409 names the rows at fault in the
+        error's ``body``."""
+        return self._json(
+            "POST",
+            "components/bulk/",
+            json={"project": project_id, "components": rows, "prune": prune},
+        )
+
     # Plumbing ---------------------------------------------------------------------------
 
     def _lease_call(
@@ -318,13 +340,12 @@ class Api:
                 raise ApiError(status, "The server answered with something that is not an object")
             return body
         detail = _detail(response)
-        if status in (401, 403):
-            raise Unauthorized(status, detail)
-        if status == 404:
-            raise NotFound(status, detail)
-        if status == 409:
-            raise Conflict(status, detail)
-        raise ApiError(status, detail)
+        try:
+            body = response.json()
+        except ValueError:
+            body = response.text
+        kind = {401: Unauthorized, 403: Unauthorized, 404: NotFound, 409: Conflict}
+        raise kind.get(status, ApiError)(status, detail, body)
 
 
 def base_url(url: str) -> str:

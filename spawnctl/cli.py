@@ -8,8 +8,6 @@ token), 130 / 143 stopped by Ctrl-C / SIGTERM.
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
 import json
 import os
 import signal
@@ -127,16 +125,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_import(commands: argparse._SubParsersAction, server: argparse.ArgumentParser) -> None:
-    """``spawnctl import`` lives in ``spawnctl.importer``, registered here once it exists: the
-    module gives ``add_arguments(parser)`` and ``main(args, api) -> exit code``."""
-    if importlib.util.find_spec("spawnctl.importer") is None:
-        return
-    importer = importlib.import_module("spawnctl.importer")
     parser = commands.add_parser(
-        "import", parents=[server], help="describe a codebase's components in bulk"
+        "import", parents=[server], help="describe a codebase's components to the server in bulk"
     )
-    importer.add_arguments(parser)
-    parser.set_defaults(handler=lambda args, api: importer.main(args, api))
+    parser.add_argument("--repo", required=True, type=Path, help="the codebase to read")
+    parser.add_argument("--project", required=True, help="the project's id")
+    parser.add_argument("--dry-run", action="store_true", help="show the plan, send nothing")
+    parser.add_argument(
+        "--prune", action="store_true", help="delete the project's components not imported"
+    )
+    parser.add_argument("--manifest", type=Path, help="a JSON (or YAML) manifest to import")
+    parser.set_defaults(handler=cmd_import)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -285,6 +284,41 @@ def cmd_status(args: argparse.Namespace, api: Api) -> int:
     if children is not None and children.results:
         console.print(summary_table(children.results))
     return EXIT_OK
+
+
+def cmd_import(args: argparse.Namespace, api: Api) -> int:
+    """``spawnctl.importer`` reads and checks the rows; this door gives it the two calls it
+    makes to the server."""
+    from spawnctl import importer
+
+    if not args.repo.is_dir():
+        raise UsageError(f"--repo {args.repo} is not a directory")
+    try:
+        scan = importer.collect_rows(repo=args.repo, manifest=args.manifest)
+    except importer.ManifestError as error:
+        lines = importer.format_row_errors(error.row_errors) if error.row_errors else []
+        for line in [error.message, *lines]:
+            _say(line, error=True)
+        return EXIT_FAILED
+    for warning in scan.warnings:
+        _say(f"warning: {warning}", error=True)
+
+    def post_bulk(rows: list[dict], prune: bool) -> dict:
+        try:
+            return api.bulk_components(args.project, rows, prune=prune)
+        except ApiError as error:
+            if error.status in (400, 409):
+                raise importer.ImportRejected(error.status, error.body) from None
+            raise
+
+    return importer.run_import(
+        rows=scan.rows,
+        post_bulk=post_bulk,
+        list_components=lambda: api.components(args.project),
+        dry_run=args.dry_run,
+        prune=args.prune,
+        out=lambda line: _say(str(line)),
+    )
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,0 +1,263 @@
+"""spawnctl against a live server, in a scratch repository with a bare origin: the commands
+the service hands out run for real (git, pytest), the agent is the stand-in in bin/."""
+
+from __future__ import annotations
+
+import collections
+import json
+import signal
+import time
+
+from tests.spawnctl.conftest import agent_calls, git
+
+COMPONENT_STEPS = ["Initialize", "GenerateTestsAndFixtures", "RunTests", "Finalize"]
+FIXED_STEPS = [
+    "Initialize",
+    "GenerateTestsAndFixtures",
+    "RunTests",
+    "FixCompilationErrors",
+    "RunTests",
+    "Finalize",
+]
+
+
+def _names(children: dict) -> dict[str, dict]:
+    return {child["component"]["name"]: child for child in children["results"]}
+
+
+def test_a_context_completes_and_its_branch_on_origin_holds_every_test_file(workspace):
+    server = workspace.server
+    context = server.context("Cart", [("Basket", 3), ("Coupon", 2), ("Price", 1)])
+
+    done = workspace.run(
+        "run",
+        context["id"],
+        "--repo",
+        str(workspace.work),
+        "--jobs",
+        "2",
+        "--lease-seconds",
+        "20",
+        "--runner",
+        "laptop",
+        STAND_IN_BROKEN="Shop.Cart.Coupon",
+    )
+
+    assert done.returncode == 0, done.stdout
+    session = server.session(context["id"])
+    assert session["status"] == "complete"
+    assert session["runner"] is None  # a finished session holds no lease
+    children = _names(server.children(context["id"]))
+    assert {name: child["status"] for name, child in children.items()} == dict.fromkeys(
+        ["Basket", "Coupon", "Price"], "complete"
+    )
+    # The child whose first tests did not compile went through the fix loop and passed.
+    assert server.steps(children["Coupon"]["id"]) == FIXED_STEPS
+    assert server.steps(children["Basket"]["id"]) == COMPONENT_STEPS
+    failed_run = server.get(f"sessions/{children['Coupon']['id']}/interactions/")["results"][-3]
+    assert failed_run["step_name"] == "RunTests"
+    assert failed_run["result"]["status"] == "error"
+    assert "SyntaxError" in failed_run["result"]["stdout"] + failed_run["result"]["stderr"]
+
+    branch = session["state"]["branch_name"]
+    test_files = sorted(child["state"]["test_file"] for child in children.values())
+    assert workspace.origin_files(branch) == sorted(["README", *test_files])
+    message = git("log", "--format=%B", "-n", "1", branch, cwd=workspace.origin)
+    assert message.startswith("Add tests for the Cart context")
+    # The agent got its component and test file from the environment, per step.
+    calls = agent_calls(workspace)
+    assert sorted((step, module) for _, step, module in calls) == sorted(
+        [
+            ("GenerateTestsAndFixtures", "Shop.Cart.Basket"),
+            ("GenerateTestsAndFixtures", "Shop.Cart.Coupon"),
+            ("GenerateTestsAndFixtures", "Shop.Cart.Price"),
+            ("FixCompilationErrors", "Shop.Cart.Coupon"),
+        ]
+    )
+    assert f"Session {context['id']} is complete" in done.stdout
+    # Not a terminal: one plain line per event, and the summary table's rows.
+    assert "Coupon: RunTests error" in done.stdout
+    assert "Coupon: session complete (attempt 1)" in done.stdout
+
+
+def test_a_child_that_keeps_failing_ends_failed_and_the_run_exits_1_naming_it(workspace):
+    server = workspace.server
+    context = server.context("Stock", [("Shelf", 2), ("Crate", 1)])
+
+    done = workspace.run(
+        "run",
+        context["id"],
+        "--repo",
+        str(workspace.work),
+        "--jobs",
+        "2",
+        "--lease-seconds",
+        "20",
+        STAND_IN_FAILING="Shop.Stock.Crate",
+    )
+
+    assert done.returncode == 1, done.stdout
+    children = _names(server.children(context["id"]))
+    assert children["Shelf"]["status"] == "complete"
+    assert children["Crate"]["status"] == "failed"
+    reason = children["Crate"]["failure_reason"]
+    assert reason.startswith("Tests still failing after 3 fix attempts")
+    # The result check's message, as the service words it, names the failed child.
+    assert f"Child sessions failed: Crate ({reason})" in done.stdout
+    session = server.session(context["id"])
+    assert session["status"] == "active"
+    assert session["runner"] is None  # released on the way out
+
+
+def _wait_for(predicate, timeout: float = 120, every: float = 0.2):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError("timed out waiting")
+
+
+def test_a_killed_runner_is_replaced_by_a_second_run_once_its_lease_expires(workspace):
+    server = workspace.server
+    context = server.context("Orders", [("Order", 2), ("Invoice", 1)])
+    first = workspace.spawnctl(
+        "run",
+        context["id"],
+        "--repo",
+        str(workspace.work),
+        "--jobs",
+        "2",
+        "--lease-seconds",
+        "3",
+        "--runner",
+        "doomed",
+        env=workspace.spawnctl_env(STAND_IN_DELAY="30"),
+    )
+    try:
+        # Killed while both children's agents are thinking.
+        _wait_for(lambda: len(agent_calls(workspace)) >= 2 or first.poll() is not None)
+    finally:
+        first.send_signal(signal.SIGKILL)
+        output, _ = first.communicate()
+    assert first.returncode == -signal.SIGKILL, output
+    held = server.children(context["id"])["results"]
+    assert {child["runner"] for child in held} == {"doomed"}
+
+    second = workspace.run(
+        "run",
+        context["id"],
+        "--repo",
+        str(workspace.work),
+        "--lease-seconds",
+        "10",
+        "--runner",
+        "heir",
+    )
+
+    assert second.returncode == 0, second.stdout
+    assert "leased by doomed until" in second.stdout
+    session = server.session(context["id"])
+    assert session["status"] == "complete"
+    children = _names(server.children(context["id"]))
+    assert {child["status"] for child in children.values()} == {"complete"}
+    # The step the dead runner never reported was run again by the heir.
+    for child in children.values():
+        assert server.steps(child["id"]) == COMPONENT_STEPS
+    test_files = sorted(child["state"]["test_file"] for child in children.values())
+    assert workspace.origin_files(session["state"]["branch_name"]) == ["README", *test_files]
+
+
+def test_two_work_processes_share_a_context_without_running_a_child_twice(workspace):
+    server = workspace.server
+    names = ["Alpha", "Bravo", "Charlie", "Delta"]
+    context = server.context("Fleet", [(name, 4 - i) for i, name in enumerate(names)])
+    clones = [workspace.clone("clone-1"), workspace.clone("clone-2")]
+    # Started before the context spawned: they wait for the children.
+    workers = [
+        workspace.spawnctl(
+            "work",
+            context["id"],
+            "--repo",
+            str(clone),
+            "--jobs",
+            "1",
+            "--lease-seconds",
+            "20",
+            "--runner",
+            f"worker-{n}",
+            "--poll-seconds",
+            "0.3",
+            env=workspace.spawnctl_env(STAND_IN_DELAY="1"),
+        )
+        for n, clone in enumerate(clones, 1)
+    ]
+    try:
+        driver = workspace.run(
+            "run",
+            context["id"],
+            "--repo",
+            str(workspace.work),
+            "--jobs",
+            "1",
+            "--lease-seconds",
+            "20",
+            "--runner",
+            "driver",
+            "--poll-seconds",
+            "0.3",
+            STAND_IN_DELAY="1",
+        )
+        outputs = [worker.communicate(timeout=120)[0] for worker in workers]
+    finally:
+        for worker in workers:
+            if worker.poll() is None:
+                worker.kill()
+                worker.communicate()
+
+    assert driver.returncode == 0, driver.stdout
+    for worker, output in zip(workers, outputs, strict=True):
+        assert worker.returncode == 0, output
+        assert "Waiting for Fleet to spawn its child sessions" in output
+    session = server.session(context["id"])
+    assert session["status"] == "complete"
+    children = _names(server.children(context["id"]))
+    for child in children.values():
+        assert child["status"] == "complete"
+        assert server.steps(child["id"]) == COMPONENT_STEPS
+    generated = collections.Counter(
+        module for _, step, module in agent_calls(workspace) if step == "GenerateTestsAndFixtures"
+    )
+    assert generated == collections.Counter(f"Shop.Fleet.{name}" for name in names)
+    # Work that ran in the other clones reached the context's branch on origin.
+    test_files = sorted(child["state"]["test_file"] for child in children.values())
+    assert workspace.origin_files(session["state"]["branch_name"]) == ["README", *test_files]
+    ran_by = [sum(f"{name}: session complete" in output for name in names) for output in outputs]
+    assert sum(ran_by) + sum(f"{n}: session complete" in driver.stdout for n in names) == 4
+    assert all(count >= 1 for count in ran_by), outputs
+
+
+def test_status_shows_the_session_and_its_children(workspace):
+    server = workspace.server
+    context = server.context("Ledger", [("Entry", 1)])
+    server.post(f"sessions/{context['id']}/next-command/")
+    server.post(f"sessions/{context['id']}/spawn/")
+
+    plain = workspace.run("status", context["id"])
+    as_json = workspace.run("status", context["id"], "--json")
+
+    assert plain.returncode == 0, plain.stdout
+    assert "ContextTestingSessions" in plain.stdout
+    assert "Entry" in plain.stdout and "active" in plain.stdout
+    assert as_json.returncode == 0, as_json.stdout
+    body = json.loads(as_json.stdout)
+    assert body["session"]["id"] == context["id"]
+    assert body["children"]["summary"]["total"] == 1
+    assert body["children"]["results"][0]["component"]["name"] == "Entry"
+
+
+def test_a_session_that_does_not_exist_is_exit_2(workspace):
+    done = workspace.run("status", "00000000-0000-0000-0000-000000000000")
+    assert done.returncode == 2
+    assert "Session not found" in done.stdout
