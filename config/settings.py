@@ -44,6 +44,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "config.middleware.DatabaseUnavailableMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "config.middleware.RejectNulInQueryStringMiddleware",
@@ -99,6 +100,8 @@ LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
+# Times to the second, ISO order, everywhere a page shows one (the admin's included).
+FORMAT_MODULE_PATH = ["sessions_app.operator.formats"]
 
 # How long a runner holds a session it asked for without renewing (heartbeat) its lease.
 SESSION_LEASE_SECONDS = env.int("SESSION_LEASE_SECONDS", default=600)
@@ -116,6 +119,8 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "core.api.exceptions.exception_handler",
+    # Every API view, not only the view sets: JSON read as UTF-8, never a form parser.
+    "DEFAULT_PARSER_CLASSES": ["core.api.parsers.StorableJSONParser"],
     "UNAUTHENTICATED_USER": None,
 }
 
@@ -163,6 +168,8 @@ LOGGING = {
 
 if not DEBUG:
     SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
+    # A load balancer polls the health check over plain HTTP, straight at gunicorn.
+    SECURE_REDIRECT_EXEMPT = [r"^health/$"]
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True

@@ -7,23 +7,39 @@ from typing import Any, TypeVar
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.views.main import ChangeList
-from django.db.models import QuerySet
+from django.db.models import F, OuterRef, Q, QuerySet, Subquery
+from django.db.models.functions import Coalesce
 from django.http import HttpRequest
 from django.template.defaultfilters import pluralize
 from django.template.loader import render_to_string
-from django.urls import reverse
+from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.html import format_html
-from django.utils.safestring import SafeString
+from django.utils.safestring import SafeString, mark_safe
 
 from components_app import selectors as component_selectors
 from components_app.admin import ProjectScopedAdmin
 from core.errors import ServiceError
 from core.scope import Scope
+from core.text import printable
 from sessions_app import selectors, services
 from sessions_app.models import Interaction, Session, SessionStatus
+from sessions_app.operator import views as operator_views
+from sessions_app.operator.formatting import badge, clock, duration_text, progress_widths
+from sessions_app.workflows.registry import session_types
+from sessions_app.workflows.session_types import COMPONENT_TEST_SESSIONS, CONTEXT_TESTING_SESSIONS
 
 T = TypeVar("T")
+
+# The admin under the product's name; "View site" leads to the dashboard at /. The collapsible
+# model sidebar is off: the session list needs the width.
+admin.site.site_header = "spawnctl"
+admin.site.site_title = "spawnctl"
+admin.site.index_title = "Administration"
+admin.site.site_url = "/"
+admin.site.enable_nav_sidebar = False
 
 
 @admin.action(description="Spawn child sessions", permissions=["change"])
@@ -141,34 +157,165 @@ RETRY_HINT = "To run a failed or cancelled session again, use the “Retry selec
 
 
 class SessionChangeList(ChangeList):
-    """The changelist's rows carry their children's counts: one query for the whole page."""
+    """The changelist's rows carry their children's counts and their first and last step's
+    times: one query for the whole page."""
 
     def get_queryset(self, request: HttpRequest, exclude_parameters=None) -> QuerySet:
-        return selectors.with_children_progress(super().get_queryset(request, exclude_parameters))
+        queryset = super().get_queryset(request, exclude_parameters)
+        return selectors.with_children_progress(queryset).annotate(
+            first_step_at=Subquery(
+                Interaction.objects.filter(session=OuterRef("pk"))
+                .order_by("created_at")
+                .values("created_at")[:1]
+            ),
+            last_result_at=Subquery(
+                Interaction.objects.filter(session=OuterRef("pk"), completed_at__isnull=False)
+                .order_by("-completed_at")
+                .values("completed_at")[:1]
+            ),
+        )
+
+
+class StalledFilter(admin.SimpleListFilter):
+    title = "stalled"
+    parameter_name = "stalled"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin):
+        return [("yes", "Stalled (lease expired)"), ("no", "Not stalled")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        stalled = Q(status=SessionStatus.ACTIVE, leased_until__lte=timezone.now())
+        if self.value() == "yes":
+            return queryset.filter(stalled)
+        if self.value() == "no":
+            return queryset.exclude(stalled)
+        return queryset
+
+
+class LevelFilter(admin.SimpleListFilter):
+    title = "level"
+    parameter_name = "level"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin):
+        return [("runs", "Runs (no parent)"), ("children", "Child sessions")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        if self.value() == "runs":
+            return queryset.filter(parent_session__isnull=True)
+        if self.value() == "children":
+            return queryset.filter(parent_session__isnull=False)
+        return queryset
+
+
+class ParentFilter(admin.SimpleListFilter):
+    """A run and its children: the parent first, then its children in spawn order. Offers the
+    latest parents; any session's id or short id works in the address too."""
+
+    title = "run"
+    parameter_name = "parent"
+    LATEST = 8
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin):
+        parents = (
+            model_admin.get_queryset(request)
+            .filter(child_sessions__isnull=False)
+            .distinct()
+            .select_related("component")
+            .order_by("-created_at")[: self.LATEST]
+        )
+        choices = [
+            (str(p.pk), f"{selectors.display_name(p)} {selectors.short_id(p.pk)}") for p in parents
+        ]
+        value = self.value()
+        if value and value not in dict(choices):
+            choices.append((value, value))
+        return choices
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        value = self.value()
+        if not value:
+            return queryset
+        try:
+            parent = selectors.find_session_by_id(id_or_prefix=value, sessions=queryset)
+        except ServiceError as error:
+            raise IncorrectLookupParameters(error.message) from None
+        if parent is None:
+            return queryset.none()
+        return queryset.filter(Q(pk=parent.pk) | Q(parent_session_id=parent.pk))
+
+
+class RunnerFilter(admin.SimpleListFilter):
+    title = "runner"
+    parameter_name = "runner"
+    NONE = "-"
+    SHOWN = 20
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin):
+        runners = (
+            model_admin.get_queryset(request)
+            .filter(runner__isnull=False)
+            .order_by("runner")
+            .values_list("runner", flat=True)
+            .distinct()[: self.SHOWN]
+        )
+        return [(self.NONE, "No runner"), *((runner, printable(runner)) for runner in runners)]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        value = self.value()
+        if value is None:
+            return queryset
+        if value == self.NONE:
+            return queryset.filter(runner__isnull=True)
+        return queryset.filter(runner=value)
+
+
+# Families stay together, newest run first: a run, then its children in spawn order.
+FAMILY_ORDER = [
+    Coalesce("parent_session__created_at", "created_at").desc(),
+    Coalesce("parent_session_id", "id").asc(),
+    F("parent_session_id").asc(nulls_first=True),
+    *selectors.SPAWN_ORDER,
+]
 
 
 @admin.register(Session)
 class SessionAdmin(ProjectScopedAdmin):
     list_display = [
         "short_id",
-        "type",
-        "status",
-        "children_progress",
         "component_name",
+        "kind",
+        "status_badge",
+        "children_progress",
         "parent",
-        "execution_mode",
+        "runner_lease",
+        "created",
+        "duration",
         "project",
     ]
     list_select_related = ["component", "project", "parent_session__component"]
-    list_filter = ["status", "type", ("project", admin.RelatedOnlyFieldListFilter)]
+    list_filter = [
+        "status",
+        StalledFilter,
+        LevelFilter,
+        ParentFilter,
+        "type",
+        ("component", admin.RelatedOnlyFieldListFilter),
+        RunnerFilter,
+        ("created_at", admin.DateFieldListFilter),
+        ("project", admin.RelatedOnlyFieldListFilter),
+    ]
+    ordering = FAMILY_ORDER
     search_fields = [
         "type",
         "component__name",
         "component__module_name",
         "project__name",
         "external_conversation_id",
+        "runner",
     ]
-    search_help_text = "Type, component, project, conversation id, or a session's full id."
+    search_help_text = (
+        "Type, component, project, runner, conversation id, or a session's id or short id."
+    )
     actions = [
         spawn_child_sessions,
         spawn_missing_child_sessions,
@@ -182,11 +329,14 @@ class SessionAdmin(ProjectScopedAdmin):
         "user",
         "attempt",
         "runner",
-        "leased_until",
+        "lease",
+        "run_page",
+        "failure",
+        "last_test_output",
         "children",
         "interactions",
-        "created_at",
-        "updated_at",
+        "created",
+        "updated",
     ]
     fieldsets = [
         (
@@ -207,12 +357,13 @@ class SessionAdmin(ProjectScopedAdmin):
                     "max_parallel_children",
                     "external_conversation_id",
                     "state",
-                    "created_at",
-                    "updated_at",
+                    "created",
+                    "updated",
                 ]
             },
         ),
-        ("Lease", {"fields": ["runner", "leased_until"]}),
+        ("Outcome", {"fields": ["run_page", "failure", "last_test_output"]}),
+        ("Lease", {"fields": ["runner", "lease"]}),
         ("Children, in spawn order", {"fields": ["children"]}),
         ("Interactions, newest first", {"fields": ["interactions"]}),
     ]
@@ -244,7 +395,7 @@ class SessionAdmin(ProjectScopedAdmin):
 
     def get_readonly_fields(self, request: HttpRequest, obj: Session | None = None) -> list[str]:
         if obj is None:
-            return ["id", "user", "created_at", "updated_at"]
+            return ["id", "user"]
         # What a session is and where it hangs in the tree is fixed once it exists, as the
         # service's update allows only status, state, execution mode and conversation id.
         return [*self.readonly_fields, "project", "type", "component", "parent_session"]
@@ -252,9 +403,35 @@ class SessionAdmin(ProjectScopedAdmin):
     def get_fieldsets(self, request: HttpRequest, obj: Session | None = None):
         if obj is not None:
             return self.fieldsets
-        # A new session starts on its first attempt, with no lease.
+        # A new session starts on its first attempt, with no lease, no history and no times.
         name, options = self.fieldsets[0]
-        return [(name, {**options, "fields": [f for f in options["fields"] if f != "attempt"]})]
+        new = [f for f in options["fields"] if f not in ("attempt", "created", "updated")]
+        return [(name, {**options, "fields": new})]
+
+    def formfield_for_dbfield(self, db_field, request: HttpRequest, **kwargs: Any):
+        if db_field.name == "type":
+            # A type is a registered workflow: offer those, not a free-text box.
+            return forms.ChoiceField(
+                choices=[("", "---------"), *((name, name) for name in session_types())],
+                label="Type",
+                help_text=db_field.help_text,
+            )
+        return super().formfield_for_dbfield(db_field, request, **kwargs)
+
+    def get_urls(self):
+        run = [
+            path(
+                "<path:session_id>/run/",
+                self.admin_site.admin_view(operator_views.run_page),
+                name="sessions_app_session_run",
+            ),
+            path(
+                "<path:session_id>/run/live/",
+                self.admin_site.admin_view(operator_views.run_live),
+                name="sessions_app_session_run_live",
+            ),
+        ]
+        return [*run, *super().get_urls()]
 
     def formfield_for_foreignkey(self, db_field, request: HttpRequest, **kwargs: Any):
         formfield = super().formfield_for_foreignkey(db_field, request, **kwargs)
@@ -286,30 +463,120 @@ class SessionAdmin(ProjectScopedAdmin):
         try:
             session_id = uuid.UUID(search_term.strip())
         except ValueError:
-            return super().get_search_results(request, queryset, search_term)
-        return queryset.filter(pk=session_id), False
+            pass
+        else:
+            return queryset.filter(pk=session_id), False
+        found, may_have_duplicates = super().get_search_results(request, queryset, search_term)
+        # A short id (or any prefix of an id) finds its session beside the text matches.
+        prefix = selectors.id_prefix(search_term)
+        if prefix is not None:
+            found = found | queryset.filter(pk__startswith=prefix)
+        return found, may_have_duplicates
 
     @admin.display(description="session", ordering="created_at")
-    def short_id(self, session: Session) -> str:
-        return str(session.pk)[:8]
+    def short_id(self, session: Session) -> SafeString:
+        return format_html('<span title="{}">{}</span>', session.pk, selectors.short_id(session.pk))
 
     @admin.display(description="component", ordering="component__name")
     def component_name(self, session: Session) -> SafeString | None:
+        marker = mark_safe('<span class="child-marker" title="child session">↳</span>')
         if session.component is None:
-            return None
+            return marker if session.parent_session_id else None
         return format_html(
-            '<span title="{}">{}</span>', session.component.module_name, session.component.name
+            '{}<span title="{}">{}</span>',
+            marker if session.parent_session_id else "",
+            session.component.module_name,
+            session.component.name,
         )
+
+    @admin.display(description="type", ordering="type")
+    def kind(self, session: Session) -> SafeString:
+        short = {
+            CONTEXT_TESTING_SESSIONS: "context",
+            COMPONENT_TEST_SESSIONS: "component",
+        }.get(session.type, session.type)
+        return format_html('<span title="{}">{}</span>', session.type, short)
+
+    @admin.display(description="status", ordering="status")
+    def status_badge(self, session: Session) -> SafeString:
+        return badge("stalled" if session.is_stalled(timezone.now()) else session.status)
 
     @admin.display(description="parent", ordering="parent_session__created_at")
     def parent(self, session: Session) -> SafeString | None:
         if session.parent_session is None:
             return None
         return format_html(
-            '<a href="{}">{} ({})</a>',
+            '<a href="{}" title="{}">{}</a>',
             reverse("admin:sessions_app_session_change", args=[session.parent_session_id]),
             selectors.display_name(session.parent_session),
-            str(session.parent_session_id)[:8],
+            selectors.short_id(session.parent_session_id),
+        )
+
+    @admin.display(description="runner")
+    def runner_lease(self, session: Session) -> SafeString | str:
+        if session.runner is None:
+            return self.get_empty_value_display()
+        stalled = session.is_stalled(timezone.now())
+        return format_html(
+            '<span title="{} {}">{}</span>{}',
+            "lease expired" if stalled else "leased until",
+            clock(session.leased_until),
+            session.runner if len(session.runner) <= 16 else session.runner[:15] + "…",
+            format_html(" {}", badge("stalled")) if stalled else "",
+        )
+
+    @admin.display(description="created", ordering="created_at")
+    def created(self, session: Session) -> SafeString:
+        day, time = clock(session.created_at).split(" ")
+        return format_html(
+            '<span class="nowrap">{}</span> <span class="nowrap">{}</span>', day, time
+        )
+
+    @admin.display(description="updated")
+    def updated(self, session: Session) -> str:
+        return clock(session.updated_at)
+
+    @admin.display(description="duration")
+    def duration(self, session: Session) -> str:
+        """First step handed out to last result reported, once the session has finished."""
+        started = getattr(session, "first_step_at", None)
+        ended = getattr(session, "last_result_at", None)
+        if not session.is_finished or started is None or ended is None:
+            return ""
+        return duration_text((ended - started).total_seconds())
+
+    @admin.display(description="leased until")
+    def lease(self, session: Session) -> str:
+        if session.leased_until is None:
+            return "no lease"
+        state = " (expired: stalled)" if session.is_stalled(timezone.now()) else ""
+        return f"{clock(session.leased_until)}{state}"
+
+    @admin.display(description="run page")
+    def run_page(self, session: Session) -> SafeString:
+        return format_html(
+            '<a href="{}">Children, steps and timeline</a>',
+            reverse("admin:sessions_app_session_run", args=[session.pk]),
+        )
+
+    @admin.display(description="failure reason")
+    def failure(self, session: Session) -> str:
+        if session.status != SessionStatus.FAILED:
+            return self.get_empty_value_display()
+        found = selectors.with_failure_reason(Session.objects.filter(pk=session.pk)).first()
+        return selectors.failure_reason(found) if found else selectors.NO_REASON_RECORDED
+
+    @admin.display(description="last test output")
+    def last_test_output(self, session: Session) -> SafeString | str:
+        output = session.state.get("last_test_output") if session.state else None
+        if not isinstance(output, str) or not output:
+            return self.get_empty_value_display()
+        return format_html(
+            '<details class="test-output"><summary>{} line{}</summary>'
+            '<pre class="test-output">{}</pre></details>',
+            output.count("\n") + 1,
+            pluralize(output.count("\n") + 1),
+            output,
         )
 
     @admin.display(description="children")
@@ -317,19 +584,28 @@ class SessionAdmin(ProjectScopedAdmin):
         summary = selectors.children_progress(session)
         if not summary.total:
             return self.get_empty_value_display()
-        return render_to_string(
-            "admin/sessions_app/session/children_progress.html",
-            {"summary": summary, "widths": _widths(summary)},
+        return format_html(
+            '<a href="{}" title="run page">{}</a>',
+            reverse("admin:sessions_app_session_run", args=[session.pk]),
+            render_to_string(
+                "admin/sessions_app/session/children_progress.html",
+                {"summary": summary, "widths": progress_widths(summary)},
+            ),
         )
 
     @admin.display(description="children")
     def children(self, session: Session) -> SafeString:
+        now = timezone.now()
         children = list(selectors.child_sessions(session=session))
         rows = [
             {
                 "session": child,
                 "name": selectors.display_name(child),
                 "url": reverse("admin:sessions_app_session_change", args=[child.pk]),
+                "badge": badge("stalled" if child.is_stalled(now) else child.status),
+                "stalled": child.is_stalled(now),
+                "short_id": selectors.short_id(child.pk),
+                "leased_until": clock(child.leased_until),
                 "reason": selectors.failure_reason(child)
                 if child.status == SessionStatus.FAILED
                 else "",
@@ -338,27 +614,43 @@ class SessionAdmin(ProjectScopedAdmin):
         ]
         return render_to_string(
             "admin/sessions_app/session/children.html",
-            {"rows": rows, "summary": selectors.summarize(children)},
+            {
+                "rows": rows,
+                "summary": selectors.summarize(children, now=now),
+                "run_url": reverse("admin:sessions_app_session_run", args=[session.pk]),
+            },
         )
 
     @admin.display(description="interactions")
     def interactions(self, session: Session) -> SafeString:
-        rows = [
-            {
-                "interaction": interaction,
-                "command": json.dumps(interaction.command, indent=2, sort_keys=True),
-                "result": json.dumps(interaction.result, indent=2, sort_keys=True),
-            }
-            for interaction in selectors.interactions_for_session(session=session)
-        ]
+        rows = []
+        for interaction in selectors.interactions_for_session(session=session):
+            result = interaction.result or {}
+            rows.append(
+                {
+                    "interaction": interaction,
+                    "created": clock(interaction.created_at),
+                    "completed": clock(interaction.completed_at),
+                    "badge": badge(result.get("status") or "pending"),
+                    "duration": _step_duration(interaction),
+                    "output": "\n".join(
+                        text for text in (result.get("stdout"), result.get("stderr")) if text
+                    ),
+                    "command": json.dumps(interaction.command, indent=2, sort_keys=True),
+                    "result": json.dumps(interaction.result, indent=2, sort_keys=True),
+                }
+            )
         return render_to_string("admin/sessions_app/session/interactions.html", {"rows": rows})
 
 
-def _widths(summary: selectors.ChildrenSummary) -> dict[str, float]:
-    return {
-        status: round(100 * getattr(summary, status) / summary.total, 1)
-        for status in ("complete", "failed", "cancelled")
-    }
+def _step_duration(interaction: Interaction) -> str:
+    """The command's own time as the runner measured it, else the step's wall time."""
+    measured = (interaction.result or {}).get("duration_ms")
+    if isinstance(measured, int) and not isinstance(measured, bool) and measured >= 0:
+        return duration_text(measured / 1000)
+    if interaction.completed_at is None:
+        return ""
+    return duration_text((interaction.completed_at - interaction.created_at).total_seconds())
 
 
 @admin.register(Interaction)

@@ -77,12 +77,13 @@ def test_retry_reopens_a_failed_session_and_reports_its_attempt(
 
     messages = post_action(staff_client, RETRY, children["Token"], children["User"])
 
+    # One message per session, in the list's order: a run's children in spawn order.
     assert messages == [
-        ("success", "Token: retried (attempt 2)."),
         (
             "error",
             "User: Session is active; only failed or cancelled sessions can be retried",
         ),
+        ("success", "Token: retried (attempt 2)."),
     ]
     token = Session.objects.get(pk=children["Token"].pk)
     assert (token.status, token.attempt, token.state) == (

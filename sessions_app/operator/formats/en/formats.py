@@ -1,0 +1,5 @@
+DATETIME_FORMAT = "Y-m-d H:i:s T"
+SHORT_DATETIME_FORMAT = "Y-m-d H:i:s"
+DATE_FORMAT = "Y-m-d"
+SHORT_DATE_FORMAT = "Y-m-d"
+TIME_FORMAT = "H:i:s"

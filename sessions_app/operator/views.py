@@ -1,0 +1,187 @@
+"""The operator's pages, served inside the admin (its login, its look, its permissions).
+
+``SessionAdmin.get_urls`` mounts the run page and its live fragment; ``config/urls.py`` puts
+the dashboard at ``/``. Each view only reads: selectors in, a template out.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from django.contrib import admin
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils.cache import get_conditional_response, patch_cache_control
+from django.views.decorators.http import require_safe
+
+from sessions_app import selectors
+from sessions_app.models import Session
+from sessions_app.operator import dashboard as dashboard_reads
+from sessions_app.operator import svg
+from sessions_app.operator.formatting import badge, clock, duration_text, progress_widths
+from sessions_app.operator.run import Run, run_etag, run_for, visible_sessions
+
+#: How often an open run page asks whether anything changed.
+POLL_MILLISECONDS = 2000
+
+
+def _may_view_sessions(request: HttpRequest) -> None:
+    if not (
+        request.user.has_perm("sessions_app.view_session")
+        or request.user.has_perm("sessions_app.change_session")
+    ):
+        raise PermissionDenied
+
+
+def _session_or_404(request: HttpRequest, session_id: str) -> Session:
+    try:
+        pk = uuid.UUID(str(session_id))
+    except ValueError:
+        raise Http404("Session not found") from None
+    session = (
+        visible_sessions(request.user)
+        .select_related("project", "component", "parent_session__component")
+        .filter(pk=pk)
+        .first()
+    )
+    if session is None:
+        raise Http404("Session not found")
+    return session
+
+
+def _live_context(run: Run, etag: str) -> dict:
+    session = run.session
+    rows = []
+    for row in run.children:
+        child = row.session
+        step = row.current_step
+        rows.append(
+            {
+                "row": row,
+                "badge": badge("stalled" if row.stalled else child.status),
+                "step": step,
+                "step_badge": badge(step.status or "pending") if step else "",
+                "lease_until": clock(child.leased_until),
+                "started": clock(row.started),
+                "duration": duration_text(row.seconds),
+                "command_time": duration_text(
+                    row.command_ms / 1000 if row.command_ms is not None else None
+                ),
+                "url": reverse("admin:sessions_app_session_change", args=[child.pk]),
+                "interactions_url": reverse("admin:sessions_app_interaction_changelist")
+                + f"?session__id__exact={child.pk}",
+                "short_id": selectors.short_id(child.pk),
+            }
+        )
+    summary = run.summary
+    return {
+        "run": run,
+        "session": session,
+        "session_badge": badge("stalled" if session.is_stalled(run.now) else session.status),
+        "rows": rows,
+        "summary": summary,
+        "widths": progress_widths(summary),
+        "timeline": svg.timeline(
+            [svg.TimelineRow(label=row.name, steps=row.steps) for row in run.children],
+            now=run.now,
+        ),
+        "etag": etag,
+        "is_live": run.is_live,
+        "rendered_at": clock(run.now),
+        "live_url": reverse("admin:sessions_app_session_run_live", args=[session.pk]),
+        "poll_ms": POLL_MILLISECONDS,
+    }
+
+
+@require_safe
+def run_page(request: HttpRequest, session_id: str) -> HttpResponse:
+    """A context run: its children in spawn order, their steps, and a timeline."""
+    _may_view_sessions(request)
+    session = _session_or_404(request, session_id)
+    etag = run_etag(session=session)
+    context = {
+        **admin.site.each_context(request),
+        **_live_context(run_for(session=session), etag),
+        "title": f"Run of {selectors.display_name(session)}",
+        "subtitle": selectors.short_id(session.pk),
+        "short_id": selectors.short_id(session.pk),
+        "created": clock(session.created_at),
+        "change_url": reverse("admin:sessions_app_session_change", args=[session.pk]),
+        "children_list_url": reverse("admin:sessions_app_session_changelist")
+        + f"?parent={session.pk}",
+        "api_url": f"/api/sessions/{session.pk}/children/",
+        "parent_run_url": reverse(
+            "admin:sessions_app_session_run", args=[session.parent_session_id]
+        )
+        if session.parent_session_id
+        else None,
+    }
+    return TemplateResponse(request, "operator/run.html", context)
+
+
+@require_safe
+def run_live(request: HttpRequest, session_id: str) -> HttpResponse:
+    """The run page's changing part, for its own polling: 304 while nothing changed."""
+    _may_view_sessions(request)
+    session = _session_or_404(request, session_id)
+    etag = run_etag(session=session)
+    response = get_conditional_response(request, etag=etag)
+    if response is None:
+        response = TemplateResponse(
+            request, "operator/run_live.html", _live_context(run_for(session=session), etag)
+        )
+    response["ETag"] = etag
+    # Always revalidate: the tag, not an expiry, says whether the copy is current.
+    patch_cache_control(response, private=True, no_cache=True)
+    return response
+
+
+@require_safe
+def dashboard(request: HttpRequest) -> HttpResponse:
+    """Each visible project at a glance: what runs, what finished, what is stuck."""
+    _may_view_sessions(request)
+    boards = dashboard_reads.dashboards_for(request.user)
+    panels = [
+        {
+            "board": board,
+            "pass_rate": None if board.pass_rate is None else round(100 * board.pass_rate),
+            "median": duration_text(board.median_seconds),
+            "daily_chart": svg.daily_bars(
+                [svg.DayCounts(label, done, failed) for label, done, failed in board.daily]
+            ),
+            "slowest_chart": svg.duration_bars(board.slowest),
+            "slowest": [(name, duration_text(seconds)) for name, seconds in board.slowest],
+            "stalled": [
+                {
+                    "session": session,
+                    "name": selectors.display_name(session),
+                    "since": clock(session.leased_until),
+                    "run_url": reverse(
+                        "admin:sessions_app_session_run",
+                        args=[session.parent_session_id or session.pk],
+                    ),
+                }
+                for session in board.stalled
+            ],
+            "runs": [
+                {
+                    "session": run,
+                    "name": selectors.display_name(run),
+                    "badge": badge(run.status),
+                    "summary": selectors.children_progress(run),
+                    "created": clock(run.created_at),
+                    "url": reverse("admin:sessions_app_session_run", args=[run.pk]),
+                }
+                for run in board.recent_runs
+            ],
+        }
+        for board in boards
+    ]
+    context = {
+        **admin.site.each_context(request),
+        "title": "Dashboard",
+        "panels": panels,
+    }
+    return TemplateResponse(request, "operator/dashboard.html", context)
