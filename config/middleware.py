@@ -12,6 +12,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.utils.http import parse_header_parameters
 
 from core.charsets import is_utf8, not_utf8
+from core.unavailable import DATABASE_ERRORS, database_unavailable
 
 NUL_IN_QUERY = "The query string cannot contain the NUL character (%00)."
 EXTENDED_PARAMETER = "The Content-Type header cannot use RFC 2231 parameters (name*=...)."
@@ -89,3 +90,20 @@ class RejectNulInQueryStringMiddleware:
         if any("\x00" in key or "\x00" in value for key, value in request.GET.items()):
             return HttpResponseBadRequest(NUL_IN_QUERY, content_type="text/plain")
         return self.get_response(request)
+
+
+class DatabaseUnavailableMiddleware:
+    """A view that fails because the database is away (down, full, too slow) answers 503 with
+    ``Retry-After`` (see ``core.unavailable``); errors raised outside views reach
+    ``handler500``, which answers the same."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if isinstance(exception, DATABASE_ERRORS):
+            return database_unavailable(request, exception)
+        return None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from django.db import connection
 from django.test import Client
 from django.utils.html import escape
 
@@ -109,12 +110,12 @@ def test_a_state_at_the_limit_saves(admin_page, context_session):
     assert context_session.state == state
 
 
+@pytest.mark.skipif(
+    connection.vendor == "postgresql", reason="PostgreSQL refuses unpaired surrogates itself"
+)
 def test_a_stored_lone_surrogate_still_renders(admin_page, context_session):
     # SQLite stores what the ORM hands it; rows written before the checks existed may hold one.
     Session.objects.filter(pk=context_session.pk).update(state={"a": "\ud800"})
-    context_session.refresh_from_db()
-    if context_session.state != {"a": "\ud800"}:
-        pytest.skip("this database refuses unpaired surrogates itself")
 
     response = admin_page.get(change_url(context_session))
 
