@@ -617,3 +617,24 @@ def test_the_servers_refusal_is_printed(scope):
     assert code == 1
     assert lines == ["Components with sessions cannot be deleted: T", "Nothing imported."]
     assert list(Component.objects.values_list("module_name", flat=True)) == ["T"]
+
+
+def test_the_servers_row_errors_are_printed_by_row(scope):
+    # A stale listing says A exists; the server knows better and names the row.
+    server = Server(scope)
+    stale = [{"id": "1", "module_name": "A", "parent_component": None}]
+    lines: list[str] = []
+
+    code = run_import(
+        rows=[child("A.x", "A")],
+        post_bulk=server.post_bulk,
+        list_components=lambda: stale,
+        out=lines.append,
+    )
+
+    assert (code, server.posts) == (1, 1)
+    assert lines == [
+        f"row 0 (A.x): parent_module_name: {importer.UNKNOWN_PARENT}",
+        "Nothing imported.",
+    ]
+    assert not Component.objects.exists()
