@@ -121,7 +121,31 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true", help="print JSON")
     status.set_defaults(handler=cmd_status)
     _add_import(commands, server)
+    _add_mcp(commands, server)
     return parser
+
+
+def _add_mcp(commands: argparse._SubParsersAction, server: argparse.ArgumentParser) -> None:
+    parser = commands.add_parser(
+        "mcp",
+        parents=[server],
+        help="serve the API to a coding agent as MCP tools and resources over stdio",
+    )
+    parser.add_argument(
+        "--runner",
+        default=os.environ.get("SPAWNCTL_RUNNER") or f"{socket.gethostname()}-mcp-{os.getpid()}",
+        help="the runner name on leases when a tool call names none "
+        "(default: $SPAWNCTL_RUNNER, else host-mcp-pid)",
+    )
+    parser.set_defaults(handler=cmd_mcp)
+
+
+def cmd_mcp(args: argparse.Namespace, api: Api) -> int:
+    # Imported here: the MCP SDK is heavy, and only this command needs it.
+    from spawnctl.mcp_server import serve
+
+    serve(api, runner=args.runner)
+    return EXIT_OK
 
 
 def _add_import(commands: argparse._SubParsersAction, server: argparse.ArgumentParser) -> None:
@@ -140,26 +164,25 @@ def _add_import(commands: argparse._SubParsersAction, server: argparse.ArgumentP
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    err = Console(stderr=True, highlight=False)
     try:
         if not args.token:
             raise UsageError(NO_TOKEN)
         with Api(args.url, args.token) as api:
             return args.handler(args, api)
     except UsageError as error:
-        err.print(Text(f"spawnctl: {printable(error)}"))
+        _say(f"spawnctl: {error}", error=True)
         return EXIT_USAGE
     except Unreachable as error:
-        err.print(Text(f"spawnctl: {printable(error.detail)}"))
+        _say(f"spawnctl: {error.detail}", error=True)
         return EXIT_USAGE
     except Unauthorized as error:
-        err.print(Text(f"spawnctl: the server refused the token ({printable(error.detail)})"))
+        _say(f"spawnctl: the server refused the token ({error.detail})", error=True)
         return EXIT_USAGE
     except NotFound as error:
-        err.print(Text(f"spawnctl: {printable(error.detail)}"))
+        _say(f"spawnctl: {error.detail}", error=True)
         return EXIT_USAGE
     except ApiError as error:
-        err.print(Text(f"spawnctl: {printable(error.detail)}"))
+        _say(f"spawnctl: {error.detail}", error=True)
         return EXIT_FAILED
 
 
@@ -248,7 +271,10 @@ def cmd_work(args: argparse.Namespace, api: Api) -> int:
 
 
 def _say(line: str, *, error: bool = False) -> None:
-    Console(stderr=error, highlight=False).print(Text(printable(line)))
+    """One line, unwrapped (a log keeps it whole), made safe for a terminal."""
+    stream = sys.stderr if error else sys.stdout
+    stream.write(printable(line) + "\n")
+    stream.flush()
 
 
 def cmd_status(args: argparse.Namespace, api: Api) -> int:

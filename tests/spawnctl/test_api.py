@@ -1,0 +1,252 @@
+"""The API client over httpx.MockTransport: what it sends, and answers turned into values."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+
+from spawnctl.api import (
+    Api,
+    ApiError,
+    Claimed,
+    Conflict,
+    Interaction,
+    LeasedBy,
+    NotFound,
+    Session,
+    Unauthorized,
+    Unreachable,
+    base_url,
+    leased_by,
+)
+
+SID = "11111111-1111-1111-1111-111111111111"
+UNTIL = "2026-12-01T10:00:00.123456Z"
+
+
+def api_answering(handler, **kwargs) -> tuple[Api, list[httpx.Request]]:
+    seen: list[httpx.Request] = []
+
+    def record(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return handler(request)
+
+    kwargs.setdefault("retry_delay", 0)
+    return Api(
+        "http://server:8000/", "secret", transport=httpx.MockTransport(record), **kwargs
+    ), seen
+
+
+def _body(request: httpx.Request) -> dict:
+    return json.loads(request.content) if request.content else {}
+
+
+def test_every_request_carries_the_token_under_api():
+    api, seen = api_answering(lambda r: httpx.Response(200, json={"id": SID, "status": "active"}))
+
+    session = api.get_session(SID)
+
+    assert session.id == SID and session.status == "active"
+    assert str(seen[0].url) == f"http://server:8000/api/sessions/{SID}/"
+    assert seen[0].headers["Authorization"] == "Token secret"
+
+
+@pytest.mark.parametrize(
+    "given", ["http://h:1", "http://h:1/", "http://h:1/api", "http://h:1/api/", " http://h:1 "]
+)
+def test_the_server_url_may_be_given_with_or_without_api(given):
+    assert base_url(given) == "http://h:1"
+
+
+def test_next_command_sends_the_runner_and_lease_and_answers_the_interaction():
+    itx = {"id": "i1", "step_name": "Initialize", "command": {"command": "git status"}}
+    api, seen = api_answering(lambda r: httpx.Response(201, json=itx))
+
+    answer = api.next_command(SID, runner="r1", lease_seconds=30)
+
+    assert isinstance(answer, Interaction)
+    assert (answer.id, answer.step_name, answer.command["command"]) == (
+        "i1",
+        "Initialize",
+        "git status",
+    )
+    assert seen[0].method == "POST" and seen[0].url.path == f"/api/sessions/{SID}/next-command/"
+    assert _body(seen[0]) == {"runner": "r1", "lease_seconds": 30}
+
+
+def test_the_lease_is_left_to_the_server_default_when_not_given():
+    api, seen = api_answering(lambda r: httpx.Response(200, json={"id": SID}))
+    api.heartbeat(SID, runner="r1")
+    assert _body(seen[0]) == {"runner": "r1"}
+
+
+@pytest.mark.parametrize("route", ["next_command", "heartbeat", "release"])
+def test_a_lease_held_by_another_runner_is_a_value(route):
+    detail = f"Session is leased by laptop 2 until {UNTIL}"
+    api, _ = api_answering(lambda r: httpx.Response(409, json={"detail": detail}))
+
+    answer = getattr(api, route)(SID, runner="me")
+
+    assert answer == LeasedBy(runner="laptop 2", until=UNTIL)
+    assert answer.until_time.isoformat() == "2026-12-01T10:00:00.123456+00:00"
+
+
+def test_a_runner_name_with_until_in_it_is_read_whole():
+    assert leased_by(f"Session is leased by a until b until {UNTIL}") == LeasedBy(
+        "a until b", UNTIL
+    )
+    assert leased_by("Session is complete") is None
+
+
+def test_any_other_conflict_is_an_error_with_the_servers_text():
+    detail = "Session is complete; it has no next command"
+    api, _ = api_answering(lambda r: httpx.Response(409, json={"detail": detail}))
+
+    with pytest.raises(Conflict) as raised:
+        api.next_command(SID, runner="me")
+
+    assert raised.value.status == 409 and raised.value.detail == detail
+
+
+def test_claim_child_204_is_none_and_200_the_child_with_its_command():
+    answers = iter(
+        [
+            httpx.Response(204),
+            httpx.Response(
+                200,
+                json={
+                    "session": {"id": "c1", "component": {"name": "User", "module_name": "A.User"}},
+                    "interaction": {"id": "i1", "step_name": "Initialize"},
+                },
+            ),
+        ]
+    )
+    api, seen = api_answering(lambda r: next(answers))
+
+    assert api.claim_child(SID, runner="me", lease_seconds=5) is None
+    claimed = api.claim_child(SID, runner="me", lease_seconds=5)
+
+    assert isinstance(claimed, Claimed)
+    assert (claimed.session.name, claimed.session.module_name) == ("User", "A.User")
+    assert claimed.interaction.id == "i1"
+    assert _body(seen[0]) == {"runner": "me", "lease_seconds": 5}
+
+
+def test_submit_result_posts_to_the_interaction_and_answers_both():
+    api, seen = api_answering(
+        lambda r: httpx.Response(
+            200,
+            json={
+                "interaction": {"id": "i1", "result": {"status": "error"}},
+                "session": {"id": SID, "status": "failed", "state": {"error": "why"}},
+            },
+        )
+    )
+
+    submitted = api.submit_result(SID, "i1", {"status": "ok", "code": 0})
+
+    assert seen[0].url.path == f"/api/sessions/{SID}/interactions/i1/result/"
+    assert _body(seen[0]) == {"status": "ok", "code": 0}
+    assert submitted.interaction.result == {"status": "error"}
+    assert submitted.session.is_finished and submitted.session.state["error"] == "why"
+
+
+@pytest.mark.parametrize(
+    ("status", "error"),
+    [(401, Unauthorized), (403, Unauthorized), (404, NotFound), (500, ApiError)],
+)
+def test_http_errors_are_typed_with_the_detail(status, error):
+    api, _ = api_answering(lambda r: httpx.Response(status, json={"detail": "Session not found"}))
+
+    with pytest.raises(error) as raised:
+        api.get_session(SID)
+
+    assert raised.value.status == status and raised.value.detail == "Session not found"
+
+
+def test_field_errors_become_one_readable_detail_and_keep_their_body():
+    api, _ = api_answering(
+        lambda r: httpx.Response(400, json={"runner": ["Must be 1 to 200 characters."]})
+    )
+
+    with pytest.raises(ApiError) as raised:
+        api.heartbeat(SID, runner="x")
+
+    assert raised.value.detail == "runner: Must be 1 to 200 characters."
+    assert raised.value.body == {"runner": ["Must be 1 to 200 characters."]}
+
+
+def test_an_answer_that_is_not_json_is_an_error_not_a_crash():
+    api, _ = api_answering(lambda r: httpx.Response(200, text="<html>proxy</html>"))
+    with pytest.raises(ApiError, match="not JSON"):
+        api.get_session(SID)
+
+
+def test_a_request_that_never_reached_the_server_is_sent_again():
+    failures = iter([True, True])
+
+    def flaky(request: httpx.Request) -> httpx.Response:
+        if next(failures, False):
+            raise httpx.ConnectError("connection refused", request=request)
+        return httpx.Response(200, json={"id": SID})
+
+    api, seen = api_answering(flaky, connect_retries=2)
+
+    assert api.get_session(SID).id == SID
+    assert len(seen) == 3
+
+
+def test_a_server_that_stays_away_is_unreachable():
+    def down(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("connection refused", request=request)
+
+    api, seen = api_answering(down, connect_retries=2)
+
+    with pytest.raises(Unreachable, match="Cannot reach http://server:8000"):
+        api.get_session(SID)
+    assert len(seen) == 3
+
+
+def test_a_lost_answer_is_not_sent_again():
+    def timeout(request: httpx.Request) -> httpx.Response:
+        raise httpx.ReadTimeout("slow", request=request)
+
+    api, seen = api_answering(timeout, connect_retries=3)
+
+    with pytest.raises(Unreachable, match="No answer"):
+        api.claim_child(SID, runner="me")
+    assert len(seen) == 1  # a claim that may have happened is not made twice
+
+
+def test_children_and_components_read_every_page():
+    pages = {
+        "/api/sessions/s/children/": {
+            "summary": {"total": 1, "active": 1},
+            "results": [{"id": "c", "status": "failed", "failure_reason": "boom", "attempt": 2}],
+        },
+        "/api/components/": {
+            "results": [{"id": 1}],
+            "next": "http://server:8000/api/components/?page=2&project=p",
+        },
+    }
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.params.get("page") == "2":
+            return httpx.Response(200, json={"results": [{"id": 2}], "next": None})
+        return httpx.Response(200, json=pages[request.url.path])
+
+    api, seen = api_answering(handler)
+
+    children = api.children("s")
+    assert children.summary == {"total": 1, "active": 1}
+    child = children.results[0]
+    assert (child.failure_reason, child.attempt, child.is_finished) == ("boom", 2, True)
+    assert api.components("p") == [{"id": 1}, {"id": 2}]
+    assert seen[1].url.params["project"] == "p"
+
+
+def test_a_session_without_component_is_named_by_its_short_id():
+    session = Session({"id": SID, "component": None, "type": "ContextTestingSessions"})
+    assert session.name == SID[:8] and session.is_context and session.attempt == 1

@@ -1,0 +1,256 @@
+"""One job's pieces: the shell line, the environment, the result, the heartbeat, the
+working copy's lock, and a step stopped when its lease is lost."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from spawnctl import events
+from spawnctl.api import Api, Interaction, Session
+from spawnctl.execute import Execution, execute
+from spawnctl.jobs import (
+    Heartbeat,
+    RunnerConfig,
+    SessionJob,
+    command_env,
+    lock_path,
+    repository_lock,
+    result_of,
+    shell_line,
+)
+
+HOSTILE = ["a b", "$(touch pwned)", "`touch pwned`", "'; touch pwned; '", '"', "--", "-rf", "\n"]
+
+
+def component_session(**state) -> Session:
+    return Session(
+        {
+            "id": "s1",
+            "type": "ComponentTestSessions",
+            "component": {"name": "User", "module_name": "Shop.Accounts.User"},
+            "state": state,
+        }
+    )
+
+
+def interaction(step: str, **metadata) -> Interaction:
+    return Interaction({"id": "i1", "step_name": step, "command": {"metadata": metadata}})
+
+
+def test_an_agent_command_runs_its_argv_with_every_argument_intact(tmp_path):
+    command = {"command": "printf", "metadata": {"argv": ["printf", "[%s]", *HOSTILE]}}
+
+    ran = execute(shell_line(command), cwd=tmp_path)
+
+    assert ran.ok, ran.stderr
+    assert ran.stdout == "".join(f"[{arg}]" for arg in HOSTILE)
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_a_shell_command_runs_as_it_stands():
+    command = {"command": "git add -- x && git commit -m y", "metadata": {"argv": ["git"]}}
+    assert shell_line(command) == "git add -- x && git commit -m y"
+    assert shell_line({"command": "pytest tests/t.py"}) == "pytest tests/t.py"
+
+
+def test_each_command_gets_its_session_step_component_and_test_file():
+    base = {"PATH": "/bin", "SPAWNCTL_TOKEN": "secret", "SPAWNCTL_TEST_FILE": "stale"}
+
+    env = command_env(base, component_session(), interaction("RunTests", test_file="tests/t.py"))
+
+    assert env == {
+        "PATH": "/bin",
+        "SPAWNCTL_SESSION_ID": "s1",
+        "SPAWNCTL_INTERACTION_ID": "i1",
+        "SPAWNCTL_STEP": "RunTests",
+        "SPAWNCTL_COMPONENT": "Shop.Accounts.User",
+        "SPAWNCTL_TEST_FILE": "tests/t.py",
+    }
+
+
+def test_the_test_file_comes_from_the_state_when_the_command_does_not_name_it():
+    session = component_session(test_file="tests/from_state.py")
+    assert command_env({}, session, interaction("Finalize"))["SPAWNCTL_TEST_FILE"] == (
+        "tests/from_state.py"
+    )
+    # Initialize runs before the test file is named, whatever an earlier attempt left.
+    assert "SPAWNCTL_TEST_FILE" not in command_env({}, session, interaction("Initialize"))
+
+
+def test_a_context_sessions_commands_get_no_component():
+    context = Session({"id": "c", "type": "ContextTestingSessions", "component": {"name": "A"}})
+    env = command_env({}, context, interaction("Initialize"))
+    assert set(env) == {"SPAWNCTL_SESSION_ID", "SPAWNCTL_INTERACTION_ID", "SPAWNCTL_STEP"}
+
+
+@pytest.mark.parametrize(
+    ("execution", "expected"),
+    [
+        (Execution(0, "o", "e", 12), {"status": "ok", "code": 0}),
+        (Execution(2, "o", "e", 12), {"status": "error", "code": 2}),
+        (Execution(-9, "", "", 1), {"status": "error", "error_message": "Killed by signal 9"}),
+        (
+            Execution(124, "", "", 1, timed_out=True),
+            {"status": "error", "error_message": "Timed out after 1.5 s"},
+        ),
+    ],
+)
+def test_the_result_reported_for_a_command(execution, expected):
+    result = result_of(execution, timeout=1.5)
+    assert result.items() >= expected.items()
+    assert (result["stdout"], result["stderr"], result["duration_ms"]) == (
+        execution.stdout,
+        execution.stderr,
+        execution.duration_ms,
+    )
+
+
+def test_the_lock_lives_in_the_working_copys_git_directory(tmp_path):
+    (tmp_path / "clone" / ".git").mkdir(parents=True)
+    assert lock_path(tmp_path / "clone") == tmp_path / "clone" / ".git" / "spawnctl.lock"
+    assert lock_path(tmp_path) != lock_path(tmp_path / "clone")
+
+
+def test_the_repository_lock_excludes_another_process(tmp_path):
+    (tmp_path / ".git").mkdir()
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import fcntl, sys, time\n"
+            "f = open(sys.argv[1], 'a'); fcntl.flock(f, fcntl.LOCK_EX)\n"
+            "print('held', flush=True); time.sleep(1.0)",
+            str(lock_path(tmp_path)),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout.readline() == "held\n"
+    started = time.monotonic()
+    with repository_lock(tmp_path) as held:
+        waited = time.monotonic() - started
+        assert held
+    holder.wait()
+    assert waited >= 0.5
+
+
+# --- jobs against a stand-in server --------------------------------------------------------
+
+
+class FakeServer:
+    """Answers the routes a job uses; records what it was sent."""
+
+    def __init__(self, heartbeat: httpx.Response | None = None) -> None:
+        self.heartbeat = heartbeat
+        self.calls: list[tuple[str, dict]] = []
+        self.lock = threading.Lock()
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        route = request.url.path.rstrip("/").split("/")[-1]
+        body = json.loads(request.content) if request.content else {}
+        with self.lock:
+            self.calls.append((route, body))
+        if route == "heartbeat" and self.heartbeat is not None:
+            return self.heartbeat
+        if route == "result":
+            return httpx.Response(
+                200,
+                json={
+                    "interaction": {"id": "i1", "result": {"status": body["status"]}},
+                    "session": {"id": "s1", "status": "active"},
+                },
+            )
+        return httpx.Response(200, json={"id": "s1", "status": "active"})
+
+    def routes(self) -> list[str]:
+        return [route for route, _ in self.calls]
+
+
+def config_for(server: FakeServer, repo: Path, **options) -> tuple[RunnerConfig, list]:
+    seen: list = []
+    api = Api("http://server", "t", transport=httpx.MockTransport(server), retry_delay=0)
+    options.setdefault("lease_seconds", 1)
+    return RunnerConfig(api=api, runner="me", repo=repo, emit=seen.append, **options), seen
+
+
+def command(shell: str, **metadata) -> Interaction:
+    return Interaction(
+        {"id": "i1", "step_name": "Finalize", "command": {"command": shell, "metadata": metadata}}
+    )
+
+
+def test_a_command_longer_than_the_lease_keeps_it_by_heartbeats(tmp_path):
+    server = FakeServer()
+    config, _ = config_for(server, tmp_path, lease_seconds=1)
+    job = SessionJob(config, component_session(), is_child=True)
+
+    job._run_step(command("sleep 1.5"))
+
+    beats = [body for route, body in server.calls if route == "heartbeat"]
+    assert len(beats) >= 3
+    assert beats[0] == {"runner": "me", "lease_seconds": 1}
+    assert server.routes()[-1] == "result"
+
+
+def test_a_lost_lease_stops_the_command_and_reports_nothing(tmp_path):
+    cancelled = httpx.Response(409, json={"detail": "Session is cancelled"})
+    server = FakeServer(heartbeat=cancelled)
+    config, seen = config_for(server, tmp_path, lease_seconds=1)
+    job = SessionJob(config, component_session(), is_child=True)
+    started = time.monotonic()
+
+    assert job._run_step(command("sleep 30; touch finished")) is None
+
+    assert time.monotonic() - started < 10
+    assert not (tmp_path / "finished").exists()
+    assert "result" not in server.routes()
+    assert server.routes()[-1] == "release"
+    assert events.Released("s1", "User", "Session is cancelled", True) in seen
+
+
+def test_a_heartbeat_that_fails_is_said_and_tried_again(tmp_path):
+    server = FakeServer(heartbeat=httpx.Response(503, json={"detail": "busy"}))
+    config, seen = config_for(server, tmp_path, lease_seconds=1)
+
+    with Heartbeat(config, "s1", "User") as beat:
+        time.sleep(0.9)
+
+    assert not beat.lost.is_set()
+    assert server.routes().count("heartbeat") >= 2
+    assert any(isinstance(e, events.Notice) and "busy" in e.message for e in seen)
+
+
+def _overlaps(tmp_path: Path, flagged: bool) -> bool:
+    """Run two commands at once in one working copy; True when they overlapped."""
+    (tmp_path / ".git").mkdir(exist_ok=True)
+    log = tmp_path / "log"
+    log.write_text("")
+    shell = f"echo start >> {log}; sleep 0.4; echo end >> {log}"
+    server = FakeServer()
+    config, _ = config_for(server, tmp_path, lease_seconds=60)
+    jobs = [SessionJob(config, component_session(), is_child=True) for _ in range(2)]
+    threads = [
+        threading.Thread(
+            target=job._run_step, args=(command(shell, repository_lock=True if flagged else None),)
+        )
+        for job in jobs
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return log.read_text().split() != ["start", "end", "start", "end"]
+
+
+def test_commands_flagged_repository_lock_never_run_at_once_in_one_working_copy(tmp_path):
+    assert not _overlaps(tmp_path, flagged=True)
+    # Without the flag the same commands do run at once: the lock is what kept them apart.
+    assert _overlaps(tmp_path, flagged=False)

@@ -1,0 +1,149 @@
+"""The reporters: plain lines off a terminal, rich's live view and summary table on one."""
+
+from __future__ import annotations
+
+import io
+
+from rich.console import Console
+
+from spawnctl import events
+from spawnctl.api import Session
+from spawnctl.progress import LiveReporter, PlainReporter, describe, reporter_for
+
+RUN = [
+    events.Spawned("ctx", ("User", "Token", "Audit"), complete=0, failed=0),
+    events.StepStarted("u", "User", "RunTests", True),
+    events.StepStarted("t", "Token", "GenerateTestsAndFixtures", True),
+    events.StepEnded("u", "User", "RunTests", "error", 1, 2300, "Tests failed (exit code 1)", True),
+    events.StepStarted("u", "User", "FixCompilationErrors", True),
+    events.StepStarted("a", "Audit", "Initialize", True),
+    events.SessionEnded("a", "Audit", "failed", "Finalize failed", 2, True),
+]
+
+
+def children() -> list[Session]:
+    return [
+        Session({"id": "u", "status": "complete", "attempt": 1, "component": {"name": "User"}}),
+        Session(
+            {
+                "id": "a",
+                "status": "failed",
+                "attempt": 2,
+                "component": {"name": "Audit"},
+                "failure_reason": "Finalize failed",
+            }
+        ),
+    ]
+
+
+def test_each_event_is_one_plain_line():
+    out = io.StringIO()
+    report = PlainReporter(out)
+
+    for event in RUN:
+        report(event)
+
+    lines = [line.split(" ", 1)[1] for line in out.getvalue().splitlines()]
+    assert lines == [
+        "3 child session(s): User, Token, Audit",
+        "User: RunTests started",
+        "Token: GenerateTestsAndFixtures started",
+        "User: RunTests error (exit 1, 2.3 s): Tests failed (exit code 1)",
+        "User: FixCompilationErrors started",
+        "Audit: Initialize started",
+        "Audit: session failed (attempt 2): Finalize failed",
+    ]
+
+
+def test_lease_waits_and_the_verdict_are_said():
+    assert describe(events.LeaseHeld("s", "User", "laptop-9", "2026-01-01T00:00:00Z")) == (
+        "User: leased by laptop-9 until 2026-01-01T00:00:00Z; waiting to take it over"
+    )
+    assert describe(events.CannotContinue("Child sessions failed: A (x)")) == (
+        "Child sessions failed: A (x)"
+    )
+    assert describe(events.Released("s", "User", "stopped", True)) == (
+        "User: released unfinished (stopped)"
+    )
+
+
+def test_control_characters_from_the_server_never_reach_the_terminal():
+    out = io.StringIO()
+    PlainReporter(out)(events.StepStarted("s", "Evil\x1b[2J\rname", "RunTests", True))
+    assert "\x1b" not in out.getvalue() and "\r" not in out.getvalue()
+    assert "Evil\\u001b[2J\\u000dname: RunTests started" in out.getvalue()
+
+
+def test_the_plain_summary_has_status_attempts_and_reason():
+    out = io.StringIO()
+    PlainReporter(out).summary(children())
+    assert out.getvalue().splitlines() == [
+        "User: complete, attempt 1",
+        "Audit: failed, attempt 2: Finalize failed",
+    ]
+
+
+def terminal() -> Console:
+    return Console(
+        file=io.StringIO(), record=True, force_terminal=True, width=100, color_system=None
+    )
+
+
+def snapshot(report: LiveReporter) -> str:
+    """The live view as it stands, rendered alone."""
+    console = terminal()
+    console.print(report.render())
+    return console.export_text()
+
+
+def test_the_live_view_shows_each_running_child_and_the_overall_bar():
+    console = terminal()
+    report = LiveReporter(console, refresh_per_second=1)
+    for event in RUN:
+        report(event)
+
+    screen = snapshot(report)
+    report.close()
+
+    running = screen.splitlines()[:-1]
+    assert len(running) == 2
+    assert running[0].split() == ["User", "FixCompilationErrors", "0s"]
+    assert running[1].split() == ["Token", "GenerateTestsAndFixtures", "0s"]
+    assert "0/3 complete, 1 failed" in screen.splitlines()[-1]
+    # Events that matter are printed above the view, the steps themselves are not.
+    printed = console.export_text()
+    assert "Audit: session failed (attempt 2): Finalize failed" in printed
+    assert "User: RunTests started" not in printed
+
+
+def test_a_finished_child_leaves_the_view_and_counts_on_the_bar():
+    console = terminal()
+    report = LiveReporter(console, refresh_per_second=1)
+    for event in [*RUN, events.SessionEnded("u", "User", "complete", None, 1, True)]:
+        report(event)
+
+    screen = snapshot(report)
+    report.close()
+
+    assert "1/3 complete, 1 failed" in screen
+    assert [line.split()[0] for line in screen.splitlines()[:-1]] == ["Token"]
+
+
+def test_the_summary_table_on_a_terminal():
+    console = terminal()
+    LiveReporter(console).summary(children())
+    screen = console.export_text()
+    header = next(line for line in screen.splitlines() if "component" in line)
+    assert [word for word in header.split() if word.isalpha()] == [
+        "component",
+        "status",
+        "attempts",
+        "reason",
+    ]
+    audit = next(line for line in screen.splitlines() if "Audit" in line)
+    assert "failed" in audit and "2" in audit and "Finalize failed" in audit
+
+
+def test_a_terminal_gets_the_live_view_and_a_pipe_plain_lines():
+    assert isinstance(reporter_for(terminal()), LiveReporter)
+    assert isinstance(reporter_for(Console(file=io.StringIO())), PlainReporter)
