@@ -9,7 +9,7 @@ Four children in spawn order (User, Session, Token, Audit; see tests.conftest):
 - Token: active, on RunTests (pending), held by runner "w-1" whose lease expired: stalled.
 - Audit: active, never started.
 
-Five finished steps in all, one pending. Times are relative to ``start``.
+Eight finished steps in all (4 + 3 + 1) and one pending. Times are relative to ``start``.
 """
 
 from __future__ import annotations

@@ -1,0 +1,103 @@
+"""The dashboard at /: each visible project's runs, outcomes, durations and stalled sessions."""
+
+import re
+from datetime import timedelta
+
+from django.utils import timezone
+
+from sessions_app.models import Session, SessionStatus
+from sessions_app.operator.dashboard import dashboards_for
+from tests.factories import make_child, make_component, make_context, make_context_session
+from tests.operator.conftest import run_url
+
+
+def panel(html: str, project) -> str:
+    match = re.search(
+        rf'<div class="module dashboard-project" data-project-id="{project.pk}">.*?'
+        r'(?=<div class="module dashboard-project"|<p class="muted">Runs are)',
+        html,
+        re.S,
+    )
+    assert match, "no panel for the project"
+    return match.group()
+
+
+def cell(html: str, row: str, column: str) -> str:
+    found = re.search(rf'<tr class="{row}">.*?<td class="{column}">([^<]*)</td>', html, re.S)
+    return found.group(1)
+
+
+def test_the_dashboard_counts_a_known_run(staff_client, project, known_run):
+    response = staff_client.get("/")
+
+    assert response.status_code == 200
+    html = panel(response.content.decode(), project)
+    assert cell(html, "counts-runs", "in-flight") == "1"
+    assert cell(html, "counts-components", "in-flight") == "2"
+    assert cell(html, "counts-components", "complete-day") == "1"
+    assert cell(html, "counts-components", "failed-day") == "1"
+    assert cell(html, "counts-components", "complete-week") == "1"
+    assert cell(html, "counts-components", "failed-week") == "1"
+    assert '<span class="stat pass-rate">50%</span>' in html
+    assert '<span class="stat median-duration">2 m 06 s</span>' in html
+    assert '<span class="stat stalled-count">1</span>' in html
+    assert re.findall(r'<span class="slow-name">([^<]+)</span>', html) == ["User"]
+    # The stalled child links to its run's page.
+    stalled = re.search(r'<ul class="stalled-sessions">.*?</ul>', html, re.S).group()
+    assert f'href="{run_url(known_run.parent)}"' in stalled and "Token" in stalled
+    assert "w-1, lease expired" in stalled
+    # The latest runs, linked to their pages, with their progress.
+    assert f'href="{run_url(known_run.parent)}">Accounts</a>' in html
+    assert "1/4 complete, 1 failed, 1 stalled" in html
+    assert html.count('<svg class="chart') == 2
+
+
+def test_the_day_and_the_week_are_separate_windows(scope, project, context_session):
+    now = timezone.now()
+    for age, status in ((timedelta(days=3), "complete"), (timedelta(days=8), "failed")):
+        child = make_child(context_session, make_component(project), status=status)
+        Session.objects.filter(pk=child.pk).update(updated_at=now - age)
+
+    (board,) = dashboards_for(scope.user, now=now)
+
+    assert (board.components_day.complete, board.components_day.failed) == (0, 0)
+    # The eight-day-old failure is outside the week.
+    assert (board.components_week.complete, board.components_week.failed) == (1, 0)
+    assert board.pass_rate == 1.0
+    # No step history: counted, but no duration to take a median of.
+    assert board.median_seconds is None
+    # Seven days, oldest first, today last: three days ago is the fourth.
+    assert [done for _, done, _ in board.daily] == [0, 0, 0, 1, 0, 0, 0]
+
+
+def test_cancelled_sessions_do_not_count_against_the_pass_rate(scope, context_session, project):
+    make_child(context_session, make_component(project), status=SessionStatus.CANCELLED)
+
+    (board,) = dashboards_for(scope.user)
+
+    assert board.pass_rate is None
+
+
+def test_a_staff_member_sees_only_their_projects(staff_client, project, other_scope, known_run):
+    make_context_session(other_scope, make_context(other_scope.project, [("X", 1)]))
+
+    html = staff_client.get("/").content.decode()
+
+    assert f'data-project-id="{project.pk}"' in html
+    assert f'data-project-id="{other_scope.project.pk}"' not in html
+    assert "Elsewhere" not in html
+
+
+def test_a_superuser_sees_every_project(superuser_client, project, other_scope):
+    html = superuser_client.get("/").content.decode()
+
+    assert f'data-project-id="{project.pk}"' in html
+    assert f'data-project-id="{other_scope.project.pk}"' in html
+
+
+def test_the_dashboard_costs_a_fixed_number_of_queries_per_project(
+    scope, known_run, django_assert_num_queries
+):
+    # Projects, in flight, stalled, the week's finished sessions; one for each project's runs.
+    with django_assert_num_queries(5):
+        dashboards_for(scope.user)

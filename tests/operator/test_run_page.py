@@ -1,0 +1,212 @@
+"""A context run's page and its live fragment."""
+
+import re
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from sessions_app import services
+from sessions_app.models import Interaction, Session, SessionStatus
+from sessions_app.operator.run import run_for
+from sessions_app.workflows.types import Result
+from tests.conftest import SPAWN_ORDER
+from tests.factories import make_component, make_context, make_context_session
+from tests.operator.conftest import live_url, run_url
+from tests.operator.runs import REASON, TEST_OUTPUT
+
+
+def rows_of(html: str) -> dict[str, str]:
+    """Each child's table row, by the child's name."""
+    rows = re.findall(r'<tr class="child[^"]*".*?</tr>', html, flags=re.S)
+    named = {}
+    for row in rows:
+        name = re.search(r'<td class="child-name"><a href="[^"]+">([^<]+)</a>', row).group(1)
+        named[name] = row
+    return named
+
+
+def text(fragment: str) -> str:
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", fragment)).strip()
+
+
+def test_the_run_page_shows_each_child_in_spawn_order(staff_client, known_run):
+    response = staff_client.get(run_url(known_run.parent))
+
+    assert response.status_code == 200
+    html = response.content.decode()
+    rows = rows_of(html)
+    assert list(rows) == SPAWN_ORDER
+    statuses = re.findall(r'<tr class="child[^"]*" data-child-id="[^"]+" data-status="(\w+)"', html)
+    assert statuses == ["complete", "failed", "stalled", "active"]
+    assert 'class="badge badge-complete">Complete<' in rows["User"]
+    assert 'class="badge badge-stalled">Stalled<' in rows["Token"]
+    assert "4 children: 1 complete, 2 active (1 stalled), 1 failed, 0 cancelled" in text(html)
+    assert "1/4 complete" in text(html)  # the progress bar
+
+
+def test_each_child_shows_its_step_attempt_lease_duration_and_reason(staff_client, known_run):
+    rows = rows_of(staff_client.get(run_url(known_run.parent)).content.decode())
+
+    assert text(re.search(r'<td class="child-step">.*?</td>', rows["User"], re.S).group()) == (
+        "Finalize ok"
+    )
+    assert "RunTests error" in text(rows["Session"])
+    assert "RunTests Pending" in text(rows["Token"])
+    assert "not started" in text(rows["Audit"])
+    assert "2 m 06 s" in text(rows["User"]) and "commands 1 m 40 s" in text(rows["User"])
+    assert "1 m 02 s" in text(rows["Session"])
+    assert "w-1 lease expired" in text(rows["Token"])
+    assert REASON in text(rows["Session"])
+    output = re.search(r'<details class="test-output"[^>]*>.*?</details>', rows["Session"], re.S)
+    assert output is not None and " open" not in output.group()[:40]  # collapsed
+    assert '<pre class="test-output">' in output.group()
+    assert "3 failed, 9 passed" in output.group()
+    assert TEST_OUTPUT.splitlines()[0] in output.group()
+
+
+def test_each_child_links_to_its_page_and_its_steps(staff_client, known_run):
+    html = staff_client.get(run_url(known_run.parent)).content.decode()
+
+    for name in SPAWN_ORDER:
+        child = known_run.children[name]
+        assert f'href="/admin/sessions_app/session/{child.pk}/change/"' in rows_of(html)[name]
+        assert f"/admin/sessions_app/interaction/?session__id__exact={child.pk}" in html
+
+
+def test_the_timeline_has_one_row_per_child_and_one_bar_per_step(staff_client, known_run):
+    html = staff_client.get(run_url(known_run.parent)).content.decode()
+
+    svg = re.search(r'<svg class="timeline".*?</svg>', html, re.S).group()
+    labels = re.findall(r'<text class="timeline-label"[^>]*>([^<]+)</text>', svg)
+    assert labels == SPAWN_ORDER
+    assert len(re.findall(r'<rect class="step step-\w+ finished"', svg)) == 8
+    assert len(re.findall(r'<rect class="step step-pending pending"', svg)) == 1
+    assert len(re.findall(r'<rect class="step step-error finished"', svg)) == 1
+    # A bar spans its step: User's 60 s step is six times as wide as its 10 s one.
+    user_bars = re.findall(r'width="([\d.]+)" height="14" rx="2" data-step="\w+"><title>User:', svg)
+    widths = [float(width) for width in user_bars]
+    assert len(widths) == 4
+    assert widths[1] == pytest.approx(6 * widths[0], rel=0.02)
+    assert "https://" not in svg and "http://" not in svg.replace("http://www.w3.org", "")
+
+
+def test_a_run_without_children_or_steps(staff_client, scope, project):
+    session = make_context_session(scope, make_context(project, []))
+
+    response = staff_client.get(run_url(session))
+
+    assert response.status_code == 200
+    assert "No child sessions yet." in response.content.decode()
+    assert "No step has started yet." in response.content.decode()
+
+
+def test_the_run_costs_two_queries_whatever_its_size(scope, project, django_assert_num_queries):
+    context = make_context(project, [])
+    for index in range(30):
+        make_component(project, f"C{index:02d}", parent_component=context)
+    session = make_context_session(scope, context)
+    services.spawn_child_sessions(scope=scope, session_id=session.pk)
+
+    with django_assert_num_queries(2):
+        run = run_for(session=session)
+
+    assert len(run.children) == 30
+
+
+@pytest.mark.parametrize("session_id", ["not-a-uuid", "00000000-0000-0000-0000-000000000000"])
+def test_an_unknown_session_is_a_404(staff_client, db, session_id):
+    assert staff_client.get(f"/admin/sessions_app/session/{session_id}/run/").status_code == 404
+    assert staff_client.get(f"/admin/sessions_app/session/{session_id}/run/live/").status_code == (
+        404
+    )
+
+
+def test_another_projects_run_is_a_404(staff_client, other_scope):
+    foreign = make_context_session(other_scope, make_context(other_scope.project, [("X", 1)]))
+
+    assert staff_client.get(run_url(foreign)).status_code == 404
+    assert staff_client.get(live_url(foreign)).status_code == 404
+
+
+def test_nobody_logged_in_is_sent_to_the_login_page(client, known_run):
+    response = client.get(run_url(known_run.parent))
+
+    assert response.status_code == 302
+    assert response["Location"].startswith("/admin/login/")
+
+
+def test_only_reads(staff_client, known_run):
+    assert staff_client.post(run_url(known_run.parent)).status_code == 405
+    assert staff_client.post(live_url(known_run.parent)).status_code == 405
+
+
+def test_the_live_fragment_answers_304_while_nothing_changed(staff_client, known_run):
+    first = staff_client.get(live_url(known_run.parent))
+    assert first.status_code == 200
+    etag = first["ETag"]
+    assert 'id="run-live"' in first.content.decode()
+    assert f'data-etag="{etag.replace(chr(34), "&quot;")}"' in first.content.decode()
+
+    again = staff_client.get(live_url(known_run.parent), HTTP_IF_NONE_MATCH=etag)
+
+    assert again.status_code == 304
+    assert again.content == b""
+    assert again["ETag"] == etag
+    assert "no-cache" in again["Cache-Control"]
+
+
+def test_the_page_carries_the_fragments_tag_and_polls_only_while_live(staff_client, known_run):
+    page = staff_client.get(run_url(known_run.parent)).content.decode()
+    etag = staff_client.get(live_url(known_run.parent))["ETag"]
+
+    assert f'data-etag="{etag.replace(chr(34), "&quot;")}"' in page
+    assert 'data-active="true"' in page
+    assert f'data-live-url="{live_url(known_run.parent)}"' in page
+
+
+def test_a_reported_result_changes_the_tag(staff_client, scope, known_run):
+    etag = staff_client.get(live_url(known_run.parent))["ETag"]
+    token = known_run.children["Token"]
+    pending = Interaction.objects.get(session=token, completed_at__isnull=True)
+
+    services.submit_result(
+        scope=scope, session_id=token.pk, interaction_id=pending.pk, result=Result(status="ok")
+    )
+    response = staff_client.get(live_url(known_run.parent), HTTP_IF_NONE_MATCH=etag)
+
+    assert response.status_code == 200
+    assert response["ETag"] != etag
+    assert "RunTests ok" in text(rows_of(response.content.decode())["Token"])
+
+
+def test_a_status_written_without_updated_at_still_changes_the_tag(staff_client, known_run):
+    etag = staff_client.get(live_url(known_run.parent))["ETag"]
+    Session.objects.filter(pk=known_run.children["Audit"].pk).update(status=SessionStatus.CANCELLED)
+
+    assert staff_client.get(live_url(known_run.parent), HTTP_IF_NONE_MATCH=etag).status_code == 200
+
+
+def test_a_lease_expiring_changes_the_tag_with_no_write(staff_client, known_run):
+    audit = known_run.children["Audit"]
+    soon = timezone.now() + timedelta(seconds=1)
+    Session.objects.filter(pk=audit.pk).update(runner="w-2", leased_until=soon)
+    etag = staff_client.get(live_url(known_run.parent))["ETag"]
+
+    # Time passes; nothing is written; the lease is now expired and Audit stalled.
+    later = timezone.now() + timedelta(seconds=5)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(timezone, "now", lambda: later)
+        response = staff_client.get(live_url(known_run.parent), HTTP_IF_NONE_MATCH=etag)
+
+    assert response.status_code == 200
+    assert 'data-status="stalled"' in rows_of(response.content.decode())["Audit"]
+
+
+def test_a_finished_run_stops_polling(staff_client, scope, known_run):
+    services.cancel_session(scope=scope, session_id=known_run.parent.pk)
+
+    page = staff_client.get(run_url(known_run.parent)).content.decode()
+
+    assert 'data-active="false"' in page
+    assert "the run has finished" in page
