@@ -276,15 +276,32 @@ class Api:
     def spawn(self, session_id: str) -> dict[str, Any]:
         return self._json("POST", f"sessions/{session_id}/spawn/")
 
+    def spawn_missing(self, session_id: str) -> dict[str, Any]:
+        return self._json("POST", f"sessions/{session_id}/spawn-missing/")
+
+    def retry(self, session_id: str) -> Session:
+        return Session(self._json("POST", f"sessions/{session_id}/retry/"))
+
+    def retry_children(self, session_id: str) -> list[str]:
+        body = self._json("POST", f"sessions/{session_id}/retry-children/")
+        return [str(i) for i in body.get("retried_session_ids") or []]
+
+    def projects(self) -> list[dict[str, Any]]:
+        """Every project the token's user is a member of, all pages."""
+        return self._all_pages("projects/", {})
+
+    def sessions(self, *, page: int = 1, **filters: str) -> dict[str, Any]:
+        """One page of ``GET /api/sessions/`` (``count``, ``next``, ``previous``,
+        ``results``), filtered by ``project``, ``status``, ``type``, ``parent_session``."""
+        return self._json("GET", "sessions/", params={**filters, "page": page})
+
+    def interactions(self, session_id: str) -> list[dict[str, Any]]:
+        """The session's whole history, newest first, all pages."""
+        return self._all_pages(f"sessions/{session_id}/interactions/", {})
+
     def components(self, project_id: str) -> list[dict[str, Any]]:
         """Every component of the project, all pages."""
-        found: list[dict[str, Any]] = []
-        page = self._json("GET", "components/", params={"project": project_id})
-        while True:
-            found += page.get("results") or []
-            if not page.get("next"):
-                return found
-            page = self._json("GET", page["next"])
+        return self._all_pages("components/", {"project": project_id})
 
     def bulk_components(
         self, project_id: str, rows: list[dict[str, Any]], *, prune: bool = False
@@ -298,6 +315,15 @@ class Api:
         )
 
     # Plumbing ---------------------------------------------------------------------------
+
+    def _all_pages(self, path: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = []
+        page = self._json("GET", path, params=params)
+        while True:
+            found += page.get("results") or []
+            if not page.get("next"):
+                return found
+            page = self._json("GET", page["next"])
 
     def _lease_call(
         self, route: str, session_id: str, runner: str, lease_seconds: int | None
