@@ -14,7 +14,7 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.db.models import Q, Subquery
 from django.utils import timezone
 
 from components_app.models import Component
@@ -282,12 +282,18 @@ def claim_child(
         cap = parent.max_parallel_children
         if cap is not None and children.filter(leased_until__gt=now).count() >= cap:
             return None
-        child = (
-            children.filter(Q(leased_until__isnull=True) | Q(leased_until__lte=now))
-            .select_related("component", "parent_session")
-            .order_by(*selectors.SPAWN_ORDER)
-            .select_for_update(of=("self",), skip_locked=True)
-            .first()
+        free = children.filter(Q(leased_until__isnull=True) | Q(leased_until__lte=now))
+        claimable = free.select_related("component", "parent_session").select_for_update(
+            of=("self",), skip_locked=True
+        )
+        # The first free child's id comes from a subquery, so the database keeps only the
+        # best row while it reads the children; locking in spawn order made it sort every free
+        # child with its component and parent first (9 ms of a claim at 5,000 children on
+        # PostgreSQL, docs/performance.md). A first choice whose row its own request holds
+        # right now is skipped, and the full query takes the next one.
+        first = free.order_by(*selectors.SPAWN_ORDER).values("pk")[:1]
+        child = claimable.filter(pk=Subquery(first)).first() or (
+            claimable.order_by(*selectors.SPAWN_ORDER).first()
         )
         if child is None:
             return None
