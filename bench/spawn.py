@@ -236,7 +236,7 @@ LAYOUTS: dict[str, Callable[[list[Any], datetime], list[Any]]] = {
 
 
 class Bench:
-    def __init__(self) -> None:
+    def __init__(self, *, analyze: bool = True) -> None:
         from django.contrib.auth import get_user_model
         from django.db import connection
 
@@ -246,6 +246,7 @@ class Bench:
         connection.queries_log = deque(maxlen=10_000_000)
         self.user, _ = get_user_model().objects.get_or_create(username="spawn-bench")
         self.api_available = _api_available()
+        self.analyze = analyze
 
     # -- data -------------------------------------------------------------------------------
 
@@ -305,7 +306,19 @@ class Bench:
             )
             for child in with_reason
         )
+        self.refresh_statistics()
         return fixture
+
+    def refresh_statistics(self) -> None:
+        """On PostgreSQL, the planner's statistics for the rows just built (outside any
+        timing), as autovacuum would give them within a minute: measured against the stale
+        statistics of a table that held a few rows, a plan depends on the database's history,
+        not on the code (see docs/performance.md, "Statistics")."""
+        if self.connection.vendor != "postgresql" or not self.analyze:
+            return
+        with self.connection.cursor() as cursor:
+            for table in ("components_app_component", "sessions_app_session"):
+                cursor.execute(f"ANALYZE {table}")
 
     def discard(self, fixture: Fixture) -> None:
         from components_app.models import Project
@@ -542,7 +555,9 @@ class Target:
         return {True: "PASS", False: "FAIL", None: "SKIP"}[self.passed]
 
 
-def evaluate(results: dict[tuple[str, int], Measurement], sizes: list[int]) -> list[Target]:
+def evaluate(
+    results: dict[tuple[str, int], Measurement], growth: dict[str, Growth], sizes: list[int]
+) -> list[Target]:
     targets: list[Target] = []
     for case in FLAT_CASES:
         counts = {n: results[(case, n)].flat_queries for n in sizes if (case, n) in results}
@@ -597,21 +612,68 @@ def evaluate(results: dict[tuple[str, int], Measurement], sizes: list[int]) -> l
                 measured.queries <= MAX_CHECK_QUERIES if measured else None,
             )
         )
-    targets += [growth_target(results, case) for case in GROWTH_CASES]
+    targets += [growth_target(results, growth, case) for case in GROWTH_CASES]
     return targets
 
 
-def growth_target(results: dict[tuple[str, int], Measurement], case: str) -> Target:
+@dataclass
+class Growth:
+    """Interleaved timed runs of one case at SMALL and at LARGE children, so that a burst of
+    load elsewhere on the machine lands on both sizes instead of on one size's series."""
+
+    case: str
+    small_s: list[float] = field(default_factory=list)
+    large_s: list[float] = field(default_factory=list)
+
+    @property
+    def ratio(self) -> float:
+        return statistics.median(self.large_s) / statistics.median(self.small_s)
+
+    @property
+    def paired_ratio(self) -> float:
+        return statistics.median(
+            large / small for small, large in zip(self.small_s, self.large_s, strict=True)
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "case": self.case,
+            "small_n": SMALL,
+            "large_n": LARGE,
+            "small_median_s": round(statistics.median(self.small_s), 6),
+            "large_median_s": round(statistics.median(self.large_s), 6),
+            "ratio_of_medians": round(self.ratio, 3),
+            "median_paired_ratio": round(self.paired_ratio, 3),
+            "small_runs_s": [round(run, 6) for run in self.small_s],
+            "large_runs_s": [round(run, 6) for run in self.large_s],
+        }
+
+
+def measure_growth(bench: Bench, cases: list[str], rounds: int) -> dict[str, Growth]:
+    growth = {case: Growth(case) for case in cases}
+    for _ in range(rounds):
+        for case in cases:
+            growth[case].small_s.append(bench.time_once(case, SMALL))
+            growth[case].large_s.append(bench.time_once(case, LARGE))
+    for item in growth.values():
+        print(f"  {item.case:<15} {LARGE} vs {SMALL}: {item.ratio:.2f}x", flush=True)
+    return growth
+
+
+def growth_target(
+    results: dict[tuple[str, int], Measurement], growth: dict[str, Growth], case: str
+) -> Target:
     name = f"{case} at {LARGE} children <= {MAX_GROWTH:g}x its time at {SMALL}"
-    small, large = results.get((case, SMALL)), results.get((case, LARGE))
-    if not (small and large):
+    small, large, rounds = results.get((case, SMALL)), results.get((case, LARGE)), growth.get(case)
+    if not (small and large and rounds):
         return Target(name, "not measured", None)
-    ratio = large.median_s / small.median_s
     return Target(
         name,
-        f"{ratio:.2f}x ({_ms(large.median_s)} vs {_ms(small.median_s)}; "
+        f"{rounds.ratio:.2f}x ({_ms(statistics.median(rounds.large_s))} vs "
+        f"{_ms(statistics.median(rounds.small_s))} over {len(rounds.small_s)} interleaved "
+        f"rounds; run by run: median {rounds.paired_ratio:.2f}x; "
         f"{large.queries} vs {small.queries} queries)",
-        ratio <= MAX_GROWTH,
+        rounds.ratio <= MAX_GROWTH,
     )
 
 
@@ -667,6 +729,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help=f"timed runs for N >= {LARGE} (default: %(default)s)",
     )
     parser.add_argument("--cases", default=",".join(CASES), help="cases to run, comma-separated")
+    parser.add_argument(
+        "--growth-rounds",
+        type=int,
+        default=9,
+        help=f"interleaved timed runs at {SMALL} and {LARGE} children for the growth targets "
+        "(default: %(default)s)",
+    )
+    parser.add_argument(
+        "--no-analyze",
+        dest="analyze",
+        action="store_false",
+        help="PostgreSQL: keep the planner statistics as they are instead of refreshing "
+        "them after each fixture",
+    )
     parser.add_argument("--output", type=Path, help="JSON path (default: bench/results/...)")
     args = parser.parse_args(argv)
     args.sizes = [int(size) for size in args.sizes.split(",")]
@@ -745,6 +821,7 @@ def write_report(
     batch: int,
     load_before: tuple[float, float, float],
     measurements: list[Measurement],
+    growth: list[Growth],
     targets: list[Target],
 ) -> None:
     from django.db import connection
@@ -773,7 +850,10 @@ def write_report(
             "timed runs without capture, the cases taking turns, each on fresh data; the "
             "median is reported; DEBUG off"
         ),
+        "statistics_refreshed_after_each_fixture": args.analyze
+        and connection.vendor == "postgresql",
         "measurements": [m.as_dict() for m in measurements],
+        "growth": [g.as_dict() for g in growth],
         "targets": [{"name": t.name, "detail": t.detail, "verdict": t.verdict} for t in targets],
     }
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -787,7 +867,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from django.db import connection
 
-    bench = Bench()
+    bench = Bench(analyze=args.analyze)
     cases = runnable_cases(bench, args.cases)
     vendor = connection.vendor
     print(f"database: {vendor} ({_redacted(database_url)})")
@@ -798,13 +878,19 @@ def main(argv: list[str] | None = None) -> int:
     for n in args.sizes:
         repeat = args.large_repeat if n >= LARGE else args.repeat
         results.update(measure_size(bench, n, cases, repeat))
+    growth_cases = [case for case in GROWTH_CASES if case in cases]
+    growth = (
+        measure_growth(bench, growth_cases, args.growth_rounds)
+        if {SMALL, LARGE} <= set(args.sizes)
+        else {}
+    )
     measurements = [results[(case, n)] for case in cases for n in args.sizes]
     print()
     print(render_table(measurements))
     batch = bench.insert_batch_rows()
     print_driver_note(vendor, batch)
 
-    targets = evaluate(results, args.sizes)
+    targets = evaluate(results, growth, args.sizes)
     print_targets(targets)
     write_report(
         args.output or ROOT / "bench" / "results" / f"spawn-{vendor}.json",
@@ -813,6 +899,7 @@ def main(argv: list[str] | None = None) -> int:
         batch=batch,
         load_before=load_before,
         measurements=measurements,
+        growth=list(growth.values()),
         targets=targets,
     )
     return 1 if any(target.passed is False for target in targets) else 0
