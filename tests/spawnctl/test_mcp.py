@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+import socket
+import subprocess
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -296,6 +298,38 @@ def test_a_token_with_no_access_sees_nothing(mcp, component_session, live_server
     assert seen["status"].endswith("HTTP 404: Session not found")
     assert seen["next"].endswith("HTTP 404: Session not found")
     assert not component_session.interactions.exists()
+
+
+def test_a_refused_token_and_an_unreachable_server_are_tool_errors(live_server, tmp_path):
+    async def scenario(agent: Agent) -> str:
+        return await agent.error("list_projects")
+
+    refused = with_mcp(live_server.url, "not-a-token", scenario, tmp_path / "refused.log")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    unreachable = with_mcp(closed, "any", scenario, tmp_path / "unreachable.log")
+
+    assert refused == "Error executing tool list_projects: HTTP 401: Invalid token."
+    assert unreachable.startswith(f"Error executing tool list_projects: Cannot reach {closed}: ")
+
+
+def test_without_a_token_the_server_does_not_start(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SPAWNCTL_", "DJANGO_"))}
+    env["PYTHONPATH"] = str(REPO)
+    done = subprocess.run(
+        [sys.executable, "-m", "spawnctl.cli", "mcp"],
+        cwd=REPO,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert done.returncode == 2
+    assert done.stdout == ""  # stdout is the protocol's channel; nothing else is written there
+    assert done.stderr.strip() == "spawnctl: No API token: give --token or set SPAWNCTL_TOKEN"
 
 
 def test_lists_sessions_with_filters(mcp, alice, component_session):
