@@ -25,138 +25,49 @@ Afterwards it checks through the API that every session ended complete, with exa
 child per component (the ids the spawn command handed out, in spawn order) and one ok
 interaction per step. It prints throughput, p50/p99 latency per endpoint and every failure,
 and exits non-zero on any 5xx, transport error, broken expectation or failed check.
+With ``--runners K`` it runs the runners mode instead (bench/load_runners.py): K runners
+claim and drive the children of ``--contexts`` shared contexts through claim-child with short
+leases, some abandoning a child half-way, and the run checks that every context completed and
+that no child was ever held by two live leases at once.
+
 Everything it sends goes to 127.0.0.1; every loop is bounded in count and time.
 """
 
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import os
-import re
-import secrets
-import socket
-import subprocess
 import sys
-import tempfile
 import threading
 import time
-from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
-HOST = "127.0.0.1"
-REQUEST_TIMEOUT_S = 60
-ALREADY_REPORTED = "A result was already reported for this interaction"
-CONTEXT_STEPS = ["Initialize", "SpawnComponentTestingSessions", "Finalize"]
-COMPONENT_STEPS = ["Initialize", "GenerateTestsAndFixtures", "RunTests", "Finalize"]
-MAX_STEPS = 20  # a session takes 3 or 4; more means the workflow loops
-
-
-class Failure(Exception):
-    """A broken expectation: the run goes on, the failure is reported, the exit is non-zero."""
-
-
-# --- Measurements -----------------------------------------------------------------------
-
-
-@dataclass
-class Stats:
-    latencies: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
-    statuses: dict[str, Counter] = field(default_factory=lambda: defaultdict(Counter))
-    server_errors: list[str] = field(default_factory=list)
-    transport_errors: list[str] = field(default_factory=list)
-    failures: list[str] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def record(self, endpoint: str, status: int, seconds: float) -> None:
-        with self.lock:
-            self.latencies[endpoint].append(seconds)
-            self.statuses[endpoint][status] += 1
-
-    def add(self, bucket: list[str], message: str) -> None:
-        with self.lock:
-            bucket.append(message)
-
-
-def percentile(values: list[float], share: float) -> float:
-    ordered = sorted(values)
-    index = max(0, min(len(ordered) - 1, round(share * len(ordered) + 0.5) - 1))
-    return ordered[index]
-
-
-# --- HTTP -------------------------------------------------------------------------------
-
-
-class Api:
-    """JSON over one keep-alive-capable connection per thread, every call timed."""
-
-    def __init__(self, port: int, token: str, stats: Stats) -> None:
-        self.port = port
-        self.stats = stats
-        self.headers = {
-            "Authorization": f"Token {token}",
-            "Accept": "application/json",
-            "Content-Type": "application/json",
-            "X-Forwarded-Proto": "https",
-        }
-        self.local = threading.local()
-
-    def _connection(self) -> http.client.HTTPConnection:
-        if getattr(self.local, "connection", None) is None:
-            self.local.connection = http.client.HTTPConnection(
-                HOST, self.port, timeout=REQUEST_TIMEOUT_S
-            )
-        return self.local.connection
-
-    def call(self, method: str, path: str, endpoint: str, body: Any = None) -> tuple[int, Any]:
-        payload = None if body is None else json.dumps(body)
-        started = time.perf_counter()
-        try:
-            connection = self._connection()
-            connection.request(method, path, body=payload, headers=self.headers)
-            response = connection.getresponse()
-            raw = response.read()
-            status = response.status
-        except (OSError, http.client.HTTPException) as error:
-            self.local.connection = None
-            self.stats.add(self.stats.transport_errors, f"{method} {path}: {error!r}")
-            raise Failure(f"{method} {path}: transport error {error!r}") from None
-        self.stats.record(endpoint, status, time.perf_counter() - started)
-        if response.will_close:
-            self.local.connection.close()
-            self.local.connection = None
-        if status >= 500:
-            self.stats.add(self.stats.server_errors, f"{method} {path}: {status} {raw[:300]!r}")
-            raise Failure(f"{method} {path}: server error {status}")
-        try:
-            data = json.loads(raw) if raw else None
-        except ValueError:
-            raise Failure(f"{method} {path}: {status} with a body that is not JSON") from None
-        return status, data
-
-    def expect(self, method: str, path: str, endpoint: str, status: int, body: Any = None) -> Any:
-        got, data = self.call(method, path, endpoint, body)
-        if got != status:
-            raise Failure(f"{method} {path}: expected {status}, got {got}: {data}")
-        return data
-
-    def pages(self, path: str, endpoint: str) -> list[Any]:
-        """A list endpoint's items, following DRF's pagination if it paginates."""
-        items: list[Any] = []
-        for _ in range(1000):
-            data = self.expect("GET", path, endpoint, 200)
-            if isinstance(data, list):
-                return items + data
-            items += data["results"]
-            if not data.get("next"):
-                return items
-            path = re.sub(r"^https?://[^/]+", "", data["next"])
-        raise Failure(f"{path}: more than 1000 pages")
+from loadkit import (
+    ALREADY_REPORTED,
+    COMPONENT_STEPS,
+    CONTEXT_STEPS,
+    MAX_STEPS,
+    REQUEST_TIMEOUT_S,
+    Api,
+    Failure,
+    Run,
+    Stats,
+    check_history,
+    create_context_session,
+    free_port,
+    migrate_and_create_token,
+    prepare_run,
+    print_endpoints,
+    print_problems,
+    server_log_tracebacks,
+    spawn_order,
+    start_server,
+    stop_server,
+)
 
 
 class Twins:
@@ -196,9 +107,7 @@ class Driven:
     child_ids: list[str] = field(default_factory=list)
 
     def spawn_order(self) -> list[str]:
-        """Component ids by priority descending, then name: the order children must have."""
-        ordered = sorted(self.components, key=lambda c: (-c["priority"], c["name"]))
-        return [component["id"] for component in ordered]
+        return spawn_order(self.components)
 
 
 class Client:
@@ -222,50 +131,12 @@ class Client:
             self.twins.close()
 
     def one_context_session(self, index: int) -> Driven:
-        api = self.api
-        project = api.expect(
-            "POST",
-            "/api/projects/",
-            "POST /api/projects/",
-            201,
-            {"name": f"Load {self.number}.{index}"},
-        )
-        context = self.component(project["id"], "Accounts", "context", 0, None)
-        components = [
-            self.component(project["id"], f"Part{k:02d}", "module", k % 3, context["id"])
-            for k in range(self.options.components)
-        ]
-        session = api.expect(
-            "POST",
-            "/api/sessions/",
-            "POST /api/sessions/",
-            201,
-            {
-                "project": project["id"],
-                "type": "ContextTestingSessions",
-                "component": context["id"],
-                "agent": "claude_code",
-                "environment": "cli",
-                "execution_mode": "agentic",
-            },
+        session, components = create_context_session(
+            self.api, f"{self.number}.{index}", self.options.components
         )
         driven = Driven(session_id=session["id"], components=components)
         self.drive(session["id"], driven)
         return driven
-
-    def component(
-        self, project: str, name: str, type_: str, priority: int, parent: str | None
-    ) -> dict:
-        body = {
-            "project": project,
-            "name": name,
-            "module_name": f"Load.{self.number}.{secrets.token_hex(4)}.{name}",
-            "type": type_,
-            "priority": priority,
-            "description": "",
-            "parent_component": parent,
-        }
-        return self.api.expect("POST", "/api/components/", "POST /api/components/", 201, body)
 
     def drive(self, session_id: str, driven: Driven | None) -> None:
         base = f"/api/sessions/{session_id}"
@@ -349,6 +220,7 @@ def check(api: Api, driven: Driven) -> list[str]:
     if children["summary"] != {
         "total": total,
         "active": 0,
+        "stalled": 0,
         "complete": total,
         "failed": 0,
         "cancelled": 0,
@@ -362,102 +234,21 @@ def check(api: Api, driven: Driven) -> list[str]:
     return problems
 
 
-def check_history(api: Api, session_id: str, steps: list[str]) -> list[str]:
-    history = api.pages(
-        f"/api/sessions/{session_id}/interactions/", "GET /api/sessions/{id}/interactions/"
-    )
-    oldest_first = list(reversed(history))
-    names = [interaction["step_name"] for interaction in oldest_first]
-    problems = []
-    if names != steps:
-        problems.append(f"{session_id}: history {names} != {steps}")
-    for interaction in oldest_first:
-        result = interaction.get("result") or {}
-        if result.get("status") != "ok" or not interaction.get("completed_at"):
-            problems.append(f"{session_id}: {interaction['step_name']} result {result}")
-    return problems
-
-
-# --- The server -------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind((HOST, 0))
-        return probe.getsockname()[1]
-
-
-def manage(environment: dict[str, str], *args: str) -> str:
-    completed = subprocess.run(
-        [sys.executable, "manage.py", *args],
-        cwd=REPO,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    if completed.returncode != 0:
-        sys.exit(f"manage.py {' '.join(args)} failed:\n{completed.stdout}{completed.stderr}")
-    return completed.stdout
-
-
-def start_server(
-    environment: dict[str, str], port: int, workers: int, log_path: Path, scratch: Path
-) -> subprocess.Popen:
-    command = [
-        sys.executable,
-        "-m",
-        "gunicorn",
-        "config.wsgi:application",
-        "--workers",
-        str(workers),
-        "--bind",
-        f"{HOST}:{port}",
-        "--timeout",
-        "60",
-    ]
-    help_text = subprocess.run(
-        [sys.executable, "-m", "gunicorn", "--help"], capture_output=True, text=True, check=True
-    ).stdout
-    if "--control-socket " in help_text:
-        # gunicorn 25+ opens a control socket in ~/.gunicorn by default; keep this run's apart.
-        command += ["--control-socket", str(scratch / "gunicorn.ctl")]
-    log = log_path.open("w")
-    server = subprocess.Popen(
-        command,
-        cwd=REPO,
-        env=environment,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            sys.exit(f"gunicorn exited with {server.returncode}; see {log_path}")
-        try:
-            probe = http.client.HTTPConnection(HOST, port, timeout=5)
-            probe.request("GET", "/api/projects/", headers={"X-Forwarded-Proto": "https"})
-            if probe.getresponse().status == 401:
-                return server
-        except OSError:
-            pass
-        time.sleep(0.2)
-    stop_server(server)
-    sys.exit(f"gunicorn did not answer within 60 s; see {log_path}")
-
-
-def stop_server(server: subprocess.Popen) -> None:
-    if server.poll() is None:
-        os.killpg(server.pid, 15)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, 9)
-            server.wait(timeout=10)
-
-
 # --- Main -------------------------------------------------------------------------------
+
+
+@dataclass
+class Outcome:
+    """What a load phase did: the figures of its mode and every problem it found."""
+
+    seconds: float
+    figures: dict[str, Any]
+    problems: list[tuple[str, list[str]]] = field(default_factory=list)
+    completed_anything: bool = True
+
+    @property
+    def failed(self) -> bool:
+        return any(lines for _, lines in self.problems) or not self.completed_anything
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -492,6 +283,21 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--max-seconds", type=float, default=900, help="hard limit for the whole load phase"
     )
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    runners = parser.add_argument_group("runners mode (bench/load_runners.py)")
+    runners.add_argument(
+        "--runners", type=int, default=None, help="K runner threads claiming shared children"
+    )
+    runners.add_argument("--contexts", type=int, default=4, help="contexts the runners share")
+    runners.add_argument(
+        "--lease-seconds", type=int, default=3, help="the runners' lease (default: %(default)s)"
+    )
+    runners.add_argument(
+        "--abandon",
+        type=float,
+        default=0.25,
+        help="share of claims a runner abandons half-way (default: %(default)s)",
+    )
+    runners.add_argument("--seed", type=int, default=None, help="seed of the runners' choices")
     options = parser.parse_args(argv)
     if not options.database_url:
         parser.error("give --database-url or set DATABASE_URL (a database of the run's own)")
@@ -500,146 +306,129 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return options
 
 
-def main(argv: list[str]) -> int:
-    options = parse_args(argv)
-    run_id = f"load-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
-    scratch = Path(tempfile.mkdtemp(prefix="spawnctl-load-"))
-    environment = {
-        **os.environ,
-        "DATABASE_URL": options.database_url,
-        "DEBUG": "false",
-        "SECRET_KEY": secrets.token_urlsafe(50),
-        "ALLOWED_HOSTS": HOST,
-        "STATIC_ROOT": str(scratch / "static"),
-        "LOG_LEVEL": "WARNING",
-        "DJANGO_SUPERUSER_PASSWORD": secrets.token_urlsafe(16),
-    }
-    # WhiteNoise warns at start-up about a missing STATIC_ROOT; the API serves no static file.
-    (scratch / "static").mkdir()
-    engine = "PostgreSQL" if options.database_url.startswith("postgres") else "SQLite"
-    print(f"{run_id}: {engine}, {options.workers} gunicorn workers, {options.clients} clients")
-
-    manage(environment, "migrate", "--noinput", "--verbosity", "0")
-    manage(
-        environment,
-        "createsuperuser",
-        "--noinput",
-        "--username",
-        run_id,
-        "--email",
-        f"{run_id}@example.com",
-    )
-    token_output = manage(environment, "drf_create_token", run_id)
-    token = re.search(r"Generated token (\w+)", token_output)
-    if token is None:
-        sys.exit(f"no token in drf_create_token's output: {token_output!r}")
-
-    port = free_port()
-    log_path = scratch / "server.log"
-    server = start_server(environment, port, options.workers, log_path, scratch)
-    stats = Stats()
-    api = Api(port, token.group(1), stats)
+def run_clients(api: Api, stats: Stats, options: argparse.Namespace) -> Outcome:
+    """The default mode: each client drives whole context sessions, twins racing."""
     clients = [Client(api, number, options) for number in range(options.clients)]
-    try:
-        started = time.monotonic()
-        soak_end = started + (options.duration or options.max_seconds)
-        deadline = min(soak_end, started + options.max_seconds)
-        threads = [threading.Thread(target=c.run, args=(deadline,)) for c in clients]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=options.max_seconds + 2 * REQUEST_TIMEOUT_S)
-        elapsed = time.monotonic() - started
-        if any(thread.is_alive() for thread in threads):
-            stats.failures.append("a client was still running past --max-seconds")
-
-        load_requests = sum(len(v) for v in stats.latencies.values())
-        load_latencies = {k: list(v) for k, v in stats.latencies.items()}
-        load_statuses = {k: dict(v) for k, v in stats.statuses.items()}
-        driven = [d for client in clients for d in client.driven]
-        problems = []
-        for item in driven:
-            try:
-                problems += check(api, item)
-            except Failure as failure:
-                problems.append(str(failure))
-    finally:
-        stop_server(server)
-
-    log_text = log_path.read_text(errors="replace")
-    tracebacks = log_text.count("Traceback (most recent call last)")
+    started = time.monotonic()
+    soak_end = started + (options.duration or options.max_seconds)
+    deadline = min(soak_end, started + options.max_seconds)
+    threads = [threading.Thread(target=c.run, args=(deadline,)) for c in clients]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=options.max_seconds + 2 * REQUEST_TIMEOUT_S)
+    elapsed = time.monotonic() - started
+    if any(thread.is_alive() for thread in threads):
+        stats.failures.append("a client was still running past --max-seconds")
+    load = stats.snapshot()
+    driven = [d for client in clients for d in client.driven]
+    problems = []
+    for item in driven:
+        try:
+            problems += check(api, item)
+        except Failure as failure:
+            problems.append(str(failure))
     children = sum(len(d.child_ids) for d in driven)
     figures = {
-        "run": run_id,
-        "database": engine,
-        "workers": options.workers,
         "clients": options.clients,
         "twins": options.twins,
         "components_per_context": options.components,
-        "seconds": round(elapsed, 1),
-        "requests": load_requests,
-        "requests_per_second": round(load_requests / elapsed, 1),
+        **load.figures(elapsed),
         "context_sessions_completed": len(driven),
         "child_sessions_completed": children,
         "sessions_per_second": round((len(driven) + children) / elapsed, 2),
-        "endpoints": {
-            endpoint: {
-                "count": len(values),
-                "p50_ms": round(1000 * percentile(values, 0.50), 1),
-                "p99_ms": round(1000 * percentile(values, 0.99), 1),
-                "max_ms": round(1000 * max(values), 1),
-                "statuses": load_statuses[endpoint],
-            }
-            for endpoint, values in sorted(load_latencies.items())
-        },
+    }
+    return Outcome(elapsed, figures, [("failed checks", problems)], completed_anything=bool(driven))
+
+
+def run_load(run: Run, token: str, options: argparse.Namespace) -> tuple[Outcome, Stats]:
+    """Start the server, run the chosen mode against it, stop the server."""
+    port = free_port()
+    server = start_server(run.environment, port, options.workers, run.log_path, run.scratch)
+    stats = Stats()
+    api = Api(port, token, stats)
+    try:
+        if options.runners:
+            from load_runners import run_runners
+
+            outcome = run_runners(api, stats, options)
+        else:
+            outcome = run_clients(api, stats, options)
+    finally:
+        stop_server(server)
+    return outcome, stats
+
+
+def summarize(run: Run, options: argparse.Namespace, outcome: Outcome, stats: Stats) -> dict:
+    return {
+        "run": run.run_id,
+        "database": run.engine,
+        "mode": "runners" if options.runners else "clients",
+        "workers": options.workers,
+        **outcome.figures,
+        "seconds": round(outcome.seconds, 1),
         "server_errors": len(stats.server_errors),
         "transport_errors": len(stats.transport_errors),
         "broken_expectations": len(stats.failures),
-        "failed_checks": len(problems),
-        "server_log_tracebacks": tracebacks,
+        "failed_checks": sum(len(lines) for _, lines in outcome.problems),
+        "server_log_tracebacks": server_log_tracebacks(run),
     }
-    print_report(figures, stats, problems, log_path)
+
+
+def main(argv: list[str]) -> int:
+    options = parse_args(argv)
+    run = prepare_run(options.database_url)
+    mode = f"{options.runners} runners" if options.runners else f"{options.clients} clients"
+    print(f"{run.run_id}: {run.engine}, {options.workers} gunicorn workers, {mode}")
+    token = migrate_and_create_token(run)
+    outcome, stats = run_load(run, token, options)
+    figures = summarize(run, options, outcome, stats)
+    print_report(figures, stats, outcome, run.log_path)
     if options.json:
         options.json.parent.mkdir(parents=True, exist_ok=True)
         options.json.write_text(json.dumps(figures, indent=2) + "\n")
     failed = (
-        stats.server_errors or stats.transport_errors or stats.failures or problems or tracebacks
+        stats.server_errors
+        or stats.transport_errors
+        or stats.failures
+        or outcome.failed
+        or figures["server_log_tracebacks"]
     )
-    if not driven:
-        failed = True
+    if not outcome.completed_anything:
         print("FAIL: no session was driven to the end")
     print("FAIL" if failed else "PASS")
     return 1 if failed else 0
 
 
-def print_report(figures: dict, stats: Stats, problems: list[str], log_path: Path) -> None:
+def print_report(figures: dict, stats: Stats, outcome: Outcome, log_path: Path) -> None:
     print(
         f"{figures['requests']} requests in {figures['seconds']} s: "
         f"{figures['requests_per_second']} requests/s; "
         f"{figures['context_sessions_completed']} context sessions and "
-        f"{figures['child_sessions_completed']} child sessions completed "
-        f"({figures['sessions_per_second']} sessions/s)"
-    )
-    print(f"{'endpoint':56} {'count':>6} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}  statuses")
-    for endpoint, row in figures["endpoints"].items():
-        print(
-            f"{endpoint:56} {row['count']:>6} {row['p50_ms']:>8} {row['p99_ms']:>8} "
-            f"{row['max_ms']:>8}  {row['statuses']}"
+        f"{figures['child_sessions_completed']} child sessions completed"
+        + (
+            f" ({figures['sessions_per_second']} sessions/s)"
+            if "sessions_per_second" in figures
+            else ""
         )
+    )
+    for name, value in figures.get("runners_figures", {}).items():
+        print(f"  {name}: {value}")
+    print_endpoints(figures["endpoints"])
     print(
         f"server errors (5xx): {figures['server_errors']}, transport errors: "
         f"{figures['transport_errors']}, broken expectations: {figures['broken_expectations']}, "
         f"failed checks: {figures['failed_checks']}, tracebacks in the server log: "
         f"{figures['server_log_tracebacks']} ({log_path})"
     )
-    for title, lines in (
-        ("server errors", stats.server_errors),
-        ("transport errors", stats.transport_errors),
-        ("broken expectations", stats.failures),
-        ("failed checks", problems),
-    ):
-        for line in lines[:20]:
-            print(f"  {title}: {line}")
+    print_problems(
+        [
+            ("server errors", stats.server_errors),
+            ("transport errors", stats.transport_errors),
+            ("broken expectations", stats.failures),
+            *outcome.problems,
+        ]
+    )
 
 
 if __name__ == "__main__":
