@@ -54,6 +54,7 @@ from loadkit import (
     REQUEST_TIMEOUT_S,
     Api,
     Failure,
+    Outcome,
     Run,
     Stats,
     check_history,
@@ -235,20 +236,6 @@ def check(api: Api, driven: Driven) -> list[str]:
 
 
 # --- Main -------------------------------------------------------------------------------
-
-
-@dataclass
-class Outcome:
-    """What a load phase did: the figures of its mode and every problem it found."""
-
-    seconds: float
-    figures: dict[str, Any]
-    problems: list[tuple[str, list[str]]] = field(default_factory=list)
-    completed_anything: bool = True
-
-    @property
-    def failed(self) -> bool:
-        return any(lines for _, lines in self.problems) or not self.completed_anything
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:

@@ -363,6 +363,20 @@ def server_log_tracebacks(run: Run) -> int:
 # --- Figures ------------------------------------------------------------------------------
 
 
+@dataclass
+class Outcome:
+    """What a load phase did: the figures of its mode and every problem it found."""
+
+    seconds: float
+    figures: dict[str, Any]
+    problems: list[tuple[str, list[str]]] = field(default_factory=list)
+    completed_anything: bool = True
+
+    @property
+    def failed(self) -> bool:
+        return any(lines for _, lines in self.problems) or not self.completed_anything
+
+
 def endpoint_figures(latencies: dict[str, list[float]], statuses: dict[str, Counter]) -> dict:
     return {
         endpoint: {
