@@ -124,12 +124,27 @@ def execute(
 
 
 def _stop_group(process: subprocess.Popen, grace_seconds: float) -> None:
+    """SIGTERM to the group, then wait for all of it (not only the shell) to exit; SIGKILL
+    to whatever is left once ``grace_seconds`` passed."""
     _signal_group(process.pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace_seconds
+    while time.monotonic() < deadline:
+        process.poll()  # reaps the shell, which otherwise keeps the group alive as a zombie
+        if not _group_alive(process.pid):
+            break
+        time.sleep(0.05)
+    _signal_group(process.pid, signal.SIGKILL)
+    process.wait()
+
+
+def _group_alive(pgid: int) -> bool:
     try:
-        process.wait(timeout=grace_seconds)
-    except subprocess.TimeoutExpired:
-        _signal_group(process.pid, signal.SIGKILL)
-        process.wait()
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:

@@ -330,6 +330,9 @@ class SessionJob:
                 if self.spawn_step is None:
                     return Halt("failed", f"{self.name}: a child session cannot spawn sessions")
                 spawned = self.spawn_step(self, interaction, beat)
+                if spawned is None:
+                    self.give_up(beat.reason or "stopped")
+                    return None
                 return spawned.session if isinstance(spawned, Submitted) else spawned
             result = self._execute(interaction, beat)
         if result is None:

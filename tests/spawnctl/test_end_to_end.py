@@ -6,8 +6,11 @@ from __future__ import annotations
 import collections
 import json
 import signal
+import subprocess
 import time
+from pathlib import Path
 
+from spawnctl.execute import STOP_GRACE_SECONDS
 from tests.spawnctl.conftest import agent_calls, git
 
 COMPONENT_STEPS = ["Initialize", "GenerateTestsAndFixtures", "RunTests", "Finalize"]
@@ -138,6 +141,10 @@ def test_a_killed_runner_is_replaced_by_a_second_run_once_its_lease_expires(work
     try:
         # Killed while both children's agents are thinking.
         _wait_for(lambda: len(agent_calls(workspace)) >= 2 or first.poll() is not None)
+        # Past its 3 s lease the agent still thinks: the heartbeats keep the children leased.
+        time.sleep(4)
+        alive = server.children(context["id"])["results"]
+        assert [(c["runner"], c["stalled"]) for c in alive] == [("doomed", False)] * 2
     finally:
         first.send_signal(signal.SIGKILL)
         output, _ = first.communicate()
@@ -261,3 +268,77 @@ def test_a_session_that_does_not_exist_is_exit_2(workspace):
     done = workspace.run("status", "00000000-0000-0000-0000-000000000000")
     assert done.returncode == 2
     assert "Session not found" in done.stdout
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
+
+
+def _start_and_wait_for_agents(
+    workspace, context_id: str, agents: int, **env: str
+) -> subprocess.Popen:
+    runner = workspace.spawnctl(
+        "run",
+        context_id,
+        "--repo",
+        str(workspace.work),
+        "--jobs",
+        "2",
+        "--lease-seconds",
+        "20",
+        "--runner",
+        "interrupted",
+        env=workspace.spawnctl_env(STAND_IN_DELAY="60", **env),
+    )
+    try:
+        _wait_for(lambda: len(agent_calls(workspace)) >= agents or runner.poll() is not None)
+    except AssertionError:
+        runner.kill()
+        raise
+    assert runner.poll() is None, runner.communicate()[0]
+    return runner
+
+
+def test_sigterm_stops_the_commands_and_releases_the_leases_reporting_nothing(workspace):
+    server = workspace.server
+    context = server.context("Mail", [("Inbox", 2), ("Outbox", 1)])
+    pids = workspace.root / "agent.pids"
+    runner = _start_and_wait_for_agents(workspace, context["id"], 2, STAND_IN_PIDS=str(pids))
+
+    runner.send_signal(signal.SIGTERM)
+    output, _ = runner.communicate(timeout=30)
+
+    assert runner.returncode == 143, output
+    agents = [int(pid) for pid in pids.read_text().split()]
+    assert len(agents) == 2 and not any(_alive(pid) for pid in agents)
+    assert server.session(context["id"])["runner"] is None
+    for child in server.children(context["id"])["results"]:
+        assert (child["status"], child["runner"], child["leased_until"]) == ("active", None, None)
+        pending = server.get(f"sessions/{child['id']}/interactions/")["results"][0]
+        assert pending["step_name"] == "GenerateTestsAndFixtures"
+        assert pending["result"] is None  # nothing reported: a taker-over runs the step again
+    assert "released unfinished (stopped)" in output
+
+
+def test_a_second_ctrl_c_exits_at_once(workspace):
+    context = workspace.server.context("Chat", [("Room", 1)])
+    runner = _start_and_wait_for_agents(workspace, context["id"], 1, STAND_IN_IGNORE_TERM="1")
+    # Deaf to SIGTERM, the agent holds the first Ctrl-C's stop for the whole grace period.
+    runner.send_signal(signal.SIGINT)
+    time.sleep(0.3)
+    second = time.monotonic()
+    runner.send_signal(signal.SIGINT)
+    runner.communicate(timeout=30)
+
+    assert runner.returncode == 130
+    assert time.monotonic() - second < STOP_GRACE_SECONDS
+
+
+def test_a_token_the_server_refuses_is_exit_2(workspace):
+    done = workspace.run("status", "00000000-0000-0000-0000-000000000000", "--token", "wrong")
+    assert done.returncode == 2
+    assert "the server refused the token (Invalid token.)" in done.stdout

@@ -120,3 +120,21 @@ def test_a_missing_directory_is_an_os_error(tmp_path):
 def test_the_runner_keeps_its_own_process_group(tmp_path):
     ran = execute("ps -o pgid= -p $$", cwd=tmp_path, env=dict(os.environ))
     assert int(ran.stdout.strip()) != os.getpgrp()
+
+
+def test_the_grace_waits_for_the_whole_group_not_only_the_shell(tmp_path):
+    stop = threading.Event()
+    threading.Timer(0.3, stop.set).start()
+    started = time.monotonic()
+
+    ran = execute(
+        "sh -c \"trap '' TERM; sleep 60\" & echo $! > deaf.pid; wait",
+        cwd=tmp_path,
+        stop=stop,
+        grace_seconds=1.0,
+    )
+
+    took = time.monotonic() - started
+    assert ran.stopped
+    assert 1.2 <= took < 10  # the shell died at once; its deaf child had the grace, then KILL
+    assert _gone(int((tmp_path / "deaf.pid").read_text()))
