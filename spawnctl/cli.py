@@ -222,6 +222,7 @@ def _drive(
             previous[signum] = signal.signal(signum, on_signal)
     try:
         outcome = loop(config)
+        reporter.close()
         if outcome.status != STOPPED:
             _summary(api, args.session_id, reporter)
     finally:

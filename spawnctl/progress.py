@@ -71,17 +71,22 @@ class _Tally:
         match event:
             case events.Spawned(children=children, complete=complete, failed=failed):
                 self.total, self.complete, self.failed = len(children), complete, failed
-            case events.StepStarted(is_child=True) as started:
+            case events.StepStarted() as started:
                 self.running[started.session_id] = _Running(
                     started.name, started.step, time.monotonic()
                 )
-            case events.SessionEnded(is_child=True, status=status) as ended:
+            case events.StepEnded(is_child=False) as ended:
+                # The context's line shows while its step runs; a child's stays to its end.
                 self.running.pop(ended.session_id, None)
+            case events.SessionEnded(status=status) as ended:
+                self.running.pop(ended.session_id, None)
+                if not ended.is_child:
+                    return
                 if status == "complete":
                     self.complete += 1
                 elif status in ("failed", "cancelled"):
                     self.failed += 1
-            case events.Released(is_child=True) as released:
+            case events.Released() as released:
                 self.running.pop(released.session_id, None)
 
 
@@ -177,7 +182,8 @@ class LiveReporter:
             if not self._started:
                 self._live.start()
                 self._started = True
-        if isinstance(event, _LOGGED_ON_TERMINAL):
+        failed_step = isinstance(event, events.StepEnded) and event.status == "error"
+        if failed_step or isinstance(event, _LOGGED_ON_TERMINAL):
             line = describe(event)
             if line is not None:
                 self._live.console.print(Text(printable(line)))
@@ -185,7 +191,9 @@ class LiveReporter:
             self._live.refresh()
 
     def close(self) -> None:
-        if self._started:
+        with self._lock:
+            started, self._started = self._started, False
+        if started:
             self._live.stop()
 
     def summary(self, children: Iterable[Session]) -> None:

@@ -114,6 +114,7 @@ def test_the_live_view_shows_each_running_child_and_the_overall_bar():
     printed = console.export_text()
     assert "Audit: session failed (attempt 2): Finalize failed" in printed
     assert "User: RunTests started" not in printed
+    assert "User: RunTests error (exit 1, 2.3 s): Tests failed (exit code 1)" in printed
 
 
 def test_a_finished_child_leaves_the_view_and_counts_on_the_bar():
@@ -147,3 +148,17 @@ def test_the_summary_table_on_a_terminal():
 def test_a_terminal_gets_the_live_view_and_a_pipe_plain_lines():
     assert isinstance(reporter_for(terminal()), LiveReporter)
     assert isinstance(reporter_for(Console(file=io.StringIO())), PlainReporter)
+
+
+def test_the_contexts_step_shows_while_it_runs():
+    report = LiveReporter(terminal(), refresh_per_second=1)
+    report(events.StepStarted("ctx", "Accounts", "SpawnComponentTestingSessions", False))
+    assert "Accounts  SpawnComponentTestingSessions" in snapshot(report)
+
+    report(
+        events.StepEnded(
+            "ctx", "Accounts", "SpawnComponentTestingSessions", "ok", None, 0, None, False
+        )
+    )
+    report.close()
+    assert "Accounts" not in snapshot(report)
