@@ -6,6 +6,7 @@ the secure cookie and header settings that ``manage.py check --deploy`` asks for
 files are served by WhiteNoise (see docs/deployment.md).
 """
 
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -36,6 +37,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "rest_framework.authtoken",
+    "axes",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "components_app",
@@ -52,6 +54,14 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: it turns a locked-out login into its answer.
+    "axes.middleware.AxesMiddleware",
+]
+
+AUTHENTICATION_BACKENDS = [
+    # First, as django-axes asks: it refuses a locked-out login before any password check.
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -109,9 +119,25 @@ SESSION_LEASE_SECONDS = env.int("SESSION_LEASE_SECONDS", default=600)
 STATIC_URL = "static/"
 STATIC_ROOT = env.path("STATIC_ROOT", default=BASE_DIR / "staticfiles")
 
+# Throttles count in the default cache. The default, local memory, counts per gunicorn worker
+# (a client may get up to workers x rate); a cache the workers share counts exactly
+# (scripts/serve-production uses a private file cache; see docs/deployment.md).
+CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://")}
+
+# Proxies in front that append the client's address to X-Forwarded-For (nginx with
+# $proxy_add_x_forwarded_for is one); 0 trusts no such header (see core/clients.py).
+TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
+
+
+def _rate(name: str, default: str) -> str | None:
+    """A throttle rate from the environment (``100/min``, ``5/s``); ``off`` turns it off."""
+    value = env.str(name, default=default).strip()
+    return None if value.lower() in ("", "off", "none") else value
+
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "core.api.throttling.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -122,7 +148,27 @@ REST_FRAMEWORK = {
     # Every API view, not only the view sets: JSON read as UTF-8, never a form parser.
     "DEFAULT_PARSER_CLASSES": ["core.api.parsers.StorableJSONParser"],
     "UNAUTHENTICATED_USER": None,
+    "DEFAULT_THROTTLE_CLASSES": [
+        "core.api.throttling.UserThrottle",
+        "core.api.throttling.AnonThrottle",
+    ],
+    "DEFAULT_THROTTLE_RATES": {
+        scope: _rate(f"API_THROTTLE_{scope.upper()}", default)
+        for scope, default in [("user", "1200/min"), ("anon", "60/min"), ("auth_failure", "20/min")]
+    },
 }
+
+# django-axes: ADMIN_LOGIN_FAILURE_LIMIT failed admin logins for one username from one
+# address lock that pair out for ADMIN_LOCKOUT_MINUTES (429), counted in the database so that
+# every worker sees them; a successful login starts the count again.
+AXES_FAILURE_LIMIT = env.int("ADMIN_LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("ADMIN_LOCKOUT_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = [["ip_address", "username"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "core.clients.client_address"
+AXES_LOCKOUT_CALLABLE = "core.lockout.locked_out"
+# Only failures are recorded, not a row per successful login.
+AXES_DISABLE_ACCESS_LOG = True
 
 SPECTACULAR_SETTINGS = {
     # The title names the file /api/schema/ downloads: the product's name, no spaces.
@@ -163,6 +209,8 @@ LOGGING = {
     "loggers": {
         "django": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
         "django.server": DEFAULT_LOGGING["loggers"]["django.server"],
+        # django-axes announces its configuration at every start, commands included.
+        "axes.apps": {"level": "WARNING"},
     },
 }
 

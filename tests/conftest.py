@@ -40,5 +40,18 @@ def other_scope(db):
 
 
 @pytest.fixture(autouse=True)
+def _no_throttling(settings):
+    """The suite sends many requests from one address and one user: API throttles and the
+    admin's login lockout are off, except in the tests that turn them on to prove them
+    (tests/hardening/test_throttling.py)."""
+    rates = settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]
+    settings.REST_FRAMEWORK = {
+        **settings.REST_FRAMEWORK,
+        "DEFAULT_THROTTLE_RATES": dict.fromkeys(rates),
+    }
+    settings.AXES_ENABLED = False
+
+
+@pytest.fixture(autouse=True)
 def _fast_password_hashing(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

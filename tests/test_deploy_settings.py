@@ -84,3 +84,31 @@ def test_production_serves_the_admins_static_files_after_collectstatic(tmp_path)
 
     assert served.returncode == 0, served.stdout + served.stderr
     assert "served /static/admin/css/base." in served.stdout
+
+
+SHOW_LIMITS = """
+from django.conf import settings as s
+print(s.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"])
+print(s.AXES_FAILURE_LIMIT, s.AXES_COOLOFF_TIME, s.CACHES["default"]["BACKEND"])
+"""
+
+
+def test_throttle_rates_lockout_and_cache_come_from_the_environment(tmp_path):
+    completed = manage(
+        "shell",
+        "--no-imports",
+        "-c",
+        SHOW_LIMITS,
+        API_THROTTLE_USER="100/s",
+        API_THROTTLE_ANON="off",
+        API_THROTTLE_AUTH_FAILURE="3/min",
+        ADMIN_LOGIN_FAILURE_LIMIT="7",
+        ADMIN_LOCKOUT_MINUTES="2",
+        CACHE_URL=f"filecache://{tmp_path}",
+    )
+
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.splitlines() == [
+        "{'user': '100/s', 'anon': None, 'auth_failure': '3/min'}",
+        "7 0:02:00 django.core.cache.backends.filebased.FileBasedCache",
+    ]
