@@ -21,9 +21,9 @@ from mcp_types import ToolAnnotations
 from pydantic import Field
 
 from spawnctl.api import Api, ApiError, Interaction, LeasedBy, NotFound, Session
+from spawnctl.cli import MAX_LEASE_SECONDS
 
 SESSION_URI = "spawnctl://sessions/{session_id}"
-MAX_LEASE_SECONDS = 86_400
 RUNNER_MAX_LENGTH = 200
 INT32_MAX = 2**31 - 1
 
@@ -150,11 +150,13 @@ def build_server(api: Api, *, runner: str) -> MCPServer:
     def read_only(title: str) -> ToolAnnotations:
         return ToolAnnotations(title=title, read_only_hint=True, open_world_hint=False)
 
-    def writes(title: str, *, idempotent: bool = False) -> ToolAnnotations:
+    def writes(
+        title: str, *, idempotent: bool = False, destructive: bool = False
+    ) -> ToolAnnotations:
         return ToolAnnotations(
             title=title,
             read_only_hint=False,
-            destructive_hint=False,
+            destructive_hint=destructive,
             idempotent_hint=idempotent,
             open_world_hint=False,
         )
@@ -375,7 +377,7 @@ def build_server(api: Api, *, runner: str) -> MCPServer:
         be empty), failed_components (those that could not be created). Errors: as spawn."""
         return as_json(_tool_call(lambda: api.spawn_missing(str(session_id))))
 
-    @tool(annotations=writes("Retry a session"))
+    @tool(annotations=writes("Retry a session", destructive=True))
     def retry(session_id: SessionId) -> str:
         """Make a failed or cancelled session active again: its attempt goes up by one, its
         error moves to state.previous_errors, its history is kept and its next command
@@ -384,7 +386,7 @@ def build_server(api: Api, *, runner: str) -> MCPServer:
         "Parent session is <status>"; HTTP 404 not in your projects."""
         return as_json(_tool_call(lambda: api.retry(str(session_id))).data)
 
-    @tool(annotations=writes("Retry failed children"))
+    @tool(annotations=writes("Retry failed children", destructive=True))
     def retry_children(session_id: ContextSessionId) -> str:
         """Retry every failed or cancelled child of an active context session. Returns JSON
         {"retried_session_ids": [...]} in spawn order (may be empty). Errors: HTTP 422 when
@@ -405,7 +407,8 @@ def build_server(api: Api, *, runner: str) -> MCPServer:
     )
     def session_resource(session_id: str) -> str:
         try:
-            uuid.UUID(session_id)
+            # Normalised, so only a plain UUID ever reaches the route's path.
+            session_id = str(uuid.UUID(session_id))
         except ValueError:
             raise ResourceNotFoundError(f"Session not found: {session_id} is not a UUID") from None
         try:
