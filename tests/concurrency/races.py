@@ -67,13 +67,21 @@ def run_together(clients: int, call: Callable[[int], Any]) -> list[Outcome]:
     outcomes = [Outcome() for _ in range(clients)]
 
     def client(index: int) -> None:
+        # Every failure, even a broken barrier, is an outcome.
         try:
             # Connect before the barrier, so that connection set-up does not stagger the calls.
             connection.ensure_connection()
             barrier.wait(timeout=BARRIER_TIMEOUT_S)
-            outcomes[index].value = call(index)
-        except BaseException as error:  # every failure, even a broken barrier, is an outcome
+        except BaseException as error:
+            # The others would wait for this client in vain. Only before the barrier: once it
+            # has opened, aborting it would break the wait of a client not yet woken.
             barrier.abort()
+            outcomes[index].error = error
+            connection.close()
+            return
+        try:
+            outcomes[index].value = call(index)
+        except BaseException as error:
             outcomes[index].error = error
         finally:
             connection.close()

@@ -18,7 +18,11 @@ RUNS = {
     "spawn_and_workflow": (3, races.SCENARIOS),
     "claims": (1, lease_races.CLAIM_SCENARIOS),
     "spawn_missing": (5, [lease_races.spawn_missing_race]),
-    "against_cancel": (20, lease_races.CANCEL_SCENARIOS),
+    "spawn_against_cancel": (
+        20,
+        [lease_races.spawn_cancel_race, lease_races.spawn_missing_cancel_race],
+    ),
+    "retry_against_cancel": (20, [lease_races.retry_cancel_race]),
 }
 
 pytestmark = pytest.mark.skipif(
