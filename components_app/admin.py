@@ -8,7 +8,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.contrib.admin.utils import unquote
-from django.contrib.auth import get_permission_codename
+from django.contrib.auth import get_permission_codename, get_user_model
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import models
 from django.db.models import Count, QuerySet
@@ -16,6 +16,7 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadReque
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
+from django.utils.safestring import SafeData, mark_safe
 
 from components_app import selectors, services
 from components_app.models import Component, Project
@@ -52,6 +53,15 @@ class ProjectScopedAdmin(admin.ModelAdmin):
             kwargs["queryset"] = visible(request.user)
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
+    def message_user(self, request: HttpRequest, message: str, *args: Any, **kwargs: Any) -> None:
+        # Names, types and reasons in messages come from clients: control and format
+        # characters are shown as escapes, so they cannot reorder or hide the text around
+        # them. (Escapes add no markup: Django's own messages with links stay safe HTML.)
+        shown = printable(message)
+        if isinstance(message, SafeData):
+            shown = mark_safe(shown)
+        super().message_user(request, shown, *args, **kwargs)
+
     def response_action(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
         # Django filters the queryset by the posted ids as they are, and a value that is no
         # UUID fails in the database layer as a 500.
@@ -72,6 +82,18 @@ class MembershipInline(admin.TabularInline):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         return super().get_queryset(request).select_related("user")
+
+    def formfield_for_foreignkey(self, db_field, request: HttpRequest, **kwargs: Any):
+        if db_field.name == "user" and not request.user.is_superuser:
+            # A staff member who is not a superuser sees, and may add, only the people they
+            # already share a project with; everyone else's username stays hidden.
+            kwargs["queryset"] = (
+                get_user_model()
+                .objects.filter(projects__members=request.user)
+                .distinct()
+                .order_by("username")
+            )
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
     # Django would ask for permissions on User for an auto-created through model; managing a
     # project's members is part of changing the project, so the project's permissions decide.

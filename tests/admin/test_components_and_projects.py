@@ -29,8 +29,9 @@ def test_the_project_list_counts_every_member_and_component(staff_client, projec
     assert (row.members_count, row.components_count) == (3, 5)
 
 
-def test_whoever_adds_a_project_in_the_admin_is_a_member(staff_client, staff):
+def test_whoever_adds_a_project_in_the_admin_is_a_member(staff_client, staff, project):
     colleague = make_user("bob")
+    project.members.add(colleague)  # a staff member may add only people they work with
 
     response = staff_client.post(
         "/admin/components_app/project/add/",

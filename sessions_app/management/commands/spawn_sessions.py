@@ -15,6 +15,7 @@ from django.core.management.base import BaseCommand
 
 from core.errors import ServiceError
 from core.scope import Scope
+from core.text import printable
 from sessions_app import selectors, services
 from sessions_app.models import Session
 
@@ -22,12 +23,13 @@ SESSION_NOT_FOUND = services.SESSION_NOT_FOUND
 
 
 def fail(command: BaseCommand, message: str) -> NoReturn:
-    """Exit 1 with exactly ``message`` on stderr.
+    """Exit 1 with exactly ``message`` on stderr (control characters a client put in a name
+    or type shown as escapes, so they cannot drive the terminal).
 
     ``CommandError`` would print "CommandError: <message>"; the contract asks for the step's
     text as it is, so this follows ``makemigrations --check`` and exits on its own.
     """
-    command.stderr.write(message)
+    command.stderr.write(printable(message))
     sys.exit(1)
 
 
@@ -87,5 +89,6 @@ class Command(BaseCommand):
         failed = command.metadata["failed_components"]
         if failed:
             self.stderr.write(
-                f"Warning: {selectors.failed_components_text(failed)}", self.style.WARNING
+                printable(f"Warning: {selectors.failed_components_text(failed)}"),
+                self.style.WARNING,
             )
