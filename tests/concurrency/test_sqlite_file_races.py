@@ -16,7 +16,17 @@ REPO = Path(__file__).resolve().parents[2]
 # (rounds, scenarios) per run; one process each, so that each test stays short.
 RUNS = {
     "spawn_and_workflow": (3, races.SCENARIOS),
-    "claims": (1, lease_races.CLAIM_SCENARIOS),
+    "claims": (
+        1,
+        [lease_races.claims_race_plain, lease_races.claims_race_with_stalled_and_busy_children],
+    ),
+    "capped_claims": (
+        1,
+        [
+            lease_races.capped_claims_race_plain,
+            lease_races.capped_claims_race_with_stalled_and_busy_children,
+        ],
+    ),
     "spawn_missing": (5, [lease_races.spawn_missing_race]),
     "spawn_against_cancel": (
         20,
