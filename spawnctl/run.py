@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from spawnctl import events
-from spawnctl.api import Interaction, Submitted
+from spawnctl.api import ApiError, Interaction, Submitted
 from spawnctl.children import ChildrenDriver, active, parallelism
 from spawnctl.jobs import STOPPED, AnyOf, Halt, Heartbeat, RunnerConfig, SessionJob
 
@@ -107,7 +107,12 @@ def run_session(config: RunnerConfig, session_id: str, *, jobs: int) -> Outcome:
     )
     if session.is_finished:
         return Outcome(session.status, session.state.get("error"))
-    status = job.run()
+    try:
+        status = job.run()
+    except ApiError:
+        # The server refused a step (a 422 names why): hand the session back before saying so.
+        job.give_up("the server refused a request", quiet=True)
+        raise
     if job.halt is not None:
         return Outcome(job.halt.status, job.halt.message)
     if status == STOPPED:

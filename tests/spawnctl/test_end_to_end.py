@@ -342,3 +342,13 @@ def test_a_token_the_server_refuses_is_exit_2(workspace):
     done = workspace.run("status", "00000000-0000-0000-0000-000000000000", "--token", "wrong")
     assert done.returncode == 2
     assert "the server refused the token (Invalid token.)" in done.stdout
+
+
+def test_a_step_the_service_refuses_is_exit_1_with_its_text(workspace):
+    context = workspace.server.context("Empty", [])
+
+    done = workspace.run("run", context["id"], "--repo", str(workspace.work))
+
+    assert done.returncode == 1, done.stdout
+    assert "spawnctl: No child components found for context" in done.stdout
+    assert workspace.server.session(context["id"])["runner"] is None

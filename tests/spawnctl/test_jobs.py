@@ -15,6 +15,7 @@ import pytest
 
 from spawnctl import events
 from spawnctl.api import Api, Interaction, Session
+from spawnctl.children import parallelism
 from spawnctl.execute import Execution, execute
 from spawnctl.jobs import (
     Heartbeat,
@@ -254,3 +255,11 @@ def test_commands_flagged_repository_lock_never_run_at_once_in_one_working_copy(
     assert not _overlaps(tmp_path, flagged=True)
     # Without the flag the same commands do run at once: the lock is what kept them apart.
     assert _overlaps(tmp_path, flagged=False)
+
+
+@pytest.mark.parametrize(
+    ("jobs", "max_parallel", "expected"),
+    [(4, None, 4), (4, 2, 2), (1, 8, 1), (4, 4, 4), (3, True, 3), (3, "2", 3), (3, 0, 3)],
+)
+def test_jobs_never_exceed_the_contexts_cap(jobs, max_parallel, expected):
+    assert parallelism(jobs, max_parallel) == expected
