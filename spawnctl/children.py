@@ -57,7 +57,8 @@ class ChildrenDriver:
                     return
 
     def _drive_child(self, claimed: Claimed) -> str:
-        job = SessionJob(self.config, claimed.session, is_child=True)
+        # A claimed child another runner took meanwhile is its to finish; this slot moves on.
+        job = SessionJob(self.config, claimed.session, is_child=True, wait_for_lease=False)
         try:
             return job.run(claimed.interaction)
         except ApiError:

@@ -238,11 +238,15 @@ class SessionJob:
         *,
         is_child: bool,
         spawn_step: SpawnHandler | None = None,
+        wait_for_lease: bool = True,
     ) -> None:
+        """``wait_for_lease``: when another runner holds the session, wait for its lease to
+        expire and take over (False: leave the session to it)."""
         self.config = config
         self.session = session
         self.is_child = is_child
         self.spawn_step = spawn_step
+        self.wait_for_lease = wait_for_lease
         self.halt: Halt | None = None
 
     @property
@@ -310,6 +314,10 @@ class SessionJob:
                 raise
             if isinstance(answer, Interaction):
                 return answer
+            if not self.wait_for_lease:
+                why = f"taken over by {answer.runner}"
+                config.emit(events.Released(self.session.id, self.name, why, self.is_child))
+                return STOPPED
             if shown is None or shown[0] != answer.runner:
                 config.emit(
                     events.LeaseHeld(self.session.id, self.name, answer.runner, answer.until)

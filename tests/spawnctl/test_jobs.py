@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -18,6 +19,7 @@ from spawnctl.api import Api, Interaction, Session
 from spawnctl.children import parallelism
 from spawnctl.execute import Execution, execute
 from spawnctl.jobs import (
+    STOPPED,
     Heartbeat,
     RunnerConfig,
     SessionJob,
@@ -149,8 +151,11 @@ def test_the_repository_lock_excludes_another_process(tmp_path):
 class FakeServer:
     """Answers the routes a job uses; records what it was sent."""
 
-    def __init__(self, heartbeat: httpx.Response | None = None) -> None:
+    def __init__(
+        self, heartbeat: httpx.Response | None = None, **queued: list[httpx.Response]
+    ) -> None:
         self.heartbeat = heartbeat
+        self.queued = {route.replace("_", "-"): list(answers) for route, answers in queued.items()}
         self.calls: list[tuple[str, dict]] = []
         self.lock = threading.Lock()
 
@@ -159,6 +164,8 @@ class FakeServer:
         body = json.loads(request.content) if request.content else {}
         with self.lock:
             self.calls.append((route, body))
+            if self.queued.get(route):
+                return self.queued[route].pop(0)
         if route == "heartbeat" and self.heartbeat is not None:
             return self.heartbeat
         if route == "result":
@@ -263,3 +270,33 @@ def test_commands_flagged_repository_lock_never_run_at_once_in_one_working_copy(
 )
 def test_jobs_never_exceed_the_contexts_cap(jobs, max_parallel, expected):
     assert parallelism(jobs, max_parallel) == expected
+
+
+def _leased(seconds: float) -> httpx.Response:
+    until = (datetime.now(UTC) + timedelta(seconds=seconds)).isoformat().replace("+00:00", "Z")
+    return httpx.Response(409, json={"detail": f"Session is leased by other until {until}"})
+
+
+def test_a_session_another_runner_holds_is_waited_for_and_taken_over(tmp_path):
+    pending = httpx.Response(201, json={"id": "i9", "step_name": "RunTests"})
+    server = FakeServer(next_command=[_leased(0.5), _leased(0.3), pending])
+    config, seen = config_for(server, tmp_path, poll_seconds=5)
+    started = time.monotonic()
+
+    answer = SessionJob(config, component_session(), is_child=True)._next_command()
+
+    assert isinstance(answer, Interaction) and answer.id == "i9"
+    assert time.monotonic() - started >= 0.5  # slept to the lease's end, not a whole poll
+    assert time.monotonic() - started < 4
+    held = [event for event in seen if isinstance(event, events.LeaseHeld)]
+    assert [event.runner for event in held] == ["other"]  # said once per holder
+
+
+def test_a_claimed_child_another_runner_took_is_left_to_it(tmp_path):
+    server = FakeServer(next_command=[_leased(60)])
+    config, seen = config_for(server, tmp_path)
+    job = SessionJob(config, component_session(), is_child=True, wait_for_lease=False)
+
+    assert job._next_command() == STOPPED
+    assert events.Released("s1", "User", "taken over by other", True) in seen
+    assert server.routes() == ["next-command"]  # no release of a lease it does not hold
