@@ -9,8 +9,9 @@ from rest_framework import serializers
 
 from components_app import selectors
 from components_app.models import Component, Project
-from components_app.services import BULK_MAX_ROWS, UPDATABLE_FIELDS
+from components_app.services import BULK_MAX_ROWS
 from core.api.fields import VisibleObjectField, int32_field
+from core.api.serializers import UNKNOWN_FIELD, KnownFieldsOnly
 
 CANNOT_CHANGE = "This field cannot be changed."
 
@@ -29,7 +30,7 @@ class ProjectSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class ProjectCreateSerializer(serializers.Serializer):
+class ProjectCreateSerializer(KnownFieldsOnly, serializers.Serializer):
     name = serializers.CharField(max_length=200)
 
 
@@ -51,8 +52,10 @@ class ComponentSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class ComponentUpdateSerializer(serializers.Serializer):
+class ComponentUpdateSerializer(KnownFieldsOnly, serializers.Serializer):
     """The fields a component's owner may change; any other key is a 400, not ignored."""
+
+    unknown_field_message = CANNOT_CHANGE
 
     name = serializers.CharField(max_length=255, required=False)
     module_name = serializers.CharField(max_length=255, required=False)
@@ -66,15 +69,11 @@ class ComponentUpdateSerializer(serializers.Serializer):
         help_text="A component of the same project, or null for a root.",
     )
 
-    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        unknown = set(self.initial_data) - set(UPDATABLE_FIELDS)
-        if unknown:
-            raise serializers.ValidationError({name: [CANNOT_CHANGE] for name in sorted(unknown)})
-        return attrs
-
 
 class ComponentCreateSerializer(ComponentUpdateSerializer):
-    """Every field, with the contract's defaults; unknown keys are ignored, as DRF does."""
+    """Every field, with the contract's defaults; an unknown key is a 400."""
+
+    unknown_field_message = UNKNOWN_FIELD
 
     project = VisibleObjectField(visible_to=selectors.projects_for_user)
     name = serializers.CharField(max_length=255)
@@ -88,9 +87,6 @@ class ComponentCreateSerializer(ComponentUpdateSerializer):
         default=None,
         help_text="A component of the same project, or null for a root.",
     )
-
-    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        return attrs
 
 
 class ComponentFilterSerializer(serializers.Serializer):
@@ -128,7 +124,7 @@ class BulkRowsField(serializers.ListField):
         super().__init__(child=serializers.JSONField(), max_length=BULK_MAX_ROWS, **kwargs)
 
 
-class BulkComponentsSerializer(serializers.Serializer):
+class BulkComponentsSerializer(KnownFieldsOnly, serializers.Serializer):
     project = serializers.UUIDField(help_text="One of the caller's projects.")
     components = BulkRowsField()
     prune = serializers.BooleanField(

@@ -11,6 +11,8 @@ from rest_framework import serializers, viewsets
 from core.api.parsers import StorableJSONParser
 from core.api.scoping import object_or_404
 
+EMPTY_FILTER = "This filter cannot be empty: leave it out to list everything."
+
 
 class ScopedViewSet(viewsets.GenericViewSet):
     parser_classes = [StorableJSONParser]
@@ -32,8 +34,13 @@ class ScopedViewSet(viewsets.GenericViewSet):
     def filter_queryset(self, queryset: QuerySet) -> QuerySet:
         if self.action != "list" or self.filter_serializer_class is None:
             return queryset
-        filters = self.filter_serializer_class(data=self.request.query_params)
-        filters.is_valid(raise_exception=True)
+        params = self.request.query_params
+        filters = self.filter_serializer_class(data=params)
+        # DRF reads ``?status=`` as no filter at all, so a client that meant one would get
+        # every row; the schema says a filter has at least one character, and so does this.
+        errors = {name: [EMPTY_FILTER] for name in filters.fields if "" in params.getlist(name)}
+        if not filters.is_valid() or errors:
+            raise serializers.ValidationError({**filters.errors, **errors})
         lookups: dict[str, Any] = {
             self.filter_lookups[name]: value for name, value in filters.validated_data.items()
         }

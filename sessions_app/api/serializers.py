@@ -17,6 +17,7 @@ from rest_framework import serializers
 from components_app import selectors as component_selectors
 from components_app.models import Component
 from core.api.fields import INT32_MAX, VisibleObjectField, int32_field
+from core.api.serializers import KnownFieldsOnly
 from sessions_app import selectors
 from sessions_app.models import (
     MAX_LEASE_SECONDS,
@@ -29,7 +30,6 @@ from sessions_app.models import (
     Session,
     SessionStatus,
 )
-from sessions_app.services import UPDATABLE_FIELDS
 from sessions_app.workflows.registry import session_types
 from sessions_app.workflows.types import EXECUTION_STRATEGIES, RESULT_STATUSES
 
@@ -141,7 +141,7 @@ def _max_parallel_children_field(**kwargs: Any) -> serializers.IntegerField:
     )
 
 
-class SessionCreateSerializer(serializers.Serializer):
+class SessionCreateSerializer(KnownFieldsOnly, serializers.Serializer):
     project = VisibleObjectField(visible_to=component_selectors.projects_for_user)
     type = serializers.CharField(
         max_length=100, help_text=f"A registered workflow: {', '.join(session_types())}."
@@ -164,8 +164,10 @@ class SessionCreateSerializer(serializers.Serializer):
     max_parallel_children = _max_parallel_children_field(default=None)
 
 
-class SessionUpdateSerializer(serializers.Serializer):
+class SessionUpdateSerializer(KnownFieldsOnly, serializers.Serializer):
     """The fields a session's owner may change; any other key is a 400, not ignored."""
+
+    unknown_field_message = CANNOT_CHANGE
 
     status = serializers.ChoiceField(choices=SessionStatus.choices, required=False)
     state = serializers.DictField(required=False)
@@ -174,12 +176,6 @@ class SessionUpdateSerializer(serializers.Serializer):
         max_length=255, allow_blank=True, required=False
     )
     max_parallel_children = _max_parallel_children_field(required=False)
-
-    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        unknown = set(self.initial_data) - set(UPDATABLE_FIELDS)
-        if unknown:
-            raise serializers.ValidationError({name: [CANNOT_CHANGE] for name in sorted(unknown)})
-        return attrs
 
 
 class SessionFilterSerializer(serializers.Serializer):
@@ -191,7 +187,7 @@ class SessionFilterSerializer(serializers.Serializer):
     )
 
 
-class LeaseSerializer(serializers.Serializer):
+class LeaseSerializer(KnownFieldsOnly, serializers.Serializer):
     """Who asks (``runner``) and for how long its lease should run from now."""
 
     runner = serializers.CharField(
@@ -218,7 +214,7 @@ class OptionalLeaseSerializer(LeaseSerializer):
     )
 
 
-class ReleaseSerializer(serializers.Serializer):
+class ReleaseSerializer(KnownFieldsOnly, serializers.Serializer):
     runner = serializers.CharField(max_length=RUNNER_MAX_LENGTH, trim_whitespace=False)
 
 
@@ -258,7 +254,7 @@ def _output_field(help_text: str) -> serializers.CharField:
     )
 
 
-class ResultInputSerializer(serializers.Serializer):
+class ResultInputSerializer(KnownFieldsOnly, serializers.Serializer):
     status = serializers.ChoiceField(choices=RESULT_STATUSES)
     data = serializers.JSONField(allow_null=True, required=False)
     code = int32_field(allow_null=True, required=False, help_text="The command's exit code.")
