@@ -283,7 +283,6 @@ class SessionAdmin(ProjectScopedAdmin):
     list_display = [
         "short_id",
         "component_name",
-        "kind",
         "status_badge",
         "children_progress",
         "parent",
@@ -475,7 +474,13 @@ class SessionAdmin(ProjectScopedAdmin):
 
     @admin.display(description="session", ordering="created_at")
     def short_id(self, session: Session) -> SafeString:
-        return format_html('<span title="{}">{}</span>', session.pk, selectors.short_id(session.pk))
+        # The type rides under the id: a column of its own would not fit at 1366 px.
+        return format_html(
+            '<span title="{}">{}</span><br><span class="muted session-kind">{}</span>',
+            session.pk,
+            selectors.short_id(session.pk),
+            self.kind(session),
+        )
 
     @admin.display(description="component", ordering="component__name")
     def component_name(self, session: Session) -> SafeString | None:
@@ -517,12 +522,15 @@ class SessionAdmin(ProjectScopedAdmin):
         if session.runner is None:
             return self.get_empty_value_display()
         stalled = session.is_stalled(timezone.now())
+        until = clock(session.leased_until)
         return format_html(
-            '<span title="{} {}">{}</span>{}',
-            "lease expired" if stalled else "leased until",
-            clock(session.leased_until),
+            '<span title="{}">{}</span><br><span class="muted nowrap" title="{} {}">{} {}</span>',
+            session.runner,
             session.runner if len(session.runner) <= 16 else session.runner[:15] + "…",
-            format_html(" {}", badge("stalled")) if stalled else "",
+            "lease expired" if stalled else "leased until",
+            until,
+            badge("stalled") if stalled else "until",
+            until.split(" ")[1],
         )
 
     @admin.display(description="created", ordering="created_at")

@@ -72,6 +72,12 @@ def test_each_child_links_to_its_page_and_its_steps(staff_client, known_run):
         child = known_run.children[name]
         assert f'href="/admin/sessions_app/session/{child.pk}/change/"' in rows_of(html)[name]
         assert f"/admin/sessions_app/interaction/?session__id__exact={child.pk}" in html
+    steps = staff_client.get(
+        f"/admin/sessions_app/interaction/?session__id__exact={known_run.children['User'].pk}"
+    )
+    assert [i.step_name for i in steps.context["cl"].result_list] == [
+        "Finalize", "RunTests", "GenerateTestsAndFixtures", "Initialize"
+    ]  # fmt: skip
 
 
 def test_the_timeline_has_one_row_per_child_and_one_bar_per_step(staff_client, known_run):
