@@ -269,6 +269,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--max-seconds", type=float, default=900, help="hard limit for the whole load phase"
     )
+    parser.add_argument(
+        "--serve-production",
+        action="store_true",
+        help="start the server with scripts/serve-production (INSTALL=0) instead of gunicorn "
+        "directly",
+    )
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     runners = parser.add_argument_group("runners mode (bench/load_runners.py)")
     runners.add_argument(
@@ -331,7 +337,14 @@ def run_clients(api: Api, stats: Stats, options: argparse.Namespace) -> Outcome:
 def run_load(run: Run, token: str, options: argparse.Namespace) -> tuple[Outcome, Stats]:
     """Start the server, run the chosen mode against it, stop the server."""
     port = free_port()
-    server = start_server(run.environment, port, options.workers, run.log_path, run.scratch)
+    server = start_server(
+        run.environment,
+        port,
+        options.workers,
+        run.log_path,
+        run.scratch,
+        production_script=options.serve_production,
+    )
     stats = Stats()
     api = Api(port, token, stats)
     try:
@@ -351,6 +364,7 @@ def summarize(run: Run, options: argparse.Namespace, outcome: Outcome, stats: St
         "run": run.run_id,
         "database": run.engine,
         "mode": "runners" if options.runners else "clients",
+        "server": "scripts/serve-production" if options.serve_production else "gunicorn",
         "workers": options.workers,
         **outcome.figures,
         "seconds": round(outcome.seconds, 1),

@@ -24,6 +24,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
 REQUEST_TIMEOUT_S = 60
+START_TIMEOUT_S = 180
 ALREADY_REPORTED = "A result was already reported for this interaction"
 CONTEXT_STEPS = ["Initialize", "SpawnComponentTestingSessions", "Finalize"]
 COMPONENT_STEPS = ["Initialize", "GenerateTestsAndFixtures", "RunTests", "Finalize"]
@@ -249,26 +250,43 @@ def manage(environment: dict[str, str], *args: str) -> str:
 
 
 def start_server(
-    environment: dict[str, str], port: int, workers: int, log_path: Path, scratch: Path
+    environment: dict[str, str],
+    port: int,
+    workers: int,
+    log_path: Path,
+    scratch: Path,
+    *,
+    production_script: bool = False,
 ) -> subprocess.Popen:
-    command = [
-        sys.executable,
-        "-m",
-        "gunicorn",
-        "config.wsgi:application",
-        "--workers",
-        str(workers),
-        "--bind",
-        f"{HOST}:{port}",
-        "--timeout",
-        "60",
-    ]
-    help_text = subprocess.run(
-        [sys.executable, "-m", "gunicorn", "--help"], capture_output=True, text=True, check=True
-    ).stdout
-    if "--control-socket " in help_text:
-        # gunicorn 25+ opens a control socket in ~/.gunicorn by default; keep this run's apart.
-        command += ["--control-socket", str(scratch / "gunicorn.ctl")]
+    """gunicorn on ``port``: started here with production settings, or, with
+    ``production_script``, by scripts/serve-production itself (its deploy check, migrate,
+    collectstatic and gunicorn options; no install)."""
+    # gunicorn 25+ opens a control socket in ~/.gunicorn by default; keep this run's apart.
+    control = ["--control-socket", str(scratch / "gunicorn.ctl")] if _has_control_socket() else []
+    if production_script:
+        command = [str(REPO / "scripts" / "serve-production")]
+        environment = {
+            **environment,
+            "INSTALL": "0",
+            "BIND": f"{HOST}:{port}",
+            "WEB_CONCURRENCY": str(workers),
+            "GUNICORN_TIMEOUT": "60",
+            "GUNICORN_CMD_ARGS": " ".join(control),
+        }
+    else:
+        command = [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "config.wsgi:application",
+            "--workers",
+            str(workers),
+            "--bind",
+            f"{HOST}:{port}",
+            "--timeout",
+            "60",
+            *control,
+        ]
     log = log_path.open("w")
     server = subprocess.Popen(
         command,
@@ -278,20 +296,33 @@ def start_server(
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
-    deadline = time.monotonic() + 60
+    wait_for_server(server, port, log_path)
+    return server
+
+
+def _has_control_socket() -> bool:
+    help_text = subprocess.run(
+        [sys.executable, "-m", "gunicorn", "--help"], capture_output=True, text=True, check=True
+    ).stdout
+    return "--control-socket " in help_text
+
+
+def wait_for_server(server: subprocess.Popen, port: int, log_path: Path) -> None:
+    # serve-production checks, migrates and collects static files first: minutes on a busy box.
+    deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
         if server.poll() is not None:
-            sys.exit(f"gunicorn exited with {server.returncode}; see {log_path}")
+            sys.exit(f"the server exited with {server.returncode}; see {log_path}")
         try:
             probe = http.client.HTTPConnection(HOST, port, timeout=5)
             probe.request("GET", "/api/projects/", headers={"X-Forwarded-Proto": "https"})
             if probe.getresponse().status == 401:
-                return server
+                return
         except OSError:
             pass
         time.sleep(0.2)
     stop_server(server)
-    sys.exit(f"gunicorn did not answer within 60 s; see {log_path}")
+    sys.exit(f"the server did not answer within {START_TIMEOUT_S} s; see {log_path}")
 
 
 def stop_server(server: subprocess.Popen) -> None:
