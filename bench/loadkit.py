@@ -361,6 +361,11 @@ def prepare_run(database_url: str) -> Run:
         "STATIC_ROOT": str(scratch / "static"),
         "LOG_LEVEL": "WARNING",
         "DJANGO_SUPERUSER_PASSWORD": secrets.token_urlsafe(16),
+        # Every client of a run is one user sending far more than one user's rate: the run
+        # measures the service, not the throttle. Whatever the cache holds stays in the run's
+        # own directory (serve-production would otherwise share one under ~/.cache).
+        "API_THROTTLE_USER": "off",
+        "CACHE_URL": f"filecache://{scratch / 'cache'}",
     }
     # WhiteNoise warns at start-up about a missing STATIC_ROOT; the API serves no static file.
     (scratch / "static").mkdir()
