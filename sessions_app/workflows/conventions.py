@@ -76,6 +76,14 @@ def test_command(project: Project, test_file: str) -> str:
     return template.format(test_file=shlex.quote(checked_test_file(test_file)))
 
 
+def agent_command(project: Project, prompt: str) -> str:
+    """The project's coding-agent command line with ``prompt`` as one quoted word."""
+    template = project.agent_command_template
+    if problem := safety.shell_template_problem(template, "prompt"):
+        raise StepError(f"The project's agent command template cannot be used: {problem}")
+    return template.format(prompt=shlex.quote(prompt))
+
+
 def branch_name(context: Component | None, session_id: object) -> str:
     subject = module_snake(context.module_name).replace("_", "-") if context else "session"
     return f"agentic-tests/{subject}-{str(session_id)[:8]}"

@@ -101,6 +101,11 @@ def play_agent(interaction: Interaction, work: Path, broken_first: set[str]) -> 
     return Result(status="ok", stdout=f"wrote {metadata['test_file']}")
 
 
+def is_agent_command(command: dict) -> bool:
+    """The agent steps' commands (the project's agent command line) carry their prompt."""
+    return "prompt" in command["metadata"]
+
+
 class Client:
     """Runs shell commands in one working copy and plays the agent for `claude` commands;
     at the spawn command it drives each child to its end, one after the other."""
@@ -115,7 +120,7 @@ class Client:
             for child_id in command["metadata"]["child_session_ids"]:
                 drive_to_end(self.scope, Session.objects.get(pk=child_id), self)
             return Result(status="ok")
-        if command["command"] == "claude":
+        if is_agent_command(command):
             return play_agent(interaction, self.work, self.broken_first)
         return run_shell(command["command"], self.work, self.env)
 
@@ -178,7 +183,7 @@ class Interleaved:
 
     def start(self, child: Child) -> None:
         command = child.interaction.command
-        if command["command"] == "claude":
+        if is_agent_command(command):
             # The file is written now; the answer comes now or at the child's next turn.
             answer = play_agent(child.interaction, child.work, self.broken_first)
             if self.random.random() < 0.5:

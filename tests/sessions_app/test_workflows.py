@@ -1,6 +1,7 @@
 """Whole sessions driven through the service layer: next command, result, loop, finish."""
 
 import shlex
+import subprocess
 
 import pytest
 
@@ -214,7 +215,6 @@ def test_generate_prompt_describes_the_component_and_its_test_file(scope, billin
 
     generate, _ = services.next_command(scope=scope, session_id=invoice.pk)
 
-    assert generate.command["command"] == "claude"
     metadata = generate.command["metadata"]
     prompt = metadata["prompt"]
     for text in [
@@ -226,8 +226,37 @@ def test_generate_prompt_describes_the_component_and_its_test_file(scope, billin
         "tests/test_shop_billing_invoice.py",
     ]:
         assert text in prompt
-    assert metadata["argv"][:3] == ["claude", "-p", prompt]
+    assert shlex.split(generate.command["command"]) == [
+        "claude",
+        "-p",
+        prompt,
+        "--output-format",
+        "json",
+        "--permission-mode",
+        "acceptEdits",
+    ]
     assert metadata["test_file"] == "tests/test_shop_billing_invoice.py"
+
+
+def test_the_projects_agent_command_template_chooses_the_agent(
+    scope, billing, billing_session, tmp_path
+):
+    scope.project.agent_command_template = "printf %s {prompt}"
+    scope.project.save()
+    services.spawn_child_sessions(scope=scope, session_id=billing_session.pk)
+    invoice = children(billing_session)[0]
+    step_once(scope, invoice)
+    generate, _ = services.next_command(scope=scope, session_id=invoice.pk)
+
+    ran = subprocess.run(
+        ["sh", "-c", generate.command["command"]],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    # The prompt (quotes, newlines and all) reaches the agent as one argument, unchanged.
+    assert ran.stdout == generate.command["metadata"]["prompt"]
 
 
 def test_project_test_conventions_shape_the_run_tests_command(scope, billing, billing_session):

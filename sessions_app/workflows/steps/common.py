@@ -4,27 +4,21 @@ from __future__ import annotations
 
 from typing import Any
 
+from components_app.models import Project
+from sessions_app.workflows import conventions
 from sessions_app.workflows.types import Command
 
-CLAUDE_OPTIONS = {"output_format": "json", "permission_mode": "acceptEdits"}
 # Output past this many characters is cut from the middle when it is carried into a prompt.
 MAX_OUTPUT_CHARS = 20_000
 
 
-def claude_command(module: str, prompt: str, **metadata: Any) -> Command:
-    argv = [
-        "claude",
-        "-p",
-        prompt,
-        "--output-format",
-        CLAUDE_OPTIONS["output_format"],
-        "--permission-mode",
-        CLAUDE_OPTIONS["permission_mode"],
-    ]
+def agent_command(module: str, project: Project, prompt: str, **metadata: Any) -> Command:
+    """A prompt for the project's coding agent, as its ``agent_command_template`` says to
+    call it (Claude Code by default)."""
     return Command(
         module=module,
-        command="claude",
-        metadata={"prompt": prompt, "options": dict(CLAUDE_OPTIONS), "argv": argv, **metadata},
+        command=conventions.agent_command(project, prompt),
+        metadata={"prompt": prompt, **metadata},
         execution_strategy="async",
     )
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from core.scope import Scope
 from sessions_app.models import Session
-from sessions_app.workflows.steps.common import claude_command
+from sessions_app.workflows.steps.common import agent_command
 from sessions_app.workflows.steps.run_tests import current_test_file
 from sessions_app.workflows.types import Command, Result, StepOutcome
 
@@ -34,8 +34,12 @@ class FixCompilationErrors:
     def get_command(self, scope: Scope, session: Session, **opts: Any) -> Command:
         test_file = current_test_file(scope, session)
         attempt = session.state.get("fix_attempts", 0) + 1
-        return claude_command(
-            self.name, build_prompt(session, test_file), test_file=test_file, attempt=attempt
+        return agent_command(
+            self.name,
+            scope.project,
+            build_prompt(session, test_file),
+            test_file=test_file,
+            attempt=attempt,
         )
 
     def handle_result(

@@ -8,7 +8,7 @@ from core.errors import StepError
 from core.scope import Scope
 from sessions_app.models import Session
 from sessions_app.workflows import conventions
-from sessions_app.workflows.steps.common import claude_command
+from sessions_app.workflows.steps.common import agent_command
 from sessions_app.workflows.types import Command, Result, StepOutcome
 
 NO_COMPONENT = "Session has no component to generate tests for"
@@ -44,7 +44,9 @@ class GenerateTestsAndFixtures:
         if session.component is None:
             raise StepError(NO_COMPONENT)
         test_file = conventions.test_file_path(scope.project, session.component)
-        return claude_command(self.name, build_prompt(session, test_file), test_file=test_file)
+        return agent_command(
+            self.name, scope.project, build_prompt(session, test_file), test_file=test_file
+        )
 
     def handle_result(
         self, scope: Scope, session: Session, result: Result, **opts: Any
