@@ -17,6 +17,10 @@ import httpx
 # A request that could not reach the server at all is sent again this many times, a second
 # apart, before the server counts as unreachable (a restart of the server is survived).
 CONNECT_RETRIES = 5
+# How long a request answered "too many requests" or "unavailable" is sent again, waiting as
+# long as each answer's Retry-After asks (at most MAX_RETRY_AFTER at a time).
+BUSY_WAIT_SECONDS = 120.0
+MAX_RETRY_AFTER = 30.0
 _LEASED_BY = re.compile(r"^Session is leased by (?P<runner>.+) until (?P<until>\S+)$", re.S)
 
 CONTEXT_TESTING_SESSIONS = "ContextTestingSessions"
@@ -200,10 +204,12 @@ class Api:
         transport: httpx.BaseTransport | None = None,
         connect_retries: int | None = None,
         retry_delay: float = 1.0,
+        busy_wait: float = BUSY_WAIT_SECONDS,
     ) -> None:
         self.url = base_url(url)
         self.connect_retries = CONNECT_RETRIES if connect_retries is None else connect_retries
         self.retry_delay = retry_delay
+        self.busy_wait = busy_wait
         self.client = httpx.Client(
             base_url=f"{self.url}/api/",
             headers={"Authorization": f"Token {token}", "Accept": "application/json"},
@@ -341,6 +347,19 @@ class Api:
         return self._body(self._request(method, path, **kwargs))
 
     def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        deadline = time.monotonic() + self.busy_wait
+        while True:
+            response = self._send(method, path, **kwargs)
+            # 429 (throttled) and 503 (database unavailable) are answered before anything
+            # changed, so the request is sent again once the server says it may be.
+            if response.status_code not in (429, 503):
+                return response
+            pause = _retry_after(response, self.retry_delay)
+            if time.monotonic() + pause > deadline:
+                return response
+            time.sleep(pause)
+
+    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         for attempt in range(self.connect_retries + 1):
             try:
                 return self.client.request(method, path, **kwargs)
@@ -372,6 +391,15 @@ class Api:
             body = response.text
         kind = {401: Unauthorized, 403: Unauthorized, 404: NotFound, 409: Conflict}
         raise kind.get(status, ApiError)(status, detail, body)
+
+
+def _retry_after(response: httpx.Response, default: float) -> float:
+    """The pause a 429 or 503 asks for (``Retry-After`` in seconds), within bounds."""
+    try:
+        seconds = float(response.headers.get("Retry-After", default))
+    except ValueError:
+        seconds = default
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER)
 
 
 def base_url(url: str) -> str:

@@ -250,3 +250,41 @@ def test_children_and_components_read_every_page():
 def test_a_session_without_component_is_named_by_its_short_id():
     session = Session({"id": SID, "component": None, "type": "ContextTestingSessions"})
     assert session.name == SID[:8] and session.is_context and session.attempt == 1
+
+
+@pytest.mark.parametrize("status", [429, 503])
+def test_a_throttled_or_unavailable_answer_is_sent_again_after_retry_after(status, monkeypatch):
+    pauses: list[float] = []
+    monkeypatch.setattr("spawnctl.api.time.sleep", pauses.append)
+    answers = iter(
+        [
+            httpx.Response(status, headers={"Retry-After": "2"}, json={"detail": "busy"}),
+            httpx.Response(status, headers={"Retry-After": "9999"}, json={"detail": "busy"}),
+            httpx.Response(200, json={"id": SID, "status": "active"}),
+        ]
+    )
+    api, seen = api_answering(lambda request: next(answers))
+
+    session = api.get_session(SID)
+
+    assert session.id == SID
+    assert len(seen) == 3
+    # Retry-After is obeyed, within bounds.
+    assert pauses == [2.0, 30.0]
+
+
+def test_a_server_that_stays_throttled_is_an_error_once_the_wait_is_over(monkeypatch):
+    monkeypatch.setattr("spawnctl.api.time.sleep", lambda seconds: None)
+    api, seen = api_answering(
+        lambda request: httpx.Response(
+            429, headers={"Retry-After": "1"}, json={"detail": "Request was throttled."}
+        ),
+        busy_wait=0.5,
+    )
+
+    with pytest.raises(ApiError) as error:
+        api.get_session(SID)
+
+    assert error.value.status == 429
+    assert error.value.detail == "Request was throttled."
+    assert len(seen) == 1
