@@ -30,15 +30,18 @@ def _names(children: dict) -> dict[str, dict]:
 
 def test_a_context_completes_and_its_branch_on_origin_holds_every_test_file(workspace):
     server = workspace.server
-    context = server.context("Cart", [("Basket", 3), ("Coupon", 2), ("Price", 1)])
+    names = ["Basket", "Coupon", "Price", "Tax", "Shipping", "Discount"]
+    context = server.context("Cart", [(name, 6 - i) for i, name in enumerate(names)])
 
+    # Six children, three at a time, in one working copy: their git commands must not trip
+    # over each other.
     done = workspace.run(
         "run",
         context["id"],
         "--repo",
         str(workspace.work),
         "--jobs",
-        "2",
+        "3",
         "--lease-seconds",
         "20",
         "--runner",
@@ -52,7 +55,7 @@ def test_a_context_completes_and_its_branch_on_origin_holds_every_test_file(work
     assert session["runner"] is None  # a finished session holds no lease
     children = _names(server.children(context["id"]))
     assert {name: child["status"] for name, child in children.items()} == dict.fromkeys(
-        ["Basket", "Coupon", "Price"], "complete"
+        names, "complete"
     )
     # The child whose first tests did not compile went through the fix loop and passed.
     assert server.steps(children["Coupon"]["id"]) == FIXED_STEPS
@@ -69,13 +72,10 @@ def test_a_context_completes_and_its_branch_on_origin_holds_every_test_file(work
     assert message.startswith("Add tests for the Cart context")
     # The agent got its component and test file from the environment, per step.
     calls = agent_calls(workspace)
+    # No child ran twice: one generation per component, one fix for the broken one.
     assert sorted((step, module) for _, step, module in calls) == sorted(
-        [
-            ("GenerateTestsAndFixtures", "Shop.Cart.Basket"),
-            ("GenerateTestsAndFixtures", "Shop.Cart.Coupon"),
-            ("GenerateTestsAndFixtures", "Shop.Cart.Price"),
-            ("FixCompilationErrors", "Shop.Cart.Coupon"),
-        ]
+        [("GenerateTestsAndFixtures", f"Shop.Cart.{name}") for name in names]
+        + [("FixCompilationErrors", "Shop.Cart.Coupon")]
     )
     assert f"Session {context['id']} is complete" in done.stdout
     # Not a terminal: one plain line per event, and the summary table's rows.
