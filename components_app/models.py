@@ -7,7 +7,7 @@ from django.db import models
 from django.db.models import F, Func, Q
 from django.utils.deconstruct import deconstructible
 
-from sessions_app.workflows import safety
+from core import safety
 
 MODULE_NAME_TAKEN = "A component with this module name already exists in the project."
 

@@ -8,8 +8,8 @@ from django.db import models
 from django.db.models import F, Q
 
 from components_app.models import Component, Project
+from core import safety
 from core.json_values import unstorable_reason
-from sessions_app.workflows import safety
 from sessions_app.workflows.session_types import CONTEXT_TESTING_SESSIONS, is_registered
 
 RUNNER_MAX_LENGTH = 200

@@ -22,11 +22,11 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from core.text import printable
 from spawnctl.api import Api, ApiError, NotFound, Unauthorized, Unreachable
 from spawnctl.jobs import STOPPED, RunnerConfig
 from spawnctl.progress import Reporter, reporter_for, summary_table
 from spawnctl.run import CANNOT_CONTINUE, Outcome, run_session
+from spawnctl.text import printable
 from spawnctl.work import ALL_FINISHED, NotAContext, work_context
 
 DEFAULT_URL = "http://127.0.0.1:8000"

@@ -16,9 +16,9 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
 from rich.table import Table
 from rich.text import Text
 
-from core.text import printable
 from spawnctl import events
 from spawnctl.api import Session
+from spawnctl.text import printable
 
 
 def describe(event: events.Event) -> str | None:

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import uuid
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from django.db.models import Model, QuerySet
 from rest_framework.request import Request
 
-from components_app.models import Project
 from core.errors import NotFound
 from core.scope import Scope
+
+if TYPE_CHECKING:
+    from components_app.models import Project
 
 M = TypeVar("M", bound=Model)
 

@@ -28,8 +28,8 @@ import re
 import shlex
 
 from components_app.models import Component, Project
+from core import safety
 from core.errors import StepError
-from sessions_app.workflows import safety
 
 _CAMEL_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 _NOT_WORD = re.compile(r"[^0-9a-zA-Z]+")

@@ -16,10 +16,11 @@ import pytest
 from django.core.exceptions import ValidationError
 
 from components_app.models import Component, Project
+from core import safety
 from core.errors import InvalidInput, StepError
 from sessions_app import services
 from sessions_app.models import Interaction, Session, SessionStatus
-from sessions_app.workflows import conventions, safety
+from sessions_app.workflows import conventions
 from tests.api.conftest import client_for
 from tests.factories import make_child, make_component, make_context, make_context_session
 from tests.sessions_app.test_commands_run_for_real import Client, git, make_workspace
