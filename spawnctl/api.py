@@ -309,6 +309,20 @@ class Api:
         """Every component of the project, all pages."""
         return self._all_pages("components/", {"project": project_id})
 
+    def create_context_session(
+        self, project_id: str, component_id: str, *, agent: str | None = None
+    ) -> Session:
+        """A new context testing session of ``component_id``, run from the command line."""
+        body: dict[str, Any] = {
+            "project": project_id,
+            "type": CONTEXT_TESTING_SESSIONS,
+            "component": component_id,
+            "environment": "cli",
+        }
+        if agent is not None:
+            body["agent"] = agent
+        return Session(self._json("POST", "sessions/", json=body))
+
     def bulk_components(
         self, project_id: str, rows: list[dict[str, Any]], *, prune: bool = False
     ) -> dict[str, Any]:

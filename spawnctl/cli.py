@@ -107,7 +107,15 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser(
         "run", parents=[server, runner], help="drive a session (and its children) to its end"
     )
-    run.add_argument("session_id")
+    run.add_argument("session_id", nargs="?", help="the session to drive")
+    run.add_argument(
+        "--project", help="with --context: start a new context testing session in this project"
+    )
+    run.add_argument(
+        "--context",
+        metavar="MODULE_NAME",
+        help="with --project: the context component (by module name) the new session tests",
+    )
     run.set_defaults(handler=cmd_run)
     work = commands.add_parser(
         "work", parents=[server, runner], help="claim and drive a context's children only"
@@ -238,7 +246,27 @@ def _summary(api: Api, session_id: str, reporter: Reporter) -> None:
         reporter.summary(api.children(session_id).results)
 
 
+def _start_context_session(args: argparse.Namespace, api: Api) -> str:
+    """``run --project P --context M``: a new context testing session of the component whose
+    module name is M, so that a codebase goes from ``import`` to a run in two commands."""
+    if args.session_id is not None:
+        if args.project or args.context:
+            raise UsageError("give a session id, or --project and --context, not both")
+        return args.session_id
+    if not (args.project and args.context):
+        raise UsageError("give a session id, or --project and --context")
+    component = next(
+        (c for c in api.components(args.project) if c.get("module_name") == args.context), None
+    )
+    if component is None:
+        raise UsageError(f"project {args.project} has no component {args.context!r}")
+    session = api.create_context_session(args.project, str(component["id"]), agent="claude_code")
+    _say(f"Started session {session.id} for {args.context}")
+    return session.id
+
+
 def cmd_run(args: argparse.Namespace, api: Api) -> int:
+    args.session_id = _start_context_session(args, api)
     outcome, signalled = _drive(
         args, api, lambda config: run_session(config, args.session_id, jobs=args.jobs)
     )

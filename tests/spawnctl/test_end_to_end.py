@@ -352,3 +352,60 @@ def test_a_step_the_service_refuses_is_exit_1_with_its_text(workspace):
     assert done.returncode == 1, done.stdout
     assert "spawnctl: No child components found for context" in done.stdout
     assert workspace.server.session(context["id"])["runner"] is None
+
+
+def test_a_codebase_goes_from_import_to_a_finished_run_in_two_commands(workspace):
+    server = workspace.server
+    package = workspace.work / "shop"
+    package.mkdir()
+    (package / "__init__.py").write_text('"""The shop."""\n')
+    (package / "cart.py").write_text(
+        '"""The cart."""\n\n\ndef add(item):\n    return [item]\n\n\ndef total(items):\n'
+        "    return len(items)\n"
+    )
+    (package / "prices.py").write_text('"""Prices."""\n\n\nclass Price:\n    pass\n')
+    git("add", "shop", cwd=workspace.work, env=workspace.env)
+    git("commit", "-q", "-m", "the shop", cwd=workspace.work, env=workspace.env)
+
+    imported = workspace.run("import", "--repo", str(workspace.work), "--project", server.project)
+    assert imported.returncode == 0, imported.stdout
+
+    done = workspace.run(
+        "run",
+        "--project",
+        server.project,
+        "--context",
+        "shop",
+        "--repo",
+        str(workspace.work),
+        "--jobs",
+        "2",
+        "--lease-seconds",
+        "20",
+    )
+
+    assert done.returncode == 0, done.stdout
+    started = next(line for line in done.stdout.splitlines() if line.startswith("Started session"))
+    session_id = started.split()[2]
+    session = server.session(session_id)
+    assert session["status"] == "complete"
+    assert session["component"]["module_name"] == "shop"
+    children = server.children(session_id)["results"]
+    # The cart has two public functions, prices one class: the cart runs first.
+    assert [child["component"]["module_name"] for child in children] == ["shop.cart", "shop.prices"]
+    assert all(child["status"] == "complete" for child in children)
+    test_files = sorted(child["state"]["test_file"] for child in children)
+    assert set(test_files) <= set(workspace.origin_files(session["state"]["branch_name"]))
+
+
+def test_run_needs_a_session_or_a_project_and_a_context(workspace):
+    server = workspace.server
+    neither = workspace.run("run", "--repo", str(workspace.work))
+    unknown = workspace.run(
+        "run", "--project", server.project, "--context", "nope", "--repo", str(workspace.work)
+    )
+
+    assert neither.returncode == 2
+    assert "give a session id, or --project and --context" in neither.stdout
+    assert unknown.returncode == 2
+    assert f"project {server.project} has no component 'nope'" in unknown.stdout
