@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from components_app import selectors
 from components_app.models import MODULE_NAME_TAKEN, Component, Project
-from core.errors import Conflict, InvalidInput, NotFound
+from core.errors import Conflict, InvalidInput, NotFound, refuse_unchangeable
 from core.json_values import unstorable_reason
 from core.scope import Scope
 
@@ -79,11 +79,7 @@ def create_component(
 
 
 def update_component(*, scope: Scope, component_id: uuid.UUID, **changes: Any) -> Component:
-    unknown = set(changes) - set(UPDATABLE_FIELDS)
-    if unknown:
-        raise InvalidInput(
-            "Invalid component", {name: ["This field cannot be changed."] for name in unknown}
-        )
+    refuse_unchangeable("Invalid component", changes, UPDATABLE_FIELDS)
     component = Component.objects.filter(project_id=scope.project_id, pk=component_id).first()
     if component is None:
         raise NotFound(COMPONENT_NOT_FOUND)

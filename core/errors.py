@@ -3,6 +3,8 @@ its HTTP status (422, 404, 409, 400)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 
 class ServiceError(Exception):
     """An error a user can cause; ``message`` is the exact text shown to them."""
@@ -30,3 +32,15 @@ class InvalidInput(ServiceError):
     def __init__(self, message: str, errors: dict[str, list[str]] | None = None) -> None:
         super().__init__(message)
         self.errors = errors or {}
+
+
+CANNOT_CHANGE = "This field cannot be changed."
+
+
+def refuse_unchangeable(message: str, changes: Iterable[str], changeable: Iterable[str]) -> None:
+    """Raise ``InvalidInput`` (``message``) naming each of ``changes`` outside ``changeable``
+    with ``CANNOT_CHANGE``: a change that is not allowed is refused, never dropped. The API's
+    update serializers answer the same text for the same keys (``unknown_field_message``)."""
+    unknown = sorted(set(changes) - set(changeable))
+    if unknown:
+        raise InvalidInput(message, {name: [CANNOT_CHANGE] for name in unknown})

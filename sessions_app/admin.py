@@ -30,6 +30,7 @@ from sessions_app.operator import views as operator_views
 from sessions_app.operator.formatting import badge, clock, duration_text, progress_widths
 from sessions_app.workflows.registry import session_types
 from sessions_app.workflows.session_types import COMPONENT_TEST_SESSIONS, CONTEXT_TESTING_SESSIONS
+from sessions_app.workflows.types import Command
 
 T = TypeVar("T")
 
@@ -54,7 +55,7 @@ def spawn_child_sessions(modeladmin: SessionAdmin, request: HttpRequest, queryse
         else:
             text = f"spawned {count} child session{pluralize(count)}."
         modeladmin.report(request, session, text)
-        _warn_failed_components(modeladmin, request, session, command.metadata)
+        _warn_failed_components(modeladmin, request, session, command)
 
 
 @admin.action(description="Spawn missing child sessions", permissions=["change"])
@@ -72,19 +73,14 @@ def spawn_missing_child_sessions(
         else:
             text = "no child session was added."
         modeladmin.report(request, session, text)
-        _warn_failed_components(modeladmin, request, session, command.metadata)
+        _warn_failed_components(modeladmin, request, session, command)
 
 
 def _warn_failed_components(
-    modeladmin: SessionAdmin, request: HttpRequest, session: Session, metadata: dict
+    modeladmin: SessionAdmin, request: HttpRequest, session: Session, command: Command
 ) -> None:
-    if metadata["failed_components"]:
-        modeladmin.report(
-            request,
-            session,
-            f"{selectors.failed_components_text(metadata['failed_components'])}.",
-            messages.WARNING,
-        )
+    if (failed := services.failed_components_text(command)) is not None:
+        modeladmin.report(request, session, f"{failed}.", messages.WARNING)
 
 
 @admin.action(description="Retry selected sessions", permissions=["change"])
@@ -569,10 +565,8 @@ class SessionAdmin(ProjectScopedAdmin):
 
     @admin.display(description="failure reason")
     def failure(self, session: Session) -> str:
-        if session.status != SessionStatus.FAILED:
-            return self.get_empty_value_display()
-        found = selectors.with_failure_reason(Session.objects.filter(pk=session.pk)).first()
-        return selectors.failure_reason(found) if found else selectors.NO_REASON_RECORDED
+        reason = selectors.shown_failure_reason(session)
+        return self.get_empty_value_display() if reason is None else reason
 
     @admin.display(description="last test output")
     def last_test_output(self, session: Session) -> SafeString | str:
@@ -614,9 +608,7 @@ class SessionAdmin(ProjectScopedAdmin):
                 "stalled": child.is_stalled(now),
                 "short_id": selectors.short_id(child.pk),
                 "leased_until": clock(child.leased_until),
-                "reason": selectors.failure_reason(child)
-                if child.status == SessionStatus.FAILED
-                else "",
+                "reason": selectors.shown_failure_reason(child) or "",
             }
             for child in children
         ]

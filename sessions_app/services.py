@@ -18,8 +18,7 @@ from django.db.models import Q, Subquery
 from django.utils import timezone
 
 from components_app.models import Component
-from core.errors import Conflict, InvalidInput, NotFound, StepError
-from core.json_values import unstorable_reason
+from core.errors import Conflict, InvalidInput, NotFound, StepError, refuse_unchangeable
 from core.scope import Scope
 from core.timefmt import api_time
 from sessions_app import selectors
@@ -31,15 +30,18 @@ from sessions_app.models import (
     Session,
     SessionStatus,
 )
+from sessions_app.result_rules import result_errors
 from sessions_app.workflows.registry import (
     SPAWN_STEP,
     get_workflow,
 )
 from sessions_app.workflows.session_types import CONTEXT_TESTING_SESSIONS
-from sessions_app.workflows.steps.spawn_component_testing_sessions import CANNOT_SPAWN
-from sessions_app.workflows.types import RESULT_STATUSES, Command, Result
+from sessions_app.workflows.steps.spawn_component_testing_sessions import (
+    CANNOT_SPAWN,
+    SESSION_NOT_FOUND,
+)
+from sessions_app.workflows.types import Command, Result
 
-SESSION_NOT_FOUND = "Session not found"
 INTERACTION_NOT_FOUND = "Interaction not found"
 RESULT_ALREADY_REPORTED = "A result was already reported for this interaction"
 NOT_A_CONTEXT_SESSION = (
@@ -127,11 +129,7 @@ def update_session(*, scope: Scope, session_id: uuid.UUID, **changes: Any) -> Se
     workflow has ended. Setting ``cancelled`` cancels like ``cancel_session``, running
     children included.
     """
-    unknown = set(changes) - set(UPDATABLE_FIELDS)
-    if unknown:
-        raise InvalidInput(
-            "Invalid session", {name: ["This field cannot be changed."] for name in unknown}
-        )
+    refuse_unchangeable("Invalid session", changes, UPDATABLE_FIELDS)
     with transaction.atomic():
         session = _session_or_404(scope, session_id, lock=True)
         new_status = changes.get("status", session.status)
@@ -180,6 +178,16 @@ def spawn_missing_child_sessions(*, scope: Scope, session_id: uuid.UUID) -> Comm
     if session.is_finished:
         raise Conflict(CANNOT_SPAWN.format(status=session.status))
     return SPAWN_STEP.spawn_missing(scope, session)
+
+
+def failed_components_text(command: Command) -> str | None:
+    """The components a spawn command could not create a child for, as a person reads them
+    (the admin's warning, the command line's); None when every child was created."""
+    failed = command.metadata.get("failed_components")
+    if not failed:
+        return None
+    names = ", ".join(f"{f['name']} ({f['reason']})" for f in failed)
+    return f"could not create child sessions for {names}"
 
 
 def check_child_sessions(*, scope: Scope, session_id: uuid.UUID) -> Result:
@@ -389,25 +397,7 @@ def submit_result(
 
 
 def _validate_result(result: Result) -> None:
-    errors: dict[str, list[str]] = {}
-    if result.status not in RESULT_STATUSES:
-        errors["status"] = [f"Must be one of: {', '.join(RESULT_STATUSES)}."]
-    if result.code is not None and (
-        isinstance(result.code, bool) or not isinstance(result.code, int)
-    ):
-        errors["code"] = ["Must be an integer."]
-    if result.duration_ms is not None and (
-        isinstance(result.duration_ms, bool)
-        or not isinstance(result.duration_ms, int)
-        or result.duration_ms < 0
-    ):
-        errors["duration_ms"] = ["Must be a non-negative integer."]
-    for name in ("error_message", "stdout", "stderr"):
-        if getattr(result, name) is not None and not isinstance(getattr(result, name), str):
-            errors[name] = ["Must be a string."]
-    if (problem := unstorable_reason(result.data)) is not None:
-        errors["data"] = [problem]
-    if errors:
+    if errors := result_errors(result):
         raise InvalidInput("Invalid result", errors)
 
 

@@ -12,8 +12,7 @@ from components_app.models import Component, Project
 from components_app.services import BULK_MAX_ROWS
 from core.api.fields import VisibleObjectField, int32_field
 from core.api.serializers import UNKNOWN_FIELD, KnownFieldsOnly
-
-CANNOT_CHANGE = "This field cannot be changed."
+from core.errors import CANNOT_CHANGE
 
 
 class ProjectSerializer(serializers.ModelSerializer):

@@ -16,8 +16,9 @@ from rest_framework import serializers
 
 from components_app import selectors as component_selectors
 from components_app.models import Component
-from core.api.fields import INT32_MAX, VisibleObjectField, int32_field
+from core.api.fields import VisibleObjectField
 from core.api.serializers import KnownFieldsOnly
+from core.errors import CANNOT_CHANGE
 from sessions_app import selectors
 from sessions_app.models import (
     MAX_LEASE_SECONDS,
@@ -32,12 +33,6 @@ from sessions_app.models import (
 )
 from sessions_app.workflows.registry import session_types
 from sessions_app.workflows.types import EXECUTION_STRATEGIES, RESULT_STATUSES
-
-CANNOT_CHANGE = "This field cannot be changed."
-# Reported output is stored whole in the interaction; past this it is a 400.
-MAX_OUTPUT_CHARS = 1_000_000
-# The attribute a prefetch leaves each session's children on, in spawn order.
-CHILDREN_IN_SPAWN_ORDER = "children_in_spawn_order"
 
 
 class SessionComponentSerializer(serializers.ModelSerializer):
@@ -88,7 +83,7 @@ class SessionSerializer(serializers.ModelSerializer):
 
     @extend_schema_field(serializers.ListField(child=serializers.UUIDField()))
     def get_child_session_ids(self, session: Session) -> list[uuid.UUID]:
-        children = getattr(session, CHILDREN_IN_SPAWN_ORDER, None)
+        children = getattr(session, selectors.CHILDREN_IN_SPAWN_ORDER, None)
         if children is None:
             children = session.child_sessions.order_by(*selectors.SPAWN_ORDER).only("id")
         return [child.pk for child in children]
@@ -109,9 +104,7 @@ class ChildSessionSerializer(SessionSerializer):
         read_only_fields = fields
 
     def get_failure_reason(self, child: Session) -> str | None:
-        if child.status != SessionStatus.FAILED:
-            return None
-        return str(selectors.failure_reason(child))
+        return selectors.shown_failure_reason(child)
 
 
 class ChildrenSummarySerializer(serializers.Serializer):
@@ -241,27 +234,6 @@ class ResultSerializer(serializers.Serializer):
     stderr = serializers.CharField(allow_null=True)
     duration_ms = serializers.IntegerField(allow_null=True)
     timestamp = serializers.DateTimeField()
-
-
-def _output_field(help_text: str) -> serializers.CharField:
-    return serializers.CharField(
-        max_length=MAX_OUTPUT_CHARS,
-        allow_null=True,
-        allow_blank=True,
-        required=False,
-        trim_whitespace=False,
-        help_text=help_text,
-    )
-
-
-class ResultInputSerializer(KnownFieldsOnly, serializers.Serializer):
-    status = serializers.ChoiceField(choices=RESULT_STATUSES)
-    data = serializers.JSONField(allow_null=True, required=False)
-    code = int32_field(allow_null=True, required=False, help_text="The command's exit code.")
-    error_message = _output_field("What went wrong, for an error.")
-    stdout = _output_field("The command's standard output.")
-    stderr = _output_field("The command's standard error.")
-    duration_ms = int32_field(allow_null=True, required=False, min_value=0, max_value=INT32_MAX)
 
 
 class InteractionSerializer(serializers.ModelSerializer):

@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 
-from django.db.models import Prefetch, QuerySet
+from django.db.models import QuerySet
 from django.http.response import HttpResponseBase
 from django.utils.cache import get_conditional_response
 from django.utils.http import quote_etag
@@ -23,7 +23,6 @@ from core.api.scoping import parse_uuid_or_404, scope_for
 from core.api.viewsets import ScopedViewSet
 from sessions_app import selectors, services
 from sessions_app.api.serializers import (
-    CHILDREN_IN_SPAWN_ORDER,
     ChildrenSerializer,
     ChildSessionSerializer,
     ClaimedChildSerializer,
@@ -32,7 +31,6 @@ from sessions_app.api.serializers import (
     LeaseSerializer,
     OptionalLeaseSerializer,
     ReleaseSerializer,
-    ResultInputSerializer,
     ResultSubmittedSerializer,
     RetriedChildrenSerializer,
     SessionCreateSerializer,
@@ -41,17 +39,8 @@ from sessions_app.api.serializers import (
     SessionUpdateSerializer,
 )
 from sessions_app.models import Session
+from sessions_app.result_rules import ResultInputSerializer
 from sessions_app.workflows.types import Result
-
-
-def with_child_ids(queryset: QuerySet[Session]) -> QuerySet[Session]:
-    """Sessions ready to render: component joined, children's ids prefetched in spawn order
-    (two queries whatever the number of sessions)."""
-    children = Session.objects.order_by(*selectors.SPAWN_ORDER).only("id", "parent_session_id")
-    return queryset.select_related("component").prefetch_related(
-        Prefetch("child_sessions", queryset=children, to_attr=CHILDREN_IN_SPAWN_ORDER)
-    )
-
 
 INTERACTION_ID = OpenApiParameter(
     "interaction_id", type=OpenApiTypes.UUID, location=OpenApiParameter.PATH
@@ -84,11 +73,13 @@ class SessionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedVie
     def get_queryset(self) -> QuerySet[Session]:
         sessions = selectors.sessions_for_user(self.request.user).select_related("project")
         # Only what renders sessions needs their children's ids; the actions act on one.
-        return with_child_ids(sessions) if self.action in ("list", "retrieve") else sessions
+        if self.action in ("list", "retrieve"):
+            return selectors.with_child_ids(sessions)
+        return sessions
 
     def _rendered(self, session: Session) -> dict:
         """The session as stored now, read back with what its JSON needs."""
-        fresh = with_child_ids(Session.objects.filter(pk=session.pk)).get()
+        fresh = selectors.with_child_ids(Session.objects.filter(pk=session.pk)).get()
         return SessionSerializer(fresh).data
 
     @extend_schema(
@@ -143,7 +134,7 @@ class SessionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedVie
     @action(detail=True, methods=["get"])
     def children(self, request: Request, pk: str) -> Response | HttpResponseBase:
         session = self.get_object()
-        children = list(with_child_ids(selectors.child_sessions(session=session)))
+        children = list(selectors.with_child_ids(selectors.child_sessions(session=session)))
         body = {
             "summary": selectors.summarize(children).as_dict(),
             "results": ChildSessionSerializer(children, many=True).data,

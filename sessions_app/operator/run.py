@@ -154,7 +154,7 @@ def run_for(*, session: Session, now: datetime | None = None) -> Run:
             session=child,
             name=selectors.display_name(child),
             stalled=child.is_stalled(now),
-            reason=selectors.failure_reason(child) if child.status == SessionStatus.FAILED else "",
+            reason=selectors.shown_failure_reason(child) or "",
             steps=steps.get(child.pk, []),
         )
         for child in children

@@ -11,7 +11,7 @@ from django.core.management.base import BaseCommand
 
 from core.errors import ServiceError
 from sessions_app import services
-from sessions_app.management.commands.spawn_sessions import fail, find_session, operator_scope
+from sessions_app.management.common import fail, find_session, operator_scope
 
 
 class Command(BaseCommand):

@@ -11,9 +11,11 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 from rest_framework.authtoken.models import Token
 
-from components_app.models import Component, Project
-from sessions_app.models import Agent, Environment, Session, SessionStatus
-from sessions_app.selectors import short_id
+from components_app import selectors as component_selectors
+from components_app import services as component_services
+from core.scope import Scope
+from sessions_app import selectors, services
+from sessions_app.models import Agent, Environment
 from sessions_app.workflows.session_types import CONTEXT_TESTING_SESSIONS
 
 DEMO_USERNAME = "demo"
@@ -43,60 +45,46 @@ class Command(BaseCommand):
             user.save()
         token, _ = Token.objects.get_or_create(user=user)
 
-        project = Project.objects.filter(name=DEMO_PROJECT, members=user).first()
+        project = component_selectors.projects_for_user(user).filter(name=DEMO_PROJECT).first()
         if project is None:
-            project = Project.objects.create(name=DEMO_PROJECT)
-            project.members.add(user)
+            project = component_services.create_project(user=user, name=DEMO_PROJECT)
+        scope = Scope(user=user, project=project)
 
-        context = self._component(project, None, *CONTEXT)
-        for child in CHILDREN:
-            self._component(project, context, *child)
+        # By module name, as the bulk import does: a second run finds what the first made.
+        rows = [_row(*CONTEXT, parent=None)] + [_row(*c, parent=CONTEXT[1]) for c in CHILDREN]
+        context = component_services.bulk_upsert_components(scope=scope, rows=rows).components[0]
 
         # A session that has spawned or finished cannot be spawned again: the demo hands out
         # one that can, making a new one once the last has been used.
-        session = (
-            Session.objects.filter(
-                project=project,
-                type=CONTEXT_TESTING_SESSIONS,
-                component=context,
-                status=SessionStatus.ACTIVE,
-                child_sessions__isnull=True,
-            )
-            .order_by("-created_at")
-            .first()
-        )
+        session = selectors.unspawned_context_session(scope=scope, context=context)
         if session is None:
-            session = Session(
-                project=project,
-                user=user,
+            session = services.create_session(
+                scope=scope,
                 type=CONTEXT_TESTING_SESSIONS,
                 component=context,
                 agent=Agent.CLAUDE_CODE,
                 environment=Environment.CLI,
             )
-            session.full_clean()
-            session.save()
 
         self.stdout.write(
             f"Demo ready. Log in to /admin/ as {DEMO_USERNAME} / {DEMO_PASSWORD}.\n"
             f"API token for {DEMO_USERNAME}: {token.key}\n"
             f"Project {project.pk}\n"
-            f"Not spawned yet: python manage.py spawn_sessions {short_id(session.pk)}\n"
+            f"Not spawned yet: python manage.py spawn_sessions {selectors.short_id(session.pk)}\n"
             f"Run page: /admin/sessions_app/session/{session.pk}/run/\n"
             # Last, and last on its line: scripts and the docs read the id from here.
             f"Context testing session {session.pk}"
         )
 
-    def _component(self, project, parent, name, module_name, type_, description, priority):
-        component, _ = Component.objects.update_or_create(
-            project=project,
-            module_name=module_name,
-            defaults={
-                "name": name,
-                "type": type_,
-                "description": description,
-                "priority": priority,
-                "parent_component": parent,
-            },
-        )
-        return component
+
+def _row(
+    name: str, module_name: str, type_: str, description: str, priority: int, *, parent: str | None
+) -> dict[str, object]:
+    return {
+        "module_name": module_name,
+        "name": name,
+        "type": type_,
+        "description": description,
+        "priority": priority,
+        "parent_module_name": parent,
+    }

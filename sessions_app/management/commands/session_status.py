@@ -19,8 +19,8 @@ from django.utils import timezone
 from core.text import printable
 from core.timefmt import api_time
 from sessions_app import selectors
-from sessions_app.management.commands.spawn_sessions import find_session
-from sessions_app.models import Session, SessionStatus
+from sessions_app.management.common import find_session
+from sessions_app.models import Session
 
 COLUMNS = ("COMPONENT", "STATUS", "ATTEMPT", "RUNNER", "LEASED UNTIL", "FAILURE REASON", "SESSION")
 
@@ -57,8 +57,8 @@ class Command(BaseCommand):
         self.stdout.write(f"  component: {_component(session)}")
         self.stdout.write(f"  attempt:   {session.attempt}")
         self.stdout.write(f"  lease:     {_lease(session, now)}")
-        if session.status == SessionStatus.FAILED:
-            self.stdout.write(f"  reason:    {_cell(selectors.failure_reason(session))}")
+        if (reason := selectors.shown_failure_reason(session)) is not None:
+            self.stdout.write(f"  reason:    {_cell(reason)}")
         self.stdout.write("")
 
         rows = [
@@ -68,7 +68,7 @@ class Command(BaseCommand):
                 str(child.attempt),
                 _cell(child.runner or ""),
                 api_time(child.leased_until) if child.leased_until else "",
-                _cell(_reason(child)),
+                _cell(selectors.shown_failure_reason(child) or ""),
                 str(child.pk),
             )
             for child in children
@@ -133,14 +133,10 @@ def _session_json(session: Session, now: datetime) -> dict[str, Any]:
             "type": component.type,
             "priority": component.priority,
         },
-        "failure_reason": _reason(session) or None,
+        "failure_reason": selectors.shown_failure_reason(session),
         "created_at": api_time(session.created_at),
         "updated_at": api_time(session.updated_at),
     }
-
-
-def _reason(session: Session) -> str:
-    return selectors.failure_reason(session) if session.status == SessionStatus.FAILED else ""
 
 
 def _cell(text: str) -> str:

@@ -8,47 +8,13 @@ named on stderr while the ones that were created are still printed.
 from __future__ import annotations
 
 import json
-import sys
-from typing import NoReturn
 
 from django.core.management.base import BaseCommand
 
 from core.errors import ServiceError
-from core.scope import Scope
 from core.text import printable
-from sessions_app import selectors, services
-from sessions_app.models import Session
-
-SESSION_NOT_FOUND = services.SESSION_NOT_FOUND
-
-
-def fail(command: BaseCommand, message: str) -> NoReturn:
-    """Exit 1 with exactly ``message`` on stderr (control characters a client put in a name
-    or type shown as escapes, so they cannot drive the terminal).
-
-    ``CommandError`` would print "CommandError: <message>"; the contract asks for the step's
-    text as it is, so this follows ``makemigrations --check`` and exits on its own.
-    """
-    command.stderr.write(printable(message))
-    sys.exit(1)
-
-
-def find_session(command: BaseCommand, session_id: str) -> Session:
-    """The session an operator named by its id or short id, or exit 1 with "Session not
-    found" (or, for a prefix several sessions share, the error naming them)."""
-    try:
-        session = selectors.find_session_by_id(id_or_prefix=session_id)
-    except ServiceError as error:
-        fail(command, error.message)
-    if session is None:
-        fail(command, SESSION_NOT_FOUND)
-    return session
-
-
-def operator_scope(session: Session) -> Scope:
-    """An operator's command runs with full access: as the session's owner, in its project.
-    (The children a spawn creates belong to the scope's user, on every door.)"""
-    return Scope(user=session.user, project=session.project)
+from sessions_app import services
+from sessions_app.management.common import fail, find_session, operator_scope
 
 
 class Command(BaseCommand):
@@ -86,9 +52,5 @@ class Command(BaseCommand):
         else:
             for child_id in command.metadata["child_session_ids"]:
                 self.stdout.write(child_id)
-        failed = command.metadata["failed_components"]
-        if failed:
-            self.stderr.write(
-                printable(f"Warning: {selectors.failed_components_text(failed)}"),
-                self.style.WARNING,
-            )
+        if (failed := services.failed_components_text(command)) is not None:
+            self.stderr.write(printable(f"Warning: {failed}"), self.style.WARNING)

@@ -245,7 +245,9 @@ class SpawnComponentTestingSessions:
             "agent": parent.agent,
             "environment": parent.environment,
             "project": scope.project,
-            "user": scope.user,
+            # Children belong to the run: the parent's owner owns them, whoever spawns them
+            # (an admin's click, the command line, another member's API call).
+            "user_id": parent.user_id,
         }
         shared_errors = _field_errors(Session(**shared), exclude=[*_LOADED_RELATIONS, *_OWN_FIELDS])
 
