@@ -40,6 +40,7 @@ INSTALLED_APPS = [
     "axes",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "django_filters",
     "components_app",
     "sessions_app",
 ]

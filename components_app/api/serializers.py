@@ -88,13 +88,6 @@ class ComponentCreateSerializer(ComponentUpdateSerializer):
     )
 
 
-class ComponentFilterSerializer(serializers.Serializer):
-    project = serializers.UUIDField(required=False, help_text="Only this project's components.")
-    parent_component = serializers.UUIDField(
-        required=False, help_text="Only the children of this component."
-    )
-
-
 class BulkComponentRowSerializer(serializers.Serializer):
     """One row of a bulk import, for the schema: the service checks rows itself, so that the
     admin's import reads them by the same rules."""

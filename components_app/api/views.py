@@ -10,12 +10,12 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from components_app import selectors, services
+from components_app.api.filters import ComponentFilter
 from components_app.api.parsers import BulkJSONParser
 from components_app.api.serializers import (
     BulkComponentsResultSerializer,
     BulkComponentsSerializer,
     ComponentCreateSerializer,
-    ComponentFilterSerializer,
     ComponentSerializer,
     ComponentUpdateSerializer,
     ProjectCreateSerializer,
@@ -56,7 +56,6 @@ class ProjectViewSet(mixins.ListModelMixin, ScopedViewSet):
 @extend_schema_view(
     list=extend_schema(
         summary="List the components of the caller's projects, in spawn order",
-        parameters=[ComponentFilterSerializer],
         responses={200: ComponentSerializer(many=True), **error_responses(400, *READ_ERRORS)},
     ),
     retrieve=extend_schema(
@@ -67,8 +66,7 @@ class ProjectViewSet(mixins.ListModelMixin, ScopedViewSet):
 class ComponentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedViewSet):
     serializer_class = ComponentSerializer
     not_found_message = services.COMPONENT_NOT_FOUND
-    filter_serializer_class = ComponentFilterSerializer
-    filter_lookups = {"project": "project_id", "parent_component": "parent_component_id"}
+    filterset_class = ComponentFilter
 
     def get_queryset(self) -> QuerySet[Component]:
         return selectors.components_for_user(self.request.user).select_related("project")

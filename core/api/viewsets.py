@@ -1,17 +1,17 @@
-"""What every API view set shares: JSON bodies, no PUT, lookups and filters limited to the
-caller's projects."""
+"""What every API view set shares: JSON bodies, no PUT, lookups limited to the caller's
+projects, and list filters as django-filter ``FilterSet``s (``filterset_class``)."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.db.models import Model, QuerySet
-from rest_framework import serializers, viewsets
+from django_filters.rest_framework import DjangoFilterBackend
+from rest_framework import viewsets
 
+from core.api.filters import EMPTY_FILTER
 from core.api.parsers import StorableJSONParser
 from core.api.scoping import object_or_404
 
-EMPTY_FILTER = "This filter cannot be empty: leave it out to list everything."
+__all__ = ["EMPTY_FILTER", "ScopedViewSet"]
 
 
 class ScopedViewSet(viewsets.GenericViewSet):
@@ -22,9 +22,7 @@ class ScopedViewSet(viewsets.GenericViewSet):
     lookup_value_regex = "[^/]+"
     #: The 404 text for an id that is malformed, unknown or in another project.
     not_found_message = "Not found."
-    #: Query parameter → queryset lookup, validated by ``filter_serializer_class``.
-    filter_lookups: dict[str, str] = {}
-    filter_serializer_class: type[serializers.Serializer] | None = None
+    filter_backends = [DjangoFilterBackend]
 
     def get_object(self) -> Model:
         obj = object_or_404(self.get_queryset(), self.kwargs["pk"], self.not_found_message)
@@ -32,16 +30,7 @@ class ScopedViewSet(viewsets.GenericViewSet):
         return obj
 
     def filter_queryset(self, queryset: QuerySet) -> QuerySet:
-        if self.action != "list" or self.filter_serializer_class is None:
+        # The query parameters filter the list; an action on one object ignores them.
+        if self.action != "list":
             return queryset
-        params = self.request.query_params
-        filters = self.filter_serializer_class(data=params)
-        # DRF reads ``?status=`` as no filter at all, so a client that meant one would get
-        # every row; the schema says a filter has at least one character, and so does this.
-        errors = {name: [EMPTY_FILTER] for name in filters.fields if "" in params.getlist(name)}
-        if not filters.is_valid() or errors:
-            raise serializers.ValidationError({**filters.errors, **errors})
-        lookups: dict[str, Any] = {
-            self.filter_lookups[name]: value for name, value in filters.validated_data.items()
-        }
-        return queryset.filter(**lookups)
+        return super().filter_queryset(queryset)

@@ -171,15 +171,6 @@ class SessionUpdateSerializer(KnownFieldsOnly, serializers.Serializer):
     max_parallel_children = _max_parallel_children_field(required=False)
 
 
-class SessionFilterSerializer(serializers.Serializer):
-    project = serializers.UUIDField(required=False, help_text="Only this project's sessions.")
-    status = serializers.ChoiceField(choices=SessionStatus.choices, required=False)
-    type = serializers.CharField(max_length=100, required=False)
-    parent_session = serializers.UUIDField(
-        required=False, help_text="Only the children of this session."
-    )
-
-
 class LeaseSerializer(KnownFieldsOnly, serializers.Serializer):
     """Who asks (``runner``) and for how long its lease should run from now."""
 

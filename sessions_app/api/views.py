@@ -22,6 +22,7 @@ from core.api.docs import READ_ERRORS, WRITE_ERRORS, error_responses
 from core.api.scoping import parse_uuid_or_404, scope_for
 from core.api.viewsets import ScopedViewSet
 from sessions_app import selectors, services
+from sessions_app.api.filters import SessionFilter
 from sessions_app.api.serializers import (
     ChildrenSerializer,
     ChildSessionSerializer,
@@ -34,7 +35,6 @@ from sessions_app.api.serializers import (
     ResultSubmittedSerializer,
     RetriedChildrenSerializer,
     SessionCreateSerializer,
-    SessionFilterSerializer,
     SessionSerializer,
     SessionUpdateSerializer,
 )
@@ -50,7 +50,6 @@ INTERACTION_ID = OpenApiParameter(
 @extend_schema_view(
     list=extend_schema(
         summary="List the sessions of the caller's projects, newest first",
-        parameters=[SessionFilterSerializer],
         responses={200: SessionSerializer(many=True), **error_responses(400, *READ_ERRORS)},
     ),
     retrieve=extend_schema(
@@ -61,13 +60,7 @@ INTERACTION_ID = OpenApiParameter(
 class SessionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedViewSet):
     serializer_class = SessionSerializer
     not_found_message = services.SESSION_NOT_FOUND
-    filter_serializer_class = SessionFilterSerializer
-    filter_lookups = {
-        "project": "project_id",
-        "status": "status",
-        "type": "type",
-        "parent_session": "parent_session_id",
-    }
+    filterset_class = SessionFilter
     http_method_names = ["get", "post", "patch", "head", "options"]
 
     def get_queryset(self) -> QuerySet[Session]:
@@ -208,6 +201,8 @@ class SessionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedVie
 
     @extend_schema(
         summary="The session's interactions, newest first",
+        # A page of one session's history: the session list's filters are not its own.
+        filters=False,
         responses={200: InteractionSerializer(many=True), **error_responses(*READ_ERRORS)},
     )
     @action(detail=True, methods=["get"])

@@ -1,0 +1,111 @@
+"""The list filters (django-filter FilterSets) answer what the API answered before them: the
+same parameters, DRF's texts for a bad value, an empty value refused, the rest ignored."""
+
+import pytest
+
+from core.api.filters import EMPTY_FILTER
+from sessions_app.workflows.session_types import CONTEXT_TESTING_SESSIONS
+
+UUID = "4b0c2f5e-0000-4000-8000-000000000000"
+
+
+@pytest.mark.parametrize(
+    ("query", "errors"),
+    [
+        ("project=nope", {"project": ["Must be a valid UUID."]}),
+        (f"project=%20{UUID}", {"project": ["Must be a valid UUID."]}),
+        ("status=paused", {"status": ['"paused" is not a valid choice.']}),
+        ("status=Active", {"status": ['"Active" is not a valid choice.']}),
+        ("status=%20", {"status": ['" " is not a valid choice.']}),
+        ("type=%20%20", {"type": ["This field may not be blank."]}),
+        ("type=" + "x" * 101, {"type": ["Ensure this field has no more than 100 characters."]}),
+        ("type=a%00b", {"type": ["Null characters are not allowed."]}),
+        (
+            "project=1&parent_session=&status=x",
+            {
+                "project": ["Must be a valid UUID."],
+                "parent_session": [EMPTY_FILTER],
+                "status": ['"x" is not a valid choice.'],
+            },
+        ),
+        ("status=paused&status=", {"status": [EMPTY_FILTER]}),
+    ],
+)
+def test_a_bad_session_filter_is_a_400_in_drfs_words(api, query, errors):
+    response = api.get(f"/api/sessions/?{query}")
+
+    assert (response.status_code, response.json()) == (400, errors)
+
+
+@pytest.mark.parametrize(
+    ("query", "errors"),
+    [
+        ("parent_component=nope", {"parent_component": ["Must be a valid UUID."]}),
+        ("project=", {"project": [EMPTY_FILTER]}),
+    ],
+)
+def test_a_bad_component_filter_is_a_400_in_drfs_words(api, query, errors):
+    response = api.get(f"/api/components/?{query}")
+
+    assert (response.status_code, response.json()) == (400, errors)
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "status=active",
+        f"type={CONTEXT_TESTING_SESSIONS}",
+        f"type=%20{CONTEXT_TESTING_SESSIONS}%20",
+        "status=failed&status=active",
+        "unknown=whatever&page=1",
+    ],
+)
+def test_good_session_filters_filter(api, context_session, query):
+    response = api.get(f"/api/sessions/?{query}")
+
+    assert response.status_code == 200
+    assert [row["id"] for row in response.json()["results"]] == [str(context_session.pk)]
+
+
+def test_filters_select_by_id(api, context_session, project):
+    assert api.get(f"/api/sessions/?project={UUID}").json()["results"] == []
+    listed = api.get(f"/api/sessions/?project={project.pk.hex}").json()["results"]
+    assert [row["id"] for row in listed] == [str(context_session.pk)]
+
+
+def test_a_component_filter_filters(api, context):
+    listed = api.get(f"/api/components/?parent_component={context.pk}").json()["results"]
+
+    assert len(listed) == 4
+    assert {row["parent_component"] for row in listed} == {str(context.pk)}
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/api/sessions/{id}/", "/api/sessions/{id}/children/", "/api/sessions/{id}/interactions/"],
+)
+def test_one_objects_routes_ignore_the_list_filters(api, context_session, path):
+    response = api.get(path.format(id=context_session.pk) + "?status=paused&project=")
+
+    assert response.status_code == 200
+
+
+def test_the_schema_documents_the_same_parameters(anonymous):
+    schema = anonymous.get("/api/schema/?format=json").json()
+    parameters = {
+        path: {p["name"]: p["schema"] for p in schema["paths"][path]["get"]["parameters"]}
+        for path in ("/api/sessions/", "/api/components/", "/api/sessions/{id}/interactions/")
+    }
+
+    # A set of values: its order in the schema is drf-spectacular's.
+    status = parameters["/api/sessions/"]["status"]
+    assert sorted(status.pop("enum")) == ["active", "cancelled", "complete", "failed"]
+    assert parameters["/api/sessions/"] == {
+        "page": {"type": "integer"},
+        "project": {"type": "string", "format": "uuid"},
+        "parent_session": {"type": "string", "format": "uuid"},
+        "status": {"type": "string", "minLength": 1},
+        "type": {"type": "string", "minLength": 1, "maxLength": 100},
+    }
+    assert set(parameters["/api/components/"]) == {"page", "project", "parent_component"}
+    assert set(parameters["/api/sessions/{id}/interactions/"]) == {"id", "page"}
