@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import Any, NamedTuple
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
@@ -123,6 +123,7 @@ CHANGED_CONCURRENTLY = (
 )
 
 RowErrors = dict[int, dict[str, list[str]]]
+_ROW_FIELD_OF = {"parent_component_id": "parent_module_name"}
 
 
 class InvalidRows(InvalidInput):
@@ -135,6 +136,18 @@ class InvalidRows(InvalidInput):
         self.errors = {"components": {str(i): e for i, e in self.row_errors.items()}}  # type: ignore[dict-item]
 
 
+CREATE, UPDATE, UNCHANGED, DELETE = "create", "update", "unchanged", "delete"
+
+
+class ComponentAction(NamedTuple):
+    """What an import does to one module name: create, update, unchanged or delete."""
+
+    module_name: str
+    action: str
+    #: The row fields an update changes, in ROW_FIELDS' order.
+    changes: tuple[str, ...] = ()
+
+
 @dataclass(frozen=True)
 class BulkUpsertResult:
     created: int
@@ -143,6 +156,18 @@ class BulkUpsertResult:
     deleted: int
     #: One component per row, in the rows' order.
     components: list[Component]
+    #: One per row in the rows' order, then the pruned components by module name.
+    actions: list[ComponentAction]
+    #: True when everything was rolled back: the answer a real import would give.
+    dry_run: bool = False
+
+
+class _RolledBack(Exception):
+    """Carries a dry run's result out of the transaction it undoes."""
+
+    def __init__(self, result: BulkUpsertResult) -> None:
+        super().__init__("dry run")
+        self.result = result
 
 
 def _clean_text(row: dict[str, Any], field: str, errors: dict[str, list[str]]) -> str | None:
@@ -295,7 +320,7 @@ def _parents_first(components: list[Component]) -> list[Component]:
 
 
 def bulk_upsert_components(
-    *, scope: Scope, rows: list[Any], prune: bool = False
+    *, scope: Scope, rows: list[Any], prune: bool = False, dry_run: bool = False
 ) -> BulkUpsertResult:
     """Create or update the project's components by ``module_name`` in one transaction; with
     ``prune``, delete the project's components the rows do not name.
@@ -305,6 +330,9 @@ def bulk_upsert_components(
     is checked before anything is written: any bad row is an ``InvalidRows`` naming each row
     and field, a component to prune that has sessions a ``Conflict`` naming them. The number
     of queries does not grow with the number of rows (beyond the database's own batches).
+
+    With ``dry_run`` the same checks and writes run and are then rolled back, so the result
+    (and any error) is exactly what the import would do; nothing is stored.
     """
     if not isinstance(rows, list):
         raise InvalidInput("Invalid components", {"components": [NOT_A_LIST]})
@@ -312,7 +340,13 @@ def bulk_upsert_components(
         raise InvalidInput("Invalid components", {"components": [TOO_MANY_ROWS]})
     try:
         with transaction.atomic():
-            return _bulk_upsert(scope=scope, rows=rows, prune=prune)
+            result = _bulk_upsert(scope=scope, rows=rows, prune=prune)
+            if dry_run:
+                # Raised inside atomic() so that it rolls back, even inside an outer one.
+                raise _RolledBack(replace(result, dry_run=True))
+            return result
+    except _RolledBack as rolled_back:
+        return rolled_back.result
     except IntegrityError:
         # A single create took a module name between our read and our insert.
         raise Conflict(CHANGED_CONCURRENTLY) from None
@@ -340,6 +374,7 @@ def _bulk_upsert(*, scope: Scope, rows: list[Any], prune: bool) -> BulkUpsertRes
     ids.update({c["module_name"]: uuid.uuid4() for c in cleaned if c["module_name"] not in ids})
     now = timezone.now()
     components: list[Component] = []
+    actions: list[ComponentAction] = []
     created: list[Component] = []
     updated: list[Component] = []
     changed_fields: set[str] = set()
@@ -357,15 +392,21 @@ def _bulk_upsert(*, scope: Scope, rows: list[Any], prune: bool) -> BulkUpsertRes
                 id=ids[module_name], project=scope.project, module_name=module_name, **values
             )
             created.append(component)
+            actions.append(ComponentAction(module_name, CREATE))
         else:
-            changes = {k for k, v in values.items() if getattr(component, k) != v}
+            changes = [k for k, v in values.items() if getattr(component, k) != v]
             if changes:
                 for key in changes:
                     setattr(component, key, values[key])
                 component.updated_at = now
-                changed_fields |= changes
+                changed_fields.update(changes)
                 updated.append(component)
+                row_fields = [_ROW_FIELD_OF.get(k, k) for k in changes]
+                actions.append(ComponentAction(module_name, UPDATE, tuple(row_fields)))
+            else:
+                actions.append(ComponentAction(module_name, UNCHANGED))
         components.append(component)
+    actions += [ComponentAction(m, DELETE) for m in sorted(c.module_name for c in doomed)]
 
     if created:
         Component.objects.bulk_create(_parents_first(created))
@@ -381,4 +422,5 @@ def _bulk_upsert(*, scope: Scope, rows: list[Any], prune: bool) -> BulkUpsertRes
         unchanged=len(components) - len(created) - len(updated),
         deleted=len(doomed),
         components=components,
+        actions=actions,
     )

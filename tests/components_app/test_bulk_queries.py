@@ -76,3 +76,13 @@ def test_a_prune_makes_the_same_queries_however_many_it_deletes(
 
     assert result.deleted == size
     assert Component.objects.filter(project=scope.project).count() == 2
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_a_dry_run_makes_the_same_queries_as_the_import(scope, size, django_assert_num_queries):
+    # savepoint, lock, read, one insert, then a rollback to the savepoint before its release
+    with django_assert_num_queries(6):
+        result = bulk_upsert_components(scope=scope, rows=rows(size), dry_run=True)
+
+    assert (result.created, result.dry_run) == (size, True)
+    assert not Component.objects.exists()

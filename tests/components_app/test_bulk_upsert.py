@@ -4,6 +4,7 @@ row checked before anything is written, prune that never deletes a tested compon
 from __future__ import annotations
 
 import pytest
+from django.db import transaction
 
 from components_app import services
 from components_app.models import Component
@@ -347,3 +348,70 @@ def test_a_concurrent_create_of_the_same_module_name_is_a_conflict(scope, monkey
 
     assert error.value.message == services.CHANGED_CONCURRENTLY
     assert sorted(tree(scope)) == ["a"]
+
+
+# --- dry run ----------------------------------------------------------------------------------
+
+
+def stored(scope) -> list[dict]:
+    """Every column of every component of the project: what a dry run must leave alone."""
+    return list(Component.objects.filter(project=scope.project).order_by("module_name").values())
+
+
+def test_a_dry_run_answers_what_the_import_would_do_and_writes_nothing(scope):
+    context = make_component(scope.project, "Ctx", module_name="ctx", type="context")
+    make_component(scope.project, "Same", module_name="ctx.same", parent_component=context)
+    make_component(scope.project, "Old", module_name="ctx.old", parent_component=context)
+    make_component(scope.project, "Gone", module_name="gone")
+    make_component(scope.project, "Also gone", module_name="also.gone")
+    rows = [
+        row("ctx.new", "ctx"),
+        row("ctx.old", None, name="Old", priority=7, description="Now documented."),
+        row("ctx.same", "ctx", name="Same"),
+        {"module_name": "ctx", "name": "Ctx", "type": "context"},
+    ]
+    before = stored(scope)
+
+    dry = bulk_upsert_components(scope=scope, rows=rows, prune=True, dry_run=True)
+
+    assert stored(scope) == before
+    assert dry.dry_run is True
+    assert dry.actions == [
+        ("ctx.new", "create", ()),
+        ("ctx.old", "update", ("priority", "description", "parent_module_name")),
+        ("ctx.same", "unchanged", ()),
+        ("ctx", "unchanged", ()),
+        ("also.gone", "delete", ()),
+        ("gone", "delete", ()),
+    ]
+    real = bulk_upsert_components(scope=scope, rows=rows, prune=True)
+    assert real.dry_run is False
+    counts = ("created", "updated", "unchanged", "deleted")
+    assert [getattr(dry, k) for k in counts] == [getattr(real, k) for k in counts] == [1, 1, 2, 2]
+    assert real.actions == dry.actions
+    assert [c.module_name for c in dry.components] == [c.module_name for c in real.components]
+    assert sorted(tree(scope)) == ["ctx", "ctx.new", "ctx.old", "ctx.same"]
+
+
+def test_a_dry_run_refuses_bad_rows_and_a_blocked_prune_as_the_import_does(scope):
+    tested = make_component(scope.project, "Tested", module_name="tested", type="context")
+    make_context_session(scope, tested)
+    before = stored(scope)
+
+    with pytest.raises(InvalidRows) as error:
+        bulk_upsert_components(scope=scope, rows=[row("a", "nowhere")], dry_run=True)
+    assert error.value.row_errors == {0: {"parent_module_name": [services.UNKNOWN_PARENT]}}
+    with pytest.raises(Conflict) as conflict:
+        bulk_upsert_components(scope=scope, rows=[row("new")], prune=True, dry_run=True)
+    assert conflict.value.message == "Components with sessions cannot be deleted: tested"
+    assert stored(scope) == before
+
+
+def test_a_dry_run_inside_a_callers_transaction_undoes_only_itself(scope):
+    # The rollback is the dry run's own savepoint: what the caller wrote before stays.
+    with transaction.atomic():
+        make_component(scope.project, "Mine", module_name="mine")
+        bulk_upsert_components(scope=scope, rows=[row("dry")], dry_run=True)
+        make_component(scope.project, "After", module_name="after")
+
+    assert sorted(tree(scope)) == ["after", "mine"]
