@@ -124,6 +124,19 @@ class BulkComponentsSerializer(KnownFieldsOnly, serializers.Serializer):
         help_text="Also delete the project's components the list does not name (never one "
         "that has sessions: 409).",
     )
+    dry_run = serializers.BooleanField(
+        default=False,
+        help_text="Check and apply everything, then roll it back: the answer (or the error) "
+        "is the import's, and nothing is stored.",
+    )
+
+
+class BulkComponentActionSerializer(serializers.Serializer):
+    module_name = serializers.CharField()
+    action = serializers.ChoiceField(choices=["create", "update", "unchanged", "delete"])
+    changes = serializers.ListField(
+        child=serializers.CharField(), help_text="The row fields an update changes."
+    )
 
 
 class BulkComponentsResultSerializer(serializers.Serializer):
@@ -131,4 +144,11 @@ class BulkComponentsResultSerializer(serializers.Serializer):
     updated = serializers.IntegerField()
     unchanged = serializers.IntegerField()
     deleted = serializers.IntegerField()
-    components = ComponentSerializer(many=True, help_text="One per row, in the rows' order.")
+    components = ComponentSerializer(
+        many=True,
+        help_text="One per row, in the rows' order (in a dry run, a new one's id is not stored).",
+    )
+    dry_run = serializers.BooleanField(help_text="True when nothing was stored.")
+    actions = BulkComponentActionSerializer(
+        many=True, help_text="One per row in the rows' order, then the deleted by module name."
+    )

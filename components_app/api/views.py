@@ -122,7 +122,9 @@ class ComponentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedV
             'is a 400 naming the row\'s index and field, `{"components": {"3": '
             '{"parent_module_name": [...]}}}`, and nothing is written. With `prune`, the '
             "project's components the list does not name are deleted; one that has sessions "
-            "is never deleted: 409 naming it, nothing written. Bodies up to 10 MiB."
+            "is never deleted: 409 naming it, nothing written. With `dry_run`, everything is "
+            "checked and applied, then rolled back: the same answer or error, nothing stored. "
+            "Bodies up to 10 MiB."
         ),
         request=BulkComponentsSerializer,
         responses={
@@ -139,7 +141,10 @@ class ComponentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedV
             selectors.projects_for_user(request.user), fields["project"], PROJECT_NOT_FOUND
         )
         result = services.bulk_upsert_components(
-            scope=scope_for(request, project), rows=fields["components"], prune=fields["prune"]
+            scope=scope_for(request, project),
+            rows=fields["components"],
+            prune=fields["prune"],
+            dry_run=fields["dry_run"],
         )
         body = {
             "created": result.created,
@@ -147,5 +152,10 @@ class ComponentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedV
             "unchanged": result.unchanged,
             "deleted": result.deleted,
             "components": ComponentSerializer(result.components, many=True).data,
+            "dry_run": result.dry_run,
+            "actions": [
+                {"module_name": a.module_name, "action": a.action, "changes": list(a.changes)}
+                for a in result.actions
+            ],
         }
         return Response(body)

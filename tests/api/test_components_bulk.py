@@ -105,6 +105,7 @@ def test_a_row_that_is_no_object_is_named_by_its_index(api, project, unchanged_d
         ({"components": "nope"}, "components"),
         ({}, "components"),
         ({"components": [], "prune": "sometimes"}, "prune"),
+        ({"components": [], "dry_run": "maybe"}, "dry_run"),
     ],
 )
 def test_a_bad_envelope_is_a_400_for_its_field(api, project, unchanged_db, body, field):
@@ -225,3 +226,59 @@ def test_the_query_count_does_not_grow_with_the_rows(api, project, size, django_
         response = post(api, {"project": str(project.pk), "components": rows})
 
     assert response.json()["created"] == size + 1
+
+
+# --- dry run ----------------------------------------------------------------------------------
+
+
+def test_a_dry_run_answers_as_the_import_would_and_writes_nothing(api, project, unchanged_db):
+    make_component(project, "Ctx", module_name="ctx", type="context")
+    make_component(project, "Old", module_name="old")
+    rows = [row("ctx.new", "ctx"), row("ctx", name="Ctx", type="context", priority=2)]
+    body = {"project": str(project.pk), "components": rows, "prune": True}
+
+    with unchanged_db():
+        dry = post(api, {**body, "dry_run": True})
+
+    assert dry.status_code == 200
+    assert dry.json()["dry_run"] is True
+    assert dry.json()["actions"] == [
+        {"module_name": "ctx.new", "action": "create", "changes": []},
+        {"module_name": "ctx", "action": "update", "changes": ["priority"]},
+        {"module_name": "old", "action": "delete", "changes": []},
+    ]
+    real = post(api, body).json()
+    assert real["dry_run"] is False
+    assert real["actions"] == dry.json()["actions"]
+    counts = ("created", "updated", "unchanged", "deleted")
+    assert [dry.json()[k] for k in counts] == [real[k] for k in counts] == [1, 1, 0, 1]
+    assert [c["module_name"] for c in dry.json()["components"]] == ["ctx.new", "ctx"]
+
+
+def test_a_dry_run_gives_the_imports_400_and_409(api, project, scope, unchanged_db):
+    tested = make_component(project, "Tested", module_name="tested", type="context")
+    make_context_session(scope, tested)
+    envelope = {"project": str(project.pk), "dry_run": True}
+
+    with unchanged_db():
+        bad = post(api, {**envelope, "components": [row("a", "nowhere")]})
+        blocked = post(api, {**envelope, "components": [row("new")], "prune": True})
+
+    assert (bad.status_code, blocked.status_code) == (400, 409)
+    assert bad.json() == {"components": {"0": {"parent_module_name": [services.UNKNOWN_PARENT]}}}
+    assert blocked.json() == {"detail": "Components with sessions cannot be deleted: tested"}
+
+
+@pytest.mark.parametrize("size", [5, 80])
+def test_a_dry_runs_query_count_does_not_grow_with_the_rows(
+    api, project, size, django_assert_num_queries
+):
+    rows = [row("pkg", type="context")] + [row(f"pkg.m{i}", "pkg") for i in range(size)]
+
+    # the token, the project, then the service's six (its savepoint is rolled back, then
+    # released; see tests/components_app)
+    with django_assert_num_queries(8):
+        response = post(api, {"project": str(project.pk), "components": rows, "dry_run": True})
+
+    assert (response.json()["created"], response.json()["dry_run"]) == (size + 1, True)
+    assert not Component.objects.exists()
