@@ -324,14 +324,19 @@ class Api:
         return Session(self._json("POST", "sessions/", json=body))
 
     def bulk_components(
-        self, project_id: str, rows: list[dict[str, Any]], *, prune: bool = False
+        self,
+        project_id: str,
+        rows: list[dict[str, Any]],
+        *,
+        prune: bool = False,
+        dry_run: bool = False,
     ) -> dict[str, Any]:
         """``POST /api/components/bulk/``; a 400 or 409 names the rows at fault in the
-        error's ``body``."""
+        error's ``body``. With ``dry_run`` the server answers the same and stores nothing."""
         return self._json(
             "POST",
             "components/bulk/",
-            json={"project": project_id, "components": rows, "prune": prune},
+            json={"project": project_id, "components": rows, "prune": prune, "dry_run": dry_run},
         )
 
     # Plumbing ---------------------------------------------------------------------------

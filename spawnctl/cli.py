@@ -162,7 +162,9 @@ def _add_import(commands: argparse._SubParsersAction, server: argparse.ArgumentP
     )
     parser.add_argument("--repo", required=True, type=Path, help="the codebase to read")
     parser.add_argument("--project", required=True, help="the project's id")
-    parser.add_argument("--dry-run", action="store_true", help="show the plan, send nothing")
+    parser.add_argument(
+        "--dry-run", action="store_true", help="show the server's plan, write nothing"
+    )
     parser.add_argument(
         "--prune", action="store_true", help="delete the project's components not imported"
     )
@@ -342,8 +344,8 @@ def cmd_status(args: argparse.Namespace, api: Api) -> int:
 
 
 def cmd_import(args: argparse.Namespace, api: Api) -> int:
-    """``spawnctl.importer`` reads and checks the rows; this door gives it the two calls it
-    makes to the server."""
+    """``spawnctl.importer`` reads the rows; this door gives it the one call it makes to the
+    server, which checks them (a dry run included)."""
     from spawnctl import importer
 
     if not args.repo.is_dir():
@@ -351,16 +353,14 @@ def cmd_import(args: argparse.Namespace, api: Api) -> int:
     try:
         scan = importer.collect_rows(repo=args.repo, manifest=args.manifest)
     except importer.ManifestError as error:
-        lines = importer.format_row_errors(error.row_errors) if error.row_errors else []
-        for line in [error.message, *lines]:
-            _say(line, error=True)
+        _say(error.message, error=True)
         return EXIT_FAILED
     for warning in scan.warnings:
         _say(f"warning: {warning}", error=True)
 
-    def post_bulk(rows: list[dict], prune: bool) -> dict:
+    def post_bulk(rows: list[dict], prune: bool, dry_run: bool) -> dict:
         try:
-            return api.bulk_components(args.project, rows, prune=prune)
+            return api.bulk_components(args.project, rows, prune=prune, dry_run=dry_run)
         except ApiError as error:
             if error.status in (400, 409):
                 raise importer.ImportRejected(error.status, error.body) from None
@@ -369,7 +369,6 @@ def cmd_import(args: argparse.Namespace, api: Api) -> int:
     return importer.run_import(
         rows=scan.rows,
         post_bulk=post_bulk,
-        list_components=lambda: api.components(args.project),
         dry_run=args.dry_run,
         prune=args.prune,
         out=lambda line: _say(str(line)),

@@ -1,10 +1,10 @@
 """``spawnctl import``: describe a codebase as component rows for ``POST /api/components/bulk/``.
 
-Pure functions, no Django and no HTTP: the CLI hands ``run_import`` two callables that talk to
+Pure functions, no Django and no HTTP: the CLI hands ``run_import`` the one callable that talks to
 the server. A Python codebase is read with ``ast`` (never imported); any other codebase is
-described by a manifest (JSON, or YAML when PyYAML is installed). The rows are checked here
-by the server's rules so that a bad manifest fails before anything is sent; the server checks
-them again and is the authority. See docs/import.md.
+described by a manifest (JSON, or YAML when PyYAML is installed). The rows' rules live on the
+server alone: a bad row comes back as its 400, and the dry run's plan is the server's answer to
+the same import, rolled back. See docs/import.md.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from __future__ import annotations
 import ast
 import fnmatch
 import json
-import re
 import subprocess
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -21,31 +20,7 @@ from typing import Any
 
 CONTEXT = "context"
 MODULE = "module"
-ROW_FIELDS = ("module_name", "name", "type", "priority", "description", "parent_module_name")
-
-# The server's rules, mirrored (components_app.services and the Component model).
-_MAX_LENGTH = {"module_name": 255, "name": 255, "type": 50}
-_PRIORITY_RANGE = (-(2**31), 2**31 - 1)
-_MODULE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
-BAD_MODULE_NAME = (
-    "Use only letters, digits, _, . and - (not first), e.g. Shop.Accounts.User; the name "
-    "becomes part of a file path and of commands."
-)
-REQUIRED = "This field is required."
-BLANK = "This field may not be blank."
-NOT_A_STRING = "Not a valid string."
-NOT_AN_INTEGER = "A valid integer is required."
-NOT_AN_OBJECT = "Expected an object with module_name, name and type."
-UNKNOWN_FIELD = "Unknown field; a row takes " + ", ".join(ROW_FIELDS) + "."
-NULL_PARENT_HINT = "This field may not be blank; use null for a component without a parent."
-NUL_IN_STRING = "JSON strings cannot contain the NUL character (\\u0000)."
-DUPLICATE_ROW = "Row {first} has the same module name."
-UNKNOWN_PARENT = "No row and no component of the project has this module name."
-OWN_PARENT = "A component cannot be its own parent."
-CYCLE = "A component cannot be placed under one of its descendants: {chain}."
-PRUNED_PARENT = "The parent {parent} is not in the list, so prune would delete it."
-
-RowErrors = dict[int, dict[str, list[str]]]
+DRY_RUN_ACTIONS = ("create", "update", "unchanged", "delete")
 
 # Directories never scanned, whatever .gitignore says: tests and migrations are not
 # components to write tests for; the others are not the project's code.
@@ -57,12 +32,12 @@ ENVIRONMENT_MARKERS = ("pyvenv.cfg", "conda-meta")
 
 
 class ManifestError(Exception):
-    """A manifest that cannot be read, or rows that break the rules (``row_errors``)."""
+    """A manifest that cannot be read or is not shaped as one; its rows are the server's to
+    check."""
 
-    def __init__(self, message: str, row_errors: RowErrors | None = None) -> None:
+    def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
-        self.row_errors = row_errors or {}
 
 
 class ImportRejected(Exception):
@@ -291,8 +266,8 @@ def scan_python_repo(repo: Path, *, ignored: IgnoreCheck | None = None) -> Scan:
 
 def load_manifest(path: Path) -> list[dict[str, Any]]:
     """The rows of a manifest file: ``{"version": 1, "components": [row, ...]}`` as JSON, or as
-    YAML (``.yaml``/``.yml``) when PyYAML is installed. Rows are checked by ``check_rows``;
-    a ``ManifestError`` says what is wrong, naming each bad row's index and field."""
+    YAML (``.yaml``/``.yml``) when PyYAML is installed. A ``ManifestError`` says why the file
+    cannot be read as one; the rows themselves are checked by the server."""
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
@@ -314,11 +289,7 @@ def load_manifest(path: Path) -> list[dict[str, Any]]:
             document = json.loads(text)
         except ValueError as error:
             raise ManifestError(f"{path} is not valid JSON: {error}") from None
-    rows = manifest_rows(document, source=str(path))
-    errors = check_rows(rows)
-    if errors:
-        raise ManifestError(f"{path} has bad rows", errors)
-    return rows
+    return manifest_rows(document, source=str(path))
 
 
 def manifest_rows(document: Any, *, source: str = "the manifest") -> list[dict[str, Any]]:
@@ -333,136 +304,12 @@ def manifest_rows(document: Any, *, source: str = "the manifest") -> list[dict[s
     return document["components"]
 
 
-# --- checking rows as the server does ------------------------------------------------------
-
-
-def _clean_text(row: Mapping[str, Any], key: str, errors: dict[str, list[str]]) -> str | None:
-    value = row[key]
-    if not isinstance(value, str):
-        errors[key] = [NOT_A_STRING]
-        return None
-    value = value.strip()
-    if "\x00" in value:
-        errors[key] = [NUL_IN_STRING]
-        return None
-    if not value and key != "description":
-        errors[key] = [NULL_PARENT_HINT if key == "parent_module_name" else BLANK]
-        return None
-    limit = _MAX_LENGTH.get(key)
-    if limit is not None and len(value) > limit:
-        errors[key] = [f"Ensure this value has at most {limit} characters (it has {len(value)})."]
-        return None
-    if key == "module_name" and not _MODULE_NAME.fullmatch(value):
-        errors[key] = [BAD_MODULE_NAME]
-        return None
-    return value
-
-
-def clean_row(row: Any) -> tuple[dict[str, Any], dict[str, list[str]]]:
-    """A row trimmed as the server trims it, and its errors by field."""
-    if not isinstance(row, Mapping):
-        return {}, {"non_field_errors": [NOT_AN_OBJECT]}
-    errors = {str(key): [UNKNOWN_FIELD] for key in row if key not in ROW_FIELDS}
-    clean: dict[str, Any] = {}
-    for key in ("module_name", "name", "type"):
-        if key not in row:
-            errors[key] = [REQUIRED]
-        else:
-            clean[key] = _clean_text(row, key, errors)
-    if "description" in row:
-        clean["description"] = _clean_text(row, "description", errors)
-    if row.get("parent_module_name") is not None:
-        clean["parent_module_name"] = _clean_text(row, "parent_module_name", errors)
-    elif "parent_module_name" in row:
-        clean["parent_module_name"] = None
-    if "priority" in row:
-        priority, (low, high) = row["priority"], _PRIORITY_RANGE
-        if not isinstance(priority, int) or isinstance(priority, bool):
-            errors["priority"] = [NOT_AN_INTEGER]
-        elif priority < low:
-            errors["priority"] = [f"Ensure this value is greater than or equal to {low}."]
-        elif priority > high:
-            errors["priority"] = [f"Ensure this value is less than or equal to {high}."]
-        else:
-            clean["priority"] = priority
-    return clean, errors
-
-
-def _parents_by_module(current: Sequence[Mapping[str, Any]]) -> dict[str, str | None]:
-    module_of = {c["id"]: c["module_name"] for c in current}
-    return {c["module_name"]: module_of.get(c.get("parent_component")) for c in current}
-
-
-def _cycles(parent_of: Mapping[str, str | None]) -> dict[str, list[str]]:
-    on_cycle: dict[str, list[str]] = {}
-    done: set[str] = set()
-    for start in parent_of:
-        path: list[str] = []
-        position: dict[str, int] = {}
-        current: str | None = start
-        while current is not None and current not in done and current not in position:
-            position[current] = len(path)
-            path.append(current)
-            current = parent_of.get(current)
-        if current is not None and current in position:
-            loop = path[position[current] :]
-            for offset, name in enumerate(loop):
-                on_cycle[name] = [*loop[offset:], *loop[:offset], name]
-        done.update(path)
-    return on_cycle
-
-
-def check_rows(
-    rows: Sequence[Any], *, current: Sequence[Mapping[str, Any]] = (), prune: bool = False
-) -> RowErrors:
-    """Every bad row by index, then field, as the server would answer it. ``current`` is the
-    project's components as the API lists them (``id``, ``module_name``,
-    ``parent_component``), so parents and cycles are checked against the project too."""
-    parent_of = _parents_by_module(current)
-    existing = set(parent_of)
-    cleaned: list[dict[str, Any]] = []
-    errors_by_row: RowErrors = {}
-    first_row: dict[str, int] = {}
-    for index, row in enumerate(rows):
-        clean, errors = clean_row(row)
-        module_name = clean.get("module_name")
-        if module_name is not None:
-            if module_name in first_row:
-                errors["module_name"] = [DUPLICATE_ROW.format(first=first_row[module_name])]
-            else:
-                first_row[module_name] = index
-        cleaned.append(clean)
-        if errors:
-            errors_by_row[index] = errors
-    checked: dict[str, int] = {}
-    for index, clean in enumerate(cleaned):
-        module_name = clean.get("module_name")
-        if index in errors_by_row or module_name is None:
-            continue
-        parent = clean.get("parent_module_name", parent_of.get(module_name))
-        problem = None
-        if parent == module_name:
-            problem = OWN_PARENT
-        elif parent is not None and parent not in first_row:
-            if parent not in existing:
-                problem = UNKNOWN_PARENT
-            elif prune:
-                problem = PRUNED_PARENT.format(parent=parent)
-        if problem is not None:
-            errors_by_row[index] = {"parent_module_name": [problem]}
-            continue
-        parent_of[module_name] = parent
-        checked[module_name] = index
-    for module_name, chain in _cycles(parent_of).items():
-        if module_name in checked:
-            message = CYCLE.format(chain=" → ".join(chain))
-            errors_by_row[checked[module_name]] = {"parent_module_name": [message]}
-    return dict(sorted(errors_by_row.items()))
+# --- the server's answers ------------------------------------------------------------------
 
 
 def format_row_errors(errors: Mapping[Any, Any], rows: Sequence[Any] = ()) -> list[str]:
-    """One line per bad field: ``row 3 (shop.user): parent_module_name: <message>``. Takes
-    ``check_rows``' answer or the server's 400 body's ``components`` (indexes as strings)."""
+    """One line per bad field: ``row 3 (shop.user): parent_module_name: <message>``, from the
+    server's 400 body's ``components`` (indexes as strings)."""
     lines = []
     for index, fields in sorted(errors.items(), key=lambda item: int(item[0])):
         position = int(index)
@@ -477,63 +324,25 @@ def format_row_errors(errors: Mapping[Any, Any], rows: Sequence[Any] = ()) -> li
     return lines
 
 
-# --- the plan and the run ------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class PlannedRow:
-    action: str  # "create", "update", "unchanged" or "delete"
-    module_name: str
-    #: The fields an update changes.
-    changes: tuple[str, ...] = ()
-
-
-def plan_import(
-    rows: Sequence[Mapping[str, Any]], current: Sequence[Mapping[str, Any]], *, prune: bool
-) -> list[PlannedRow]:
-    """What the import would do to the project, row by row, then the deletions of a prune.
-    The rows must have passed ``check_rows``; a key left out of a row is not compared, as the
-    server keeps its value."""
-    by_module = {c["module_name"]: c for c in current}
-    parent_of = _parents_by_module(current)
-    plan = []
-    for row in rows:
-        clean, _ = clean_row(row)
-        module_name = clean["module_name"]
-        component = by_module.get(module_name)
-        if component is None:
-            plan.append(PlannedRow("create", module_name))
-            continue
-        changes = [
-            key
-            for key in ("name", "type", "priority", "description")
-            if key in clean and clean[key] != component.get(key)
-        ]
-        if "parent_module_name" in clean and clean["parent_module_name"] != parent_of.get(
-            module_name
-        ):
-            changes.append("parent_module_name")
-        plan.append(PlannedRow("update" if changes else "unchanged", module_name, tuple(changes)))
-    if prune:
-        named = {p.module_name for p in plan}
-        plan += [PlannedRow("delete", m) for m in sorted(by_module) if m not in named]
-    return plan
-
-
-def format_plan(plan: Sequence[PlannedRow]) -> str:
-    """The dry run's table: action, module_name (and what an update changes), then totals."""
-    width = max([len("action"), *(len(p.action) for p in plan)])
+def format_plan(actions: Sequence[Mapping[str, Any]]) -> str:
+    """The dry run's table from the server's ``actions``: action, module_name (and the fields
+    an update changes), then totals."""
+    width = max([len("action"), *(len(str(a["action"])) for a in actions)])
     lines = [f"{'action':<{width}}  module_name"]
-    for planned in plan:
-        changes = f"  ({', '.join(planned.changes)})" if planned.changes else ""
-        lines.append(f"{planned.action:<{width}}  {planned.module_name}{changes}")
-    counts = {a: sum(p.action == a for p in plan) for a in ("create", "update", "unchanged")}
-    deletes = sum(p.action == "delete" for p in plan)
+    for planned in actions:
+        changes = planned.get("changes") or ()
+        listed = f"  ({', '.join(changes)})" if changes else ""
+        lines.append(f"{planned['action']:<{width}}  {planned['module_name']}{listed}")
+    count = {a: sum(p["action"] == a for p in actions) for a in DRY_RUN_ACTIONS}
     lines.append(
-        f"{counts['create']} to create, {counts['update']} to update, "
-        f"{counts['unchanged']} unchanged, {deletes} to delete (dry run: nothing was sent)"
+        f"{count['create']} to create, {count['update']} to update, "
+        f"{count['unchanged']} unchanged, {count['delete']} to delete "
+        "(dry run: nothing was written)"
     )
     return "\n".join(lines)
+
+
+# --- the run ---------------------------------------------------------------------------------
 
 
 def collect_rows(*, repo: Path, manifest: Path | None = None) -> Scan:
@@ -546,40 +355,40 @@ def collect_rows(*, repo: Path, manifest: Path | None = None) -> Scan:
 def run_import(
     *,
     rows: Sequence[dict[str, Any]],
-    post_bulk: Callable[[list[dict[str, Any]], bool], Mapping[str, Any]],
-    list_components: Callable[[], Sequence[Mapping[str, Any]]],
+    post_bulk: Callable[[list[dict[str, Any]], bool, bool], Mapping[str, Any]],
     dry_run: bool = False,
     prune: bool = False,
     out: Callable[[str], object] = print,
 ) -> int:
-    """Check the rows against the project, then print the dry run's plan or send them.
+    """Send the rows, then print the counts, or for a dry run the server's plan.
 
-    ``list_components()`` returns the project's components as the API lists them (every
-    page); ``post_bulk(rows, prune)`` sends ``POST /api/components/bulk/`` and returns the
+    ``post_bulk(rows, prune, dry_run)`` sends ``POST /api/components/bulk/`` and returns the
     200 body, raising ``ImportRejected`` for a 400 or 409 (other errors pass through to the
-    caller). Returns the exit code: 0 imported (or planned), 1 refused.
+    caller). A dry run is the same request, which the server checks and applies and then
+    rolls back, so its plan and its errors are the import's. Returns the exit code: 0
+    imported (or planned), 1 refused.
     """
-    current = list_components()
-    errors = check_rows(rows, current=current, prune=prune)
-    if errors:
-        for line in format_row_errors(errors, rows):
-            out(line)
-        out(f"Nothing imported: {len(errors)} bad row{'s' if len(errors) != 1 else ''}.")
-        return 1
-    if dry_run:
-        out(format_plan(plan_import(rows, current, prune=prune)))
-        return 0
     try:
-        result = post_bulk(list(rows), prune)
+        result = post_bulk(list(rows), prune, dry_run)
     except ImportRejected as rejected:
         body = rejected.body if isinstance(rejected.body, Mapping) else {}
-        if isinstance(body.get("components"), Mapping):
-            for line in format_row_errors(body["components"], rows):
+        bad_rows = body.get("components")
+        if isinstance(bad_rows, Mapping):
+            for line in format_row_errors(bad_rows, rows):
                 out(line)
+            out(f"Nothing imported: {len(bad_rows)} bad row{'s' if len(bad_rows) != 1 else ''}.")
+            return 1
+        if isinstance(bad_rows, list):
+            # The list as a whole is refused (too many rows).
+            for message in bad_rows:
+                out(f"components: {message}")
         else:
             out(str(body.get("detail") or body or f"HTTP {rejected.status}"))
         out("Nothing imported.")
         return 1
+    if dry_run:
+        out(format_plan(result["actions"]))
+        return 0
     out(
         f"Imported {len(rows)} row{'s' if len(rows) != 1 else ''}: {result['created']} created, "
         f"{result['updated']} updated, {result['unchanged']} unchanged, "

@@ -367,7 +367,19 @@ def test_a_codebase_goes_from_import_to_a_finished_run_in_two_commands(workspace
     git("add", "shop", cwd=workspace.work, env=workspace.env)
     git("commit", "-q", "-m", "the shop", cwd=workspace.work, env=workspace.env)
 
-    imported = workspace.run("import", "--repo", str(workspace.work), "--project", server.project)
+    import_args = ("import", "--repo", str(workspace.work), "--project", server.project)
+    planned = workspace.run(*import_args, "--dry-run")
+    assert planned.returncode == 0, planned.stdout
+    # The plan is the server's answer to the same import, rolled back.
+    assert planned.stdout.splitlines()[-4:] == [
+        "create  shop",
+        "create  shop.cart",
+        "create  shop.prices",
+        "3 to create, 0 to update, 0 unchanged, 0 to delete (dry run: nothing was written)",
+    ]
+    assert server.get(f"components/?project={server.project}")["results"] == []
+
+    imported = workspace.run(*import_args)
     assert imported.returncode == 0, imported.stdout
 
     done = workspace.run(

@@ -1,6 +1,6 @@
 """spawnctl.importer on real code: this repository's own sessions_app read with ``ast``,
-re-imported after a module is added and one removed, and manifests checked row by row, here
-and by the service, with nothing written when a row is bad."""
+re-imported after a module is added and one removed, and manifests checked row by row by the
+server (a dry run asks it too), with nothing written when a row is bad."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from components_app import services
 from components_app.models import Component
 from components_app.services import InvalidRows, bulk_upsert_components
 from core.errors import Conflict
@@ -20,14 +21,13 @@ from spawnctl import importer
 from spawnctl.importer import (
     ImportRejected,
     ManifestError,
-    check_rows,
     format_plan,
     load_manifest,
-    plan_import,
     run_import,
     scan_python_repo,
 )
-from tests.factories import make_context_session
+from tests.api.conftest import client_for
+from tests.factories import make_component, make_context_session
 
 REPO = Path(__file__).resolve().parents[2]
 PUBLIC_DEFINITION = re.compile(r"^(?:async def|def|class) [A-Za-z]", re.MULTILINE)
@@ -87,7 +87,7 @@ def sessions_app_copy(tmp_path) -> Path:
 # --- this repository's sessions_app ---------------------------------------------------------
 
 
-def test_this_repositorys_sessions_app_becomes_contexts_and_components():
+def test_this_repositorys_sessions_app_becomes_contexts_and_components(scope):
     scan = scan_python_repo(REPO)
     rows = [r for r in scan.rows if r["module_name"].split(".")[0] == "sessions_app"]
 
@@ -102,7 +102,10 @@ def test_this_repositorys_sessions_app_becomes_contexts_and_components():
     )
     assert not any(".migrations" in name for name in tree)
     assert tree["sessions_app.models"][2] >= 3  # Session, Interaction, SessionStatus at least
-    assert check_rows(scan.rows) == {}
+    # The whole repository's scan passes the server's rules.
+    planned = bulk_upsert_components(scope=scope, rows=scan.rows, dry_run=True)
+    assert planned.created == len(scan.rows)
+    assert not Component.objects.exists()
 
 
 def test_descriptions_are_the_docstrings_first_lines():
@@ -387,91 +390,128 @@ BAD_MANIFESTS = {
 }
 
 
+class Server:
+    """post_bulk over the real route, as the CLI's one HTTP call is."""
+
+    def __init__(self, scope) -> None:
+        self.scope = scope
+        self.client = client_for(scope.user)
+        #: dry_run of each post, in order.
+        self.posts: list[bool] = []
+
+    def post_bulk(self, rows: list[dict], prune: bool, dry_run: bool) -> dict:
+        self.posts.append(dry_run)
+        body = {"project": str(self.scope.project_id), "components": rows, "prune": prune}
+        response = self.client.post(
+            "/api/components/bulk/",
+            json.dumps({**body, "dry_run": dry_run}),
+            content_type="application/json",
+        )
+        if response.status_code in (400, 409):
+            raise ImportRejected(response.status_code, response.json())
+        assert response.status_code == 200, response.content
+        return response.json()
+
+
+def stored(scope) -> list[dict]:
+    return list(Component.objects.filter(project=scope.project).order_by("module_name").values())
+
+
+#: The (row, field) pairs each bad manifest is refused for.
+BAD_FIELDS = {
+    "a cycle": {(1, "parent_module_name"), (2, "parent_module_name")},
+    "an unknown parent": {(1, "parent_module_name")},
+    "duplicate module names": {(2, "module_name")},
+    "wrong types": {
+        (1, "priority"),
+        (2, "parent_module_name"),
+        (3, "module_name"),
+        (4, "non_field_errors"),
+    },
+    "missing and blank fields": {(0, "name"), (0, "type"), (1, "name"), (1, "type")},
+    "an unknown field": {(0, "parent")},
+    "a bad module name": {(1, "module_name")},
+}
+
+
 @pytest.mark.parametrize("case", sorted(BAD_MANIFESTS))
-def test_a_bad_manifest_is_refused_row_by_row_here_and_by_the_service(tmp_path, scope, case):
-    rows = BAD_MANIFESTS[case]
+def test_a_bad_manifest_is_read_here_and_refused_row_by_row_by_the_server(tmp_path, scope, case):
+    # Reading the file is the client's; the rows' rules are the server's alone.
+    rows = load_manifest(manifest(tmp_path, BAD_MANIFESTS[case]))
+    make_component(scope.project, "Kept", module_name="kept")
+    before = stored(scope)
 
-    with pytest.raises(ManifestError) as error:
-        load_manifest(manifest(tmp_path, rows))
-    local = error.value.row_errors
-    assert local
+    with pytest.raises(InvalidRows) as dry:
+        bulk_upsert_components(scope=scope, rows=rows, prune=True, dry_run=True)
+    with pytest.raises(InvalidRows) as real:
+        bulk_upsert_components(scope=scope, rows=rows, prune=True)
 
-    with pytest.raises(InvalidRows) as server:
-        bulk_upsert_components(scope=scope, rows=rows)
-    assert server.value.row_errors == local
+    assert dry.value.row_errors == real.value.row_errors
+    fields = {(i, f) for i, errors in dry.value.row_errors.items() for f in errors}
+    assert fields == BAD_FIELDS[case]
+    assert stored(scope) == before
+
+
+@pytest.mark.parametrize("dry_run", [True, False])
+def test_the_servers_row_errors_are_printed_by_row_and_field(scope, dry_run):
+    server = Server(scope)
+    rows = BAD_MANIFESTS["a cycle"] + [child("A.z", "B")]
+    lines: list[str] = []
+
+    code = run_import(rows=rows, post_bulk=server.post_bulk, dry_run=dry_run, out=lines.append)
+
+    assert (code, server.posts) == (1, [dry_run])
+    assert lines == [
+        f"row 1 (A.x): parent_module_name: {services.CYCLE.format(chain='A.x → A.y → A.x')}",
+        f"row 2 (A.y): parent_module_name: {services.CYCLE.format(chain='A.y → A.x → A.y')}",
+        f"row 3 (A.z): parent_module_name: {services.UNKNOWN_PARENT}",
+        "Nothing imported: 3 bad rows.",
+    ]
     assert not Component.objects.exists()
 
 
-def test_the_row_errors_name_the_row_and_field():
-    errors = check_rows(BAD_MANIFESTS["a cycle"] + [child("A.z", "B")])
+def test_a_dry_run_checks_parents_and_cycles_against_the_projects_components(scope):
+    context = make_component(scope.project, "A", module_name="A", type="context")
+    make_component(scope.project, "x", module_name="A.x", parent_component=context)
+    server = Server(scope)
+    before = stored(scope)
 
-    assert errors == {
-        1: {"parent_module_name": [importer.CYCLE.format(chain="A.x → A.y → A.x")]},
-        2: {"parent_module_name": [importer.CYCLE.format(chain="A.y → A.x → A.y")]},
-        3: {"parent_module_name": [importer.UNKNOWN_PARENT]},
-    }
-    assert importer.format_row_errors(errors, BAD_MANIFESTS["a cycle"] + [child("A.z", "B")]) == [
-        f"row 1 (A.x): parent_module_name: {importer.CYCLE.format(chain='A.x → A.y → A.x')}",
-        f"row 2 (A.y): parent_module_name: {importer.CYCLE.format(chain='A.y → A.x → A.y')}",
-        f"row 3 (A.z): parent_module_name: {importer.UNKNOWN_PARENT}",
+    def dry_run_lines(rows: list[dict], *, prune: bool = False) -> list[str]:
+        lines: list[str] = []
+        run_import(
+            rows=rows, post_bulk=server.post_bulk, dry_run=True, prune=prune, out=lines.append
+        )
+        return lines
+
+    (table,) = dry_run_lines([child("A.y", "A")])
+    assert table.splitlines()[1:] == [
+        "create  A.y",
+        "1 to create, 0 to update, 0 unchanged, 0 to delete (dry run: nothing was written)",
     ]
-
-
-def test_parents_and_cycles_are_checked_against_the_projects_components():
-    current = [
-        {"id": "1", "module_name": "A", "parent_component": None},
-        {"id": "2", "module_name": "A.x", "parent_component": "1"},
+    assert dry_run_lines([child("A", "A.x")]) == [
+        f"row 0 (A): parent_module_name: {services.CYCLE.format(chain='A → A.x → A')}",
+        "Nothing imported: 1 bad row.",
     ]
+    assert dry_run_lines([child("A.y", "A")], prune=True) == [
+        f"row 0 (A.y): parent_module_name: {services.PRUNED_PARENT.format(parent='A')}",
+        "Nothing imported: 1 bad row.",
+    ]
+    assert server.posts == [True, True, True]
+    assert stored(scope) == before
 
-    assert check_rows([child("A.y", "A")], current=current) == {}
-    assert check_rows([child("A", "A.x")], current=current) == {
-        0: {"parent_module_name": [importer.CYCLE.format(chain="A → A.x → A")]}
-    }
-    assert check_rows([child("A.y", "A")], current=current, prune=True) == {
-        0: {"parent_module_name": [importer.PRUNED_PARENT.format(parent="A")]}
-    }
+
+def test_a_manifest_that_is_no_list_of_rows_is_refused_before_anything_is_sent(tmp_path):
+    path = tmp_path / "manifest.json"
+    path.write_text(json.dumps({"components": {"module_name": "A"}}))
+
+    with pytest.raises(ManifestError) as error:
+        importer.collect_rows(repo=tmp_path, manifest=path)
+
+    assert error.value.message == f'{path} must be an object with a "components" list.'
 
 
 # --- the dry run and run_import ------------------------------------------------------------------
 
-CURRENT = [
-    {
-        "id": "1",
-        "module_name": "A",
-        "name": "A",
-        "type": "context",
-        "priority": 0,
-        "description": "",
-        "parent_component": None,
-    },
-    {
-        "id": "2",
-        "module_name": "A.same",
-        "name": "same",
-        "type": "module",
-        "priority": 1,
-        "description": "",
-        "parent_component": "1",
-    },
-    {
-        "id": "3",
-        "module_name": "A.changed",
-        "name": "changed",
-        "type": "module",
-        "priority": 1,
-        "description": "",
-        "parent_component": "1",
-    },
-    {
-        "id": "4",
-        "module_name": "A.gone",
-        "name": "gone",
-        "type": "module",
-        "priority": 0,
-        "description": "",
-        "parent_component": "1",
-    },
-]
 ROWS = [
     {**ctx("A"), "priority": 0, "description": ""},
     child("A.same", "A", priority=1, description=""),
@@ -480,66 +520,73 @@ ROWS = [
 ]
 
 
-def test_the_plan_says_create_update_unchanged_and_delete():
-    plan = plan_import(ROWS, CURRENT, prune=True)
+@pytest.fixture
+def current(scope) -> None:
+    """A project with A, A.same, A.changed and A.gone, which ROWS leaves, keeps, changes and
+    (with prune) deletes."""
+    context = make_component(scope.project, "A", module_name="A", type="context")
+    for name, priority in (("same", 1), ("changed", 1), ("gone", 0)):
+        make_component(
+            scope.project,
+            name,
+            module_name=f"A.{name}",
+            type="module",
+            priority=priority,
+            parent_component=context,
+        )
 
-    assert [(p.action, p.module_name, p.changes) for p in plan] == [
-        ("unchanged", "A", ()),
-        ("unchanged", "A.same", ()),
-        ("update", "A.changed", ("priority", "description")),
-        ("create", "A.new", ()),
-        ("delete", "A.gone", ()),
-    ]
-    assert "delete" not in {p.action for p in plan_import(ROWS, CURRENT, prune=False)}
 
+def test_the_dry_run_table_is_the_servers_plan_and_nothing_is_written(scope, current):
+    server = Server(scope)
+    before = stored(scope)
+    lines: list[str] = []
 
-def test_the_dry_run_table():
-    assert format_plan(plan_import(ROWS, CURRENT, prune=True)).splitlines() == [
+    code = run_import(
+        rows=ROWS, post_bulk=server.post_bulk, dry_run=True, prune=True, out=lines.append
+    )
+
+    assert (code, server.posts) == (0, [True])
+    (table,) = lines
+    assert table.splitlines() == [
         "action     module_name",
         "unchanged  A",
         "unchanged  A.same",
         "update     A.changed  (priority, description)",
         "create     A.new",
         "delete     A.gone",
-        "1 to create, 1 to update, 2 unchanged, 1 to delete (dry run: nothing was sent)",
+        "1 to create, 1 to update, 2 unchanged, 1 to delete (dry run: nothing was written)",
+    ]
+    assert stored(scope) == before
+    # And it is what the import then does.
+    assert server.post_bulk(ROWS, True, False)["actions"] == [
+        {"module_name": "A", "action": "unchanged", "changes": []},
+        {"module_name": "A.same", "action": "unchanged", "changes": []},
+        {"module_name": "A.changed", "action": "update", "changes": ["priority", "description"]},
+        {"module_name": "A.new", "action": "create", "changes": []},
+        {"module_name": "A.gone", "action": "delete", "changes": []},
     ]
 
 
-class Server:
-    """post_bulk and list_components over the real service, as the CLI's HTTP calls would be."""
+def test_without_prune_the_plan_deletes_nothing(scope, current):
+    lines: list[str] = []
 
-    def __init__(self, scope) -> None:
-        self.scope = scope
-        self.posts = 0
+    run_import(rows=ROWS, post_bulk=Server(scope).post_bulk, dry_run=True, out=lines.append)
 
-    def list_components(self) -> list[dict]:
-        return [
-            {
-                "id": str(c.pk),
-                "module_name": c.module_name,
-                "name": c.name,
-                "type": c.type,
-                "priority": c.priority,
-                "description": c.description,
-                "parent_component": str(c.parent_component_id) if c.parent_component_id else None,
-            }
-            for c in Component.objects.filter(project=self.scope.project)
-        ]
+    (table,) = lines
+    assert [line.split()[0] for line in table.splitlines()[1:-1]] == [
+        "unchanged",
+        "unchanged",
+        "update",
+        "create",
+    ]
+    assert table.splitlines()[-1].startswith("1 to create, 1 to update, 2 unchanged, 0 to")
 
-    def post_bulk(self, rows: list[dict], prune: bool) -> dict:
-        self.posts += 1
-        try:
-            result = bulk_upsert_components(scope=self.scope, rows=rows, prune=prune)
-        except InvalidRows as error:
-            raise ImportRejected(400, error.errors) from None
-        except Conflict as error:
-            raise ImportRejected(409, {"detail": error.message}) from None
-        return {
-            "created": result.created,
-            "updated": result.updated,
-            "unchanged": result.unchanged,
-            "deleted": result.deleted,
-        }
+
+def test_the_plan_of_nothing_is_its_header_and_totals():
+    assert format_plan([]).splitlines() == [
+        "action  module_name",
+        "0 to create, 0 to update, 0 unchanged, 0 to delete (dry run: nothing was written)",
+    ]
 
 
 def test_run_import_sends_the_rows_and_reports_the_counts(scope, sessions_app_copy):
@@ -547,69 +594,39 @@ def test_run_import_sends_the_rows_and_reports_the_counts(scope, sessions_app_co
     rows = scan_python_repo(sessions_app_copy).rows
     lines: list[str] = []
 
-    code = run_import(
-        rows=rows,
-        post_bulk=server.post_bulk,
-        list_components=server.list_components,
-        out=lines.append,
-    )
+    code = run_import(rows=rows, post_bulk=server.post_bulk, out=lines.append)
 
-    assert code == 0
+    assert (code, server.posts) == (0, [False])
     assert lines == [
         f"Imported {len(rows)} rows: {len(rows)} created, 0 updated, 0 unchanged, 0 deleted."
     ]
     assert Component.objects.filter(project=scope.project).count() == len(rows)
 
 
-def test_a_dry_run_sends_nothing_and_prints_the_plan(scope, sessions_app_copy):
+def test_a_dry_run_of_a_scan_prints_the_plan_and_writes_nothing(scope, sessions_app_copy):
     server = Server(scope)
     rows = scan_python_repo(sessions_app_copy).rows
     lines: list[str] = []
 
-    code = run_import(
-        rows=rows,
-        post_bulk=server.post_bulk,
-        list_components=server.list_components,
-        dry_run=True,
-        out=lines.append,
-    )
+    code = run_import(rows=rows, post_bulk=server.post_bulk, dry_run=True, out=lines.append)
 
-    assert (code, server.posts) == (0, 0)
+    assert (code, server.posts) == (0, [True])
     assert not Component.objects.exists()
     (table,) = lines
     assert f"{len(rows)} to create, 0 to update, 0 unchanged, 0 to delete" in table
     assert "create  sessions_app.models" in table.splitlines()
 
 
-def test_bad_rows_are_printed_and_nothing_is_sent(scope):
-    server = Server(scope)
-    lines: list[str] = []
-
-    code = run_import(
-        rows=BAD_MANIFESTS["an unknown parent"],
-        post_bulk=server.post_bulk,
-        list_components=server.list_components,
-        out=lines.append,
-    )
-
-    assert (code, server.posts) == (1, 0)
-    assert lines == [
-        f"row 1 (A.x): parent_module_name: {importer.UNKNOWN_PARENT}",
-        "Nothing imported: 1 bad row.",
-    ]
-
-
-def test_the_servers_refusal_is_printed(scope):
-    # The project changed between the listing and the post: the server's 409 is the answer.
+@pytest.mark.parametrize("dry_run", [True, False])
+def test_the_servers_refusal_is_printed(scope, dry_run):
     tested = Component.objects.create(project=scope.project, name="T", module_name="T", type="x")
     make_context_session(scope, tested)
-    server = Server(scope)
     lines: list[str] = []
 
     code = run_import(
         rows=[ctx("B")],
-        post_bulk=server.post_bulk,
-        list_components=lambda: [],
+        post_bulk=Server(scope).post_bulk,
+        dry_run=dry_run,
         prune=True,
         out=lines.append,
     )
@@ -619,22 +636,11 @@ def test_the_servers_refusal_is_printed(scope):
     assert list(Component.objects.values_list("module_name", flat=True)) == ["T"]
 
 
-def test_the_servers_row_errors_are_printed_by_row(scope):
-    # A stale listing says A exists; the server knows better and names the row.
-    server = Server(scope)
-    stale = [{"id": "1", "module_name": "A", "parent_component": None}]
+def test_too_many_rows_is_printed_as_the_servers_answer(scope):
+    rows = [ctx(f"A{i}") for i in range(services.BULK_MAX_ROWS + 1)]
     lines: list[str] = []
 
-    code = run_import(
-        rows=[child("A.x", "A")],
-        post_bulk=server.post_bulk,
-        list_components=lambda: stale,
-        out=lines.append,
-    )
+    code = run_import(rows=rows, post_bulk=Server(scope).post_bulk, dry_run=True, out=lines.append)
 
-    assert (code, server.posts) == (1, 1)
-    assert lines == [
-        f"row 0 (A.x): parent_module_name: {importer.UNKNOWN_PARENT}",
-        "Nothing imported.",
-    ]
-    assert not Component.objects.exists()
+    assert code == 1
+    assert lines == [f"components: {services.TOO_MANY_ROWS}", "Nothing imported."]
