@@ -303,6 +303,16 @@ class ComponentAdmin(ProjectScopedAdmin):
     readonly_fields = ["created_at", "updated_at"]
     inlines = [ChildComponentInline]
 
+    def get_deleted_objects(self, objs, request):
+        # The service's rule (services.delete_component): a component that has sessions is
+        # kept. Listed as protected, the admin's delete page and action refuse it.
+        deleted, model_count, perms_needed, protected = super().get_deleted_objects(objs, request)
+        tested = Component.objects.filter(
+            pk__in=[obj.pk for obj in objs], sessions__isnull=False
+        ).distinct()
+        protected = [*protected, *(f"{component} (it has sessions)" for component in tested)]
+        return deleted, model_count, perms_needed, protected
+
     def get_readonly_fields(self, request, obj=None):
         # A component stays in the project it was created in, with its children.
         fixed = ["project"] if obj is not None else []

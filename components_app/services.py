@@ -89,9 +89,20 @@ def update_component(*, scope: Scope, component_id: uuid.UUID, **changes: Any) -
 
 
 def delete_component(*, scope: Scope, component_id: uuid.UUID) -> None:
-    deleted, _ = Component.objects.filter(project_id=scope.project_id, pk=component_id).delete()
-    if not deleted:
-        raise NotFound(COMPONENT_NOT_FOUND)
+    """Delete a component that no session tests or tested. One with sessions stays, as a
+    bulk prune keeps it: deleting it would leave its sessions (a run's children among them)
+    with no component to work on, and their history with no name."""
+    with transaction.atomic():
+        component = (
+            Component.objects.select_for_update()
+            .filter(project_id=scope.project_id, pk=component_id)
+            .first()
+        )
+        if component is None:
+            raise NotFound(COMPONENT_NOT_FOUND)
+        if component.sessions.exists():
+            raise Conflict(HAS_SESSIONS.format(names=component.module_name))
+        component.delete()
 
 
 # --- Describing a codebase in bulk -------------------------------------------------------------

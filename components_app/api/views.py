@@ -104,8 +104,9 @@ class ComponentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedV
 
     @extend_schema(
         summary="Delete a component",
+        description="A component that has sessions is not deleted: 409 naming it.",
         request=None,
-        responses={204: None, **error_responses(*READ_ERRORS)},
+        responses={204: None, **error_responses(*READ_ERRORS, 409)},
     )
     def destroy(self, request: Request, pk: str) -> Response:
         component = self.get_object()

@@ -2,8 +2,10 @@
 
 import re
 
-from components_app.models import Project
-from tests.factories import make_user
+from django.contrib.auth.models import Permission
+
+from components_app.models import Component, Project
+from tests.factories import make_child, make_user
 
 
 def test_a_project_page_lists_its_members(staff_client, project, staff):
@@ -103,3 +105,26 @@ def test_a_project_template_with_an_unknown_placeholder_is_a_form_error(staff_cl
     assert "Use only the placeholders" in errors["test_path_template"][0]
     project.refresh_from_db()
     assert project.test_path_template == "tests/test_{module_snake}.py"
+
+
+def test_a_component_that_has_sessions_is_kept_by_the_delete_page_and_action(
+    staff_client, staff, context, context_session
+):
+    staff.user_permissions.add(Permission.objects.get(codename="delete_component"))
+    child = context.child_components.get(name="User")
+    make_child(context_session, child)
+
+    page = staff_client.post(f"/admin/components_app/component/{child.pk}/delete/", {"post": "yes"})
+    action = staff_client.post(
+        "/admin/components_app/component/",
+        {"action": "delete_selected", "_selected_action": [str(child.pk)], "post": "yes"},
+    )
+
+    for response in (page, action):
+        assert response.status_code == 200
+        assert "it has sessions" in response.content.decode()
+    assert Component.objects.filter(pk=child.pk).exists()
+    # A component no session tests is deleted as before.
+    untested = context.child_components.get(name="Audit")
+    staff_client.post(f"/admin/components_app/component/{untested.pk}/delete/", {"post": "yes"})
+    assert not Component.objects.filter(pk=untested.pk).exists()

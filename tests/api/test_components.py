@@ -5,7 +5,7 @@ import uuid
 import pytest
 
 from components_app.models import MODULE_NAME_TAKEN, Component
-from tests.factories import make_component, make_project
+from tests.factories import make_child, make_component, make_project
 
 COMPONENT_KEYS = {
     "id",
@@ -152,3 +152,20 @@ def test_unknown_component_is_404(api, project, component_id):
 
     assert response.status_code == 404
     assert response.json() == {"detail": "Component not found"}
+
+
+def test_a_component_that_has_sessions_is_not_deleted(api, context, context_session):
+    child = context.child_components.get(name="User")
+    make_child(context_session, child)
+
+    for component in (context, child):
+        response = api.delete(f"/api/components/{component.pk}/")
+
+        assert response.status_code == 409
+        assert response.json() == {
+            "detail": f"Components with sessions cannot be deleted: {component.module_name}"
+        }
+        assert Component.objects.filter(pk=component.pk).exists()
+    # One no session tests is deleted as before.
+    untested = context.child_components.get(name="Audit")
+    assert api.delete(f"/api/components/{untested.pk}/").status_code == 204

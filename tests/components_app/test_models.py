@@ -2,8 +2,10 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
+from components_app import services
 from components_app.models import MODULE_NAME_TAKEN, Component
-from tests.factories import make_component, make_project
+from core.errors import Conflict
+from tests.factories import make_child, make_component, make_project
 
 
 def test_module_name_is_unique_within_a_project_in_the_database(project):
@@ -154,3 +156,14 @@ def test_a_component_cannot_move_to_another_project(project, user):
         context.full_clean()
 
     assert error.value.message_dict["project"] == ["A component cannot move to another project."]
+
+
+def test_the_service_keeps_a_component_that_has_sessions(scope, context, context_session):
+    child = context.child_components.get(name="Token")
+    make_child(context_session, child)
+
+    with pytest.raises(Conflict) as error:
+        services.delete_component(scope=scope, component_id=child.pk)
+
+    assert error.value.message == f"Components with sessions cannot be deleted: {child.module_name}"
+    assert Component.objects.filter(pk=child.pk).exists()
