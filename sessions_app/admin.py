@@ -25,7 +25,7 @@ from core.errors import ServiceError
 from core.scope import Scope
 from core.text import printable
 from sessions_app import selectors, services
-from sessions_app.models import Interaction, Session, SessionStatus
+from sessions_app.models import Interaction, Session, SessionStatus, stalled_at
 from sessions_app.operator import views as operator_views
 from sessions_app.operator.formatting import badge, clock, duration_text, progress_widths
 from sessions_app.workflows.registry import session_types
@@ -180,7 +180,7 @@ class StalledFilter(admin.SimpleListFilter):
         return [("yes", "Stalled (lease expired)"), ("no", "Not stalled")]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
-        stalled = Q(status=SessionStatus.ACTIVE, leased_until__lte=timezone.now())
+        stalled = stalled_at(timezone.now())
         if self.value() == "yes":
             return queryset.filter(stalled)
         if self.value() == "no":

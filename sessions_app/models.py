@@ -94,6 +94,13 @@ def _in_choices(field: str, choices: type[models.TextChoices], *, nullable: bool
     return condition | Q(**{f"{field}__isnull": True}) if nullable else condition
 
 
+def stalled_at(now: datetime, *, through: str = "") -> Q:
+    """Stalled sessions as a query condition: active, with a lease that expired by ``now``.
+    ``through`` reaches them over a relation, e.g. ``"child_sessions"``."""
+    prefix = f"{through}__" if through else ""
+    return Q(**{f"{prefix}status": SessionStatus.ACTIVE, f"{prefix}leased_until__lte": now})
+
+
 class Session(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="sessions")
@@ -195,7 +202,8 @@ class Session(models.Model):
         return self.leased_until is not None and self.leased_until > now
 
     def is_stalled(self, now: datetime) -> bool:
-        """Active, but the runner that held it stopped renewing its lease."""
+        """Active, but the runner that held it stopped renewing its lease (``stalled_at`` is
+        the same rule as a query condition)."""
         return (
             self.status == SessionStatus.ACTIVE
             and self.leased_until is not None

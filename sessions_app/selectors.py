@@ -14,7 +14,7 @@ from django.utils import timezone
 from components_app.models import SPAWN_ORDER as COMPONENT_SPAWN_ORDER
 from components_app.models import CodePointOrder, Component
 from core.errors import InvalidInput
-from sessions_app.models import Interaction, Session, SessionStatus
+from sessions_app.models import Interaction, Session, SessionStatus, stalled_at
 from sessions_app.workflows.session_types import CONTEXT_TESTING_SESSIONS
 
 if TYPE_CHECKING:
@@ -263,13 +263,7 @@ def with_children_progress(queryset: QuerySet[Session]) -> QuerySet[Session]:
         f"children_{status}": Count("child_sessions", filter=Q(child_sessions__status=status))
         for status in SessionStatus.values
     }
-    stalled = Count(
-        "child_sessions",
-        filter=Q(
-            child_sessions__status=SessionStatus.ACTIVE,
-            child_sessions__leased_until__lte=timezone.now(),
-        ),
-    )
+    stalled = Count("child_sessions", filter=stalled_at(timezone.now(), through="child_sessions"))
     return queryset.annotate(
         children_total=Count("child_sessions"), children_stalled=stalled, **counts
     )

@@ -182,18 +182,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as error:
         _say(f"spawnctl: {error}", error=True)
         return EXIT_USAGE
-    except Unreachable as error:
-        _say(f"spawnctl: {error.detail}", error=True)
-        return EXIT_USAGE
     except Unauthorized as error:
         _say(f"spawnctl: the server refused the token ({error.detail})", error=True)
         return EXIT_USAGE
-    except NotFound as error:
-        _say(f"spawnctl: {error.detail}", error=True)
-        return EXIT_USAGE
     except ApiError as error:
         _say(f"spawnctl: {error.detail}", error=True)
-        return EXIT_FAILED
+        # An unreachable server or an id that names nothing is bad usage; anything else the
+        # server refused is a failure.
+        return EXIT_USAGE if isinstance(error, (Unreachable, NotFound)) else EXIT_FAILED
 
 
 def _config(args: argparse.Namespace, api: Api, reporter: Reporter) -> RunnerConfig:

@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from components_app.models import Project
 from sessions_app import selectors
-from sessions_app.models import Interaction, Session, SessionStatus
+from sessions_app.models import Interaction, Session, SessionStatus, stalled_at
 from sessions_app.workflows.session_types import COMPONENT_TEST_SESSIONS
 
 DAY = timedelta(days=1)
@@ -130,7 +130,7 @@ def dashboards_for(user, *, now: datetime | None = None) -> list[ProjectDashboar
         .annotate(
             runs=Count("id", filter=Q(parent_session__isnull=True)),
             components=Count("id", filter=Q(type=COMPONENT_TEST_SESSIONS)),
-            stalled=Count("id", filter=Q(leased_until__lte=now)),
+            stalled=Count("id", filter=stalled_at(now)),
         )
     )
     for row in in_flight:
@@ -140,9 +140,7 @@ def dashboards_for(user, *, now: datetime | None = None) -> list[ProjectDashboar
         board.stalled_count = row["stalled"]
 
     stalled = (
-        Session.objects.filter(
-            project__in=projects, status=SessionStatus.ACTIVE, leased_until__lte=now
-        )
+        Session.objects.filter(stalled_at(now), project__in=projects)
         .select_related("component", "parent_session__component")
         .order_by("leased_until")
     )
