@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError, ToolError
 from mcp_types import ToolAnnotations
-from pydantic import Field
+from pydantic import Field, ValidatorFunctionWrapHandler, WithJsonSchema, WrapValidator
 
 from spawnctl.api import Api, ApiError, Interaction, LeasedBy, NotFound, Session
 from spawnctl.cli import MAX_LEASE_SECONDS
@@ -77,6 +77,23 @@ LeaseSeconds = Annotated[
         ),
     ),
 ]
+
+
+def _text_or_none(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+    return None if value is None else handler(value)
+
+
+# The SDK json.loads a string argument whose annotation is anything but plain ``str`` (for
+# clients that send a list as '["a"]'), so under ``str | None`` a command's output that is JSON
+# text, as ``claude -p --output-format json`` prints, arrived as an object and was refused, and
+# "null" was dropped. Plain ``str`` is passed through as sent; null still means "not given", and
+# the schema still says so.
+OptionalText = Annotated[
+    str,
+    WrapValidator(_text_or_none),
+    WithJsonSchema({"anyOf": [{"type": "string"}, {"type": "null"}]}),
+]
+
 SessionStatus = Literal["active", "complete", "failed", "cancelled"]
 SessionType = Literal["ContextTestingSessions", "ComponentTestSessions"]
 ResultStatus = Literal["ok", "error", "warning"]
@@ -264,14 +281,14 @@ def build_server(api: Api, *, runner: str) -> MCPServer:
             ),
         ],
         error_message: Annotated[
-            str | None, Field(description="What went wrong, for an error.")
+            OptionalText, Field(description="What went wrong, for an error.")
         ] = None,
         code: Annotated[
             int | None,
             Field(ge=-(2**31), le=INT32_MAX, description="The command's exit code, if any."),
         ] = None,
-        stdout: Annotated[str | None, Field(description="The command's output (a tail).")] = None,
-        stderr: Annotated[str | None, Field(description="The command's errors (a tail).")] = None,
+        stdout: Annotated[OptionalText, Field(description="The command's output (a tail).")] = None,
+        stderr: Annotated[OptionalText, Field(description="The command's errors (a tail).")] = None,
         duration_ms: Annotated[
             int | None, Field(ge=0, le=INT32_MAX, description="How long the step took.")
         ] = None,

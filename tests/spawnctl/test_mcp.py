@@ -458,3 +458,34 @@ def test_a_session_reads_as_a_resource_with_its_history(mcp, component_session, 
     assert body["interactions"][1]["result"]["data"] == {"branch": "tests/cart"}
     assert seen["failures"]["stranger"] == "HTTP 404: Session not found"
     assert "not a UUID" in seen["failures"]["not a uuid"]
+
+
+CLAUDE_JSON = (
+    '{"type":"result","subtype":"success","result":"done","session_id":"abc","total_cost_usd":0.01}'
+)
+
+
+def test_output_that_is_json_text_is_stored_as_the_text_it_is(mcp, component_session):
+    """``claude -p ... --output-format json`` prints a JSON object: as output it is still text."""
+    session_id = str(component_session.pk)
+    texts = {
+        "stdout": CLAUDE_JSON,
+        "stderr": '["warning: one", "warning: two"]',
+        "error_message": "null",
+    }
+
+    async def scenario(agent: Agent) -> dict:
+        interaction = await agent.ok("next_command", session_id=session_id)
+        return await agent.ok(
+            "report_result",
+            session_id=session_id,
+            interaction_id=interaction["id"],
+            status="warning",
+            **texts,
+        )
+
+    answer = mcp(scenario)
+
+    assert {name: answer["interaction"]["result"][name] for name in texts} == texts
+    stored = component_session.interactions.get().result
+    assert {name: stored[name] for name in texts} == texts
