@@ -205,21 +205,3 @@ def test_piped_into_head_prints_no_traceback(tmp_path):
     assert "Traceback" not in stderr and "BrokenPipeError" not in stderr, stderr
     assert stderr == ""
     assert process.returncode == 1
-
-
-def test_seed_demo_always_prints_a_session_that_can_still_be_spawned(db):
-    def seeded() -> str:
-        status, stdout, _ = run("seed_demo")
-        assert status == 0
-        return stdout.splitlines()[-1].split()[-1]
-
-    first = seeded()
-    # Untouched, the same session is handed out again.
-    assert seeded() == first
-    assert run("spawn_sessions", first)[0] == 0
-
-    second = seeded()
-    assert second != first
-    assert f"spawn_sessions {second[:8]}" in run("seed_demo")[1]
-    status, children, stderr = run("spawn_sessions", second[:8])
-    assert (status, stderr, len(children.splitlines())) == (0, "", 5)
