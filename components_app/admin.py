@@ -170,8 +170,22 @@ class ProjectAdmin(ProjectScopedAdmin):
     change_form_template = "admin/components_app/project/change_form.html"
     list_display = ["name", "member_count", "component_count", "created_at"]
     search_fields = ["name"]
-    fields = ["name", "test_command_template", "test_path_template"]
+    fieldsets = [
+        (None, {"fields": ["name"]}),
+        (
+            "How runs work",
+            {"fields": [*services.PROJECT_SETTINGS]},
+        ),
+    ]
     inlines = [MembershipInline]
+    # Command lines and templates are read whole, not through a slit.
+    formfield_overrides = {
+        models.CharField: {
+            "widget": forms.TextInput(
+                attrs={"style": "width: 60em; max-width: 100%; font-family: monospace"}
+            )
+        }
+    }
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         # Counted before the membership filter: counting after it would reuse the filter's
@@ -285,10 +299,18 @@ class ChildComponentInline(admin.TabularInline):
 
 @admin.register(Component)
 class ComponentAdmin(ProjectScopedAdmin):
-    list_display = ["name", "module_name", "type", "priority", "parent_component", "project"]
+    list_display = [
+        "name",
+        "module_name",
+        "type",
+        "priority",
+        "excluded",
+        "parent_component",
+        "project",
+    ]
     list_select_related = ["parent_component", "project"]
-    list_filter = [("project", admin.RelatedOnlyFieldListFilter), "type"]
-    search_fields = ["name", "module_name", "description"]
+    list_filter = [("project", admin.RelatedOnlyFieldListFilter), "type", "excluded"]
+    search_fields = ["name", "module_name", "description", "source_path"]
     fields = [
         "project",
         "name",
@@ -296,6 +318,8 @@ class ComponentAdmin(ProjectScopedAdmin):
         "type",
         "priority",
         "parent_component",
+        "source_path",
+        "excluded",
         "description",
         "created_at",
         "updated_at",
@@ -312,6 +336,15 @@ class ComponentAdmin(ProjectScopedAdmin):
         ).distinct()
         protected = [*protected, *(f"{component} (it has sessions)" for component in tested)]
         return deleted, model_count, perms_needed, protected
+
+    def save_model(self, request: HttpRequest, obj: Component, form, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        if change and "excluded" in form.changed_data and obj.excluded:
+            # As through the API: its active children are cancelled with it (the admin's
+            # change view is one transaction).
+            services.announce_excluded(
+                scope=Scope(user=request.user, project=obj.project), component_ids=[obj.pk]
+            )
 
     def get_readonly_fields(self, request, obj=None):
         # A component stays in the project it was created in, with its children.

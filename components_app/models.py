@@ -3,13 +3,16 @@ import uuid
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import F, Func, Q
 from django.utils.deconstruct import deconstructible
 
+from components_app import test_paths
 from core import safety
 
 MODULE_NAME_TAKEN = "A component with this module name already exists in the project."
+MAX_STEP_ATTEMPTS = 10
 
 
 @deconstructible
@@ -52,6 +55,7 @@ class CommandTemplateValidator(TemplateValidator):
 
 # What the path template is checked with: a module name as the demo data writes them.
 SAMPLE_MODULE = "Shop.Accounts.UserToken"
+SAMPLE_SOURCE_PATH = "shop/accounts/user_token.py"
 
 
 @deconstructible
@@ -60,7 +64,9 @@ class PathTemplateValidator(TemplateValidator):
 
     def __call__(self, template: str) -> None:
         super().__call__(template)
-        sample = template.format(module=SAMPLE_MODULE, module_snake="shop_accounts_user_token")
+        sample = test_paths.render(
+            template, module_name=SAMPLE_MODULE, source_path=SAMPLE_SOURCE_PATH
+        )
         if problem := safety.test_file_problem(sample):
             raise ValidationError(
                 f"The test files it names (e.g. {sample!r}) must be relative paths inside the "
@@ -73,8 +79,18 @@ def validate_module_name(value: str) -> None:
         raise ValidationError(problem)
 
 
+def validate_source_path(value: str) -> None:
+    if problem := safety.test_file_problem(value):
+        raise ValidationError(f"Must be a relative path inside the repository: {problem}.")
+
+
+def validate_base_branch(value: str) -> None:
+    if problem := safety.branch_name_problem(value):
+        raise ValidationError(f"Not a valid git branch name: {problem}.")
+
+
 validate_test_command_template = CommandTemplateValidator("test_file")
-validate_test_path_template = PathTemplateValidator("module_snake", "module")
+validate_test_path_template = PathTemplateValidator(*test_paths.PLACEHOLDERS)
 validate_agent_command_template = CommandTemplateValidator("prompt")
 
 
@@ -110,15 +126,28 @@ class Project(models.Model):
     )
     test_path_template = models.CharField(
         max_length=500,
-        default="tests/test_{module_snake}.py",
+        default=test_paths.DEFAULT_TEMPLATE,
         validators=[validate_test_path_template],
-        help_text="Where a component's test file lives; {module_snake} is replaced.",
+        help_text="Where a component's test file lives: {module} (the module name), "
+        "{module_snake} (shop_accounts_user_token), {module_last} (its last dotted part) and "
+        "{source_path} are replaced. No two components may get the same file.",
     )
     agent_command_template = models.CharField(
         max_length=500,
         default="claude -p {prompt} --output-format json --permission-mode acceptEdits",
         validators=[validate_agent_command_template],
         help_text="The coding agent's command line; {prompt} is replaced by the quoted prompt.",
+    )
+    base_branch = models.CharField(
+        max_length=safety.BRANCH_MAX_LENGTH,
+        default="main",
+        validators=[validate_base_branch],
+        help_text="The branch a run's branch starts from (origin's copy when origin has it).",
+    )
+    max_step_attempts = models.PositiveSmallIntegerField(
+        default=3,
+        validators=[MinValueValidator(1), MaxValueValidator(MAX_STEP_ATTEMPTS)],
+        help_text="A step whose result is an error this many times in a row fails its session.",
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -127,10 +156,26 @@ class Project(models.Model):
         ordering = ["name"]
         constraints = [
             models.CheckConstraint(condition=~Q(name=""), name="project_name_not_empty"),
+            models.CheckConstraint(
+                condition=Q(max_step_attempts__gte=1, max_step_attempts__lte=MAX_STEP_ATTEMPTS),
+                name="project_max_step_attempts_range",
+            ),
         ]
 
     def __str__(self) -> str:
         return self.name
+
+    def clean(self) -> None:
+        super().clean()
+        # Only a stored project has components whose test files the template could merge.
+        if self.pk is None or self._state.adding:
+            return
+        collision = test_paths.first_collision(
+            self.test_path_template,
+            Component.objects.filter(project_id=self.pk).only("module_name", "source_path"),
+        )
+        if collision:
+            raise ValidationError({"test_path_template": collision})
 
 
 class Component(models.Model):
@@ -141,6 +186,18 @@ class Component(models.Model):
     type = models.CharField(max_length=50, help_text="Free text: context, schema, ...")
     description = models.TextField(blank=True, default="")
     priority = models.IntegerField(default=0, help_text="Higher runs first.")
+    source_path = models.CharField(  # noqa: DJ001
+        max_length=safety.TEST_FILE_MAX_LENGTH,
+        null=True,
+        blank=True,
+        validators=[validate_source_path],
+        help_text="The component's code, relative to the repository (e.g. src/shop/user.py).",
+    )
+    excluded = models.BooleanField(
+        default=False,
+        help_text="Left out of runs: no child session is spawned for it and its context "
+        "does not wait for it.",
+    )
     parent_component = models.ForeignKey(
         "self",
         null=True,
@@ -181,6 +238,7 @@ class Component(models.Model):
             )
             if stored_project is not None and stored_project != self.project_id:
                 raise ValidationError({"project": "A component cannot move to another project."})
+        self._check_test_file()
         parent = self.parent_component
         if parent is None:
             return
@@ -194,6 +252,19 @@ class Component(models.Model):
             raise ValidationError(
                 {"parent_component": "A component cannot be placed under one of its descendants."}
             )
+
+    def _check_test_file(self) -> None:
+        """No other component of the project may have the same test file."""
+        if not self.project_id or not self.module_name:
+            return
+        template = self.project.test_path_template
+        others = (
+            Component.objects.filter(project_id=self.project_id)
+            .exclude(pk=self.pk)
+            .only("module_name", "source_path")
+        )
+        if collision := test_paths.collision_with(template, self, others):
+            raise ValidationError({"module_name": collision})
 
     def _is_ancestor_of(self, component: "Component") -> bool:
         """Walk up from ``component``; one query per level, bounded by the tree's depth."""

@@ -31,10 +31,11 @@ def get_component(*, scope: Scope, component_id: uuid.UUID) -> Component | None:
 
 
 def list_child_components(*, scope: Scope, component_id: uuid.UUID) -> list[Component]:
-    """The context's children in spawn order: priority descending, then name ascending."""
+    """The context's children that runs test, in spawn order: priority descending, then name
+    ascending. Excluded components are left out."""
     return list(
         Component.objects.filter(
-            project_id=scope.project_id, parent_component_id=component_id
+            project_id=scope.project_id, parent_component_id=component_id, excluded=False
         ).order_by(*SPAWN_ORDER)
     )
 

@@ -11,14 +11,33 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from components_app import selectors
+from components_app import selectors, test_paths
 from components_app.models import MODULE_NAME_TAKEN, Component, Project
+from components_app.signals import components_excluded
 from core.errors import Conflict, InvalidInput, NotFound, refuse_unchangeable
 from core.json_values import unstorable_reason
 from core.scope import Scope
 
 COMPONENT_NOT_FOUND = "Component not found"
-UPDATABLE_FIELDS = ("name", "module_name", "type", "description", "priority", "parent_component")
+UPDATABLE_FIELDS = (
+    "name",
+    "module_name",
+    "type",
+    "description",
+    "priority",
+    "parent_component",
+    "source_path",
+    "excluded",
+)
+# A project's settings: what GET and PATCH /api/projects/{id}/ read and change.
+PROJECT_SETTINGS = (
+    "test_command_template",
+    "test_path_template",
+    "agent_command_template",
+    "base_branch",
+    "max_step_attempts",
+)
+PROJECT_UPDATABLE_FIELDS = ("name", *PROJECT_SETTINGS)
 
 
 def _save(component: Component, **save_kwargs: Any) -> Component:
@@ -42,17 +61,38 @@ def _save(component: Component, **save_kwargs: Any) -> Component:
     return component
 
 
-def create_project(*, user: AbstractBaseUser, name: str) -> Project:
-    project = Project(name=name)
+def _validated_project(project: Project) -> None:
     try:
         project.full_clean()
     except ValidationError as error:
         raise InvalidInput(
             "Invalid project", {k: list(v) for k, v in error.message_dict.items()}
         ) from None
+
+
+def create_project(*, user: AbstractBaseUser, name: str, **settings: Any) -> Project:
+    refuse_unchangeable("Invalid project", settings, PROJECT_SETTINGS)
+    project = Project(name=name, **settings)
+    _validated_project(project)
     with transaction.atomic():
         project.save()
         project.members.add(user)
+    return project
+
+
+def update_project(*, scope: Scope, **changes: Any) -> Project:
+    """Change the scope's project's name and settings under the rules the admin applies: a
+    template's placeholders, a valid base branch, and a test path template that gives every
+    component a test file of its own."""
+    refuse_unchangeable("Invalid project", changes, PROJECT_UPDATABLE_FIELDS)
+    with transaction.atomic():
+        # Locked, so that a component written meanwhile is judged against the new template.
+        project = Project.objects.select_for_update().get(pk=scope.project_id)
+        for name, value in changes.items():
+            setattr(project, name, value)
+        _validated_project(project)
+        if changes:
+            project.save(update_fields=[*changes, "updated_at"])
     return project
 
 
@@ -65,6 +105,8 @@ def create_component(
     description: str = "",
     priority: int = 0,
     parent_component: Component | None = None,
+    source_path: str | None = None,
+    excluded: bool = False,
 ) -> Component:
     component = Component(
         project=scope.project,
@@ -74,18 +116,38 @@ def create_component(
         description=description,
         priority=priority,
         parent_component=parent_component,
+        source_path=source_path,
+        excluded=excluded,
     )
     return _save(component, force_insert=True)
 
 
 def update_component(*, scope: Scope, component_id: uuid.UUID, **changes: Any) -> Component:
+    """Change a component. Excluding it cancels its active child sessions (their runs no
+    longer wait for it)."""
     refuse_unchangeable("Invalid component", changes, UPDATABLE_FIELDS)
-    component = Component.objects.filter(project_id=scope.project_id, pk=component_id).first()
-    if component is None:
-        raise NotFound(COMPONENT_NOT_FOUND)
-    for name, value in changes.items():
-        setattr(component, name, value)
-    return _save(component)
+    with transaction.atomic():
+        component = (
+            Component.objects.select_for_update()
+            .filter(project_id=scope.project_id, pk=component_id)
+            .first()
+        )
+        if component is None:
+            raise NotFound(COMPONENT_NOT_FOUND)
+        newly_excluded = changes.get("excluded") is True and not component.excluded
+        for name, value in changes.items():
+            setattr(component, name, value)
+        _save(component)
+        if newly_excluded:
+            announce_excluded(scope=scope, component_ids=[component.pk])
+    return component
+
+
+def announce_excluded(*, scope: Scope, component_ids: list[uuid.UUID]) -> None:
+    """Tell the apps above that these components were just excluded (inside the transaction
+    that excluded them, so their sessions change with them or not at all)."""
+    if component_ids:
+        components_excluded.send(sender=Component, scope=scope, component_ids=component_ids)
 
 
 def delete_component(*, scope: Scope, component_id: uuid.UUID) -> None:
@@ -108,7 +170,16 @@ def delete_component(*, scope: Scope, component_id: uuid.UUID) -> None:
 # --- Describing a codebase in bulk -------------------------------------------------------------
 
 BULK_MAX_ROWS = 10_000
-ROW_FIELDS = ("module_name", "name", "type", "priority", "description", "parent_module_name")
+ROW_FIELDS = (
+    "module_name",
+    "name",
+    "type",
+    "priority",
+    "description",
+    "parent_module_name",
+    "source_path",
+    "excluded",
+)
 _REQUIRED_TEXT = ("module_name", "name", "type")
 # The priority column is a 32-bit integer on PostgreSQL; the API's single create refuses the
 # same range, so a bulk row cannot store what a single create could not.
@@ -118,9 +189,12 @@ REQUIRED = "This field is required."
 BLANK = "This field may not be blank."
 NOT_A_STRING = "Not a valid string."
 NOT_AN_INTEGER = "A valid integer is required."
+NOT_A_BOOLEAN = "Must be a valid boolean."
 NOT_AN_OBJECT = "Expected an object with module_name, name and type."
 UNKNOWN_FIELD = "Unknown field; a row takes " + ", ".join(ROW_FIELDS) + "."
 NULL_PARENT_HINT = "This field may not be blank; use null for a component without a parent."
+NULL_SOURCE_HINT = "This field may not be blank; use null for a component without a source path."
+BLANK_HINTS = {"parent_module_name": NULL_PARENT_HINT, "source_path": NULL_SOURCE_HINT}
 DUPLICATE_ROW = "Row {first} has the same module name."
 UNKNOWN_PARENT = "No row and no component of the project has this module name."
 OWN_PARENT = "A component cannot be its own parent."
@@ -193,7 +267,7 @@ def _clean_text(row: dict[str, Any], field: str, errors: dict[str, list[str]]) -
         errors[field] = [unstorable]
         return None
     if not value and field != "description":
-        errors[field] = [NULL_PARENT_HINT if field == "parent_module_name" else BLANK]
+        errors[field] = [BLANK_HINTS.get(field, BLANK)]
         return None
     if field != "parent_module_name":
         try:
@@ -219,10 +293,16 @@ def _clean_row(row: Any) -> tuple[dict[str, Any], dict[str, list[str]]]:
             clean[field] = _clean_text(row, field, errors)
     if "description" in row:
         clean["description"] = _clean_text(row, "description", errors)
-    if row.get("parent_module_name") is not None:
-        clean["parent_module_name"] = _clean_text(row, "parent_module_name", errors)
-    elif "parent_module_name" in row:
-        clean["parent_module_name"] = None
+    for nullable in ("parent_module_name", "source_path"):
+        if row.get(nullable) is not None:
+            clean[nullable] = _clean_text(row, nullable, errors)
+        elif nullable in row:
+            clean[nullable] = None
+    if "excluded" in row:
+        if isinstance(row["excluded"], bool):
+            clean["excluded"] = row["excluded"]
+        else:
+            errors["excluded"] = [NOT_A_BOOLEAN]
     if "priority" in row:
         priority = row["priority"]
         low, high = _PRIORITY_RANGE
@@ -314,6 +394,36 @@ def _check_rows(
     return cleaned, row_errors
 
 
+def _test_file_collisions(
+    project: Project,
+    rows: list[Component],
+    existing: dict[str, Component],
+    named: set[str],
+    doomed: list[Component],
+) -> RowErrors:
+    """Rows whose test file another component of the project would have after the import:
+    a component the rows leave as it is, or an earlier row."""
+    template = project.test_path_template
+    gone = {c.pk for c in doomed}
+    owners: dict[str, str] = {}
+    for component in existing.values():
+        if component.module_name not in named and component.pk not in gone:
+            path = test_paths.test_file_of(template, component)
+            if path is not None:
+                owners.setdefault(path, component.module_name)
+    row_errors: RowErrors = {}
+    for index, component in enumerate(rows):
+        path = test_paths.test_file_of(template, component)
+        if path is None:
+            continue
+        if path in owners:
+            message = test_paths.TAKEN.format(path=path, other=owners[path])
+            row_errors[index] = {"module_name": [message]}
+        else:
+            owners[path] = component.module_name
+    return row_errors
+
+
 def _parents_first(components: list[Component]) -> list[Component]:
     """New components ordered so that each comes after its parent when both are new."""
     by_id = {c.pk: c for c in components}
@@ -389,10 +499,13 @@ def _bulk_upsert(*, scope: Scope, rows: list[Any], prune: bool) -> BulkUpsertRes
     created: list[Component] = []
     updated: list[Component] = []
     changed_fields: set[str] = set()
+    newly_excluded: list[uuid.UUID] = []
     for clean in cleaned:
         module_name = clean["module_name"]
         values: dict[str, Any] = {
-            key: clean[key] for key in ("name", "type", "priority", "description") if key in clean
+            key: clean[key]
+            for key in ("name", "type", "priority", "description", "source_path", "excluded")
+            if key in clean
         }
         if "parent_module_name" in clean:
             parent = clean["parent_module_name"]
@@ -406,6 +519,8 @@ def _bulk_upsert(*, scope: Scope, rows: list[Any], prune: bool) -> BulkUpsertRes
             actions.append(ComponentAction(module_name, CREATE))
         else:
             changes = [k for k, v in values.items() if getattr(component, k) != v]
+            if "excluded" in changes and values["excluded"]:
+                newly_excluded.append(component.pk)
             if changes:
                 for key in changes:
                     setattr(component, key, values[key])
@@ -418,6 +533,8 @@ def _bulk_upsert(*, scope: Scope, rows: list[Any], prune: bool) -> BulkUpsertRes
                 actions.append(ComponentAction(module_name, UNCHANGED))
         components.append(component)
     actions += [ComponentAction(m, DELETE) for m in sorted(c.module_name for c in doomed)]
+    if taken := _test_file_collisions(scope.project, components, existing, named, doomed):
+        raise InvalidRows(taken)
 
     if created:
         Component.objects.bulk_create(_parents_first(created))
@@ -427,6 +544,7 @@ def _bulk_upsert(*, scope: Scope, rows: list[Any], prune: bool) -> BulkUpsertRes
         Component.objects.bulk_update(updated, fields)
     if doomed:
         Component.objects.filter(pk__in=[c.pk for c in doomed]).delete()
+    announce_excluded(scope=scope, component_ids=newly_excluded)
     return BulkUpsertResult(
         created=len(created),
         updated=len(updated),

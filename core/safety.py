@@ -39,6 +39,9 @@ def branch_name_problem(name: str) -> str | None:
         return f"it is longer than {BRANCH_MAX_LENGTH} characters"
     if name.startswith("-"):
         return 'it starts with "-"'
+    # Valid for git, but "+name" in a push refspec forces the push.
+    if name.startswith("+"):
+        return 'it starts with "+"'
     for char in name:
         if unicodedata.category(char) in _UNSHOWABLE_CATEGORIES:
             return f"it contains the character U+{ord(char):04X}"

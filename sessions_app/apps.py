@@ -5,3 +5,8 @@ class SessionsAppConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
     name = "sessions_app"
     verbose_name = "Test sessions"
+
+    def ready(self) -> None:
+        from sessions_app import receivers
+
+        receivers.connect()

@@ -134,6 +134,11 @@ class Session(models.Model):
         db_column="session_id",
     )
     external_conversation_id = models.CharField(max_length=255, blank=True, default="")
+    # The branch the run uses, set by its Initialize (a child's is its context's, given at
+    # spawn); null before.
+    branch = models.CharField(  # noqa: DJ001
+        max_length=safety.BRANCH_MAX_LENGTH, null=True, blank=True, editable=False
+    )
     # 1 for a session never retried; each retry adds one.
     attempt = models.PositiveIntegerField(default=1)
     # The lease: which runner works on the session, and until when. Both or neither.

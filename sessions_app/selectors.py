@@ -148,8 +148,13 @@ def spawned_children(*, session: Session) -> QuerySet[Session]:
 
 
 def unfinished_child_sessions(*, session: Session) -> QuerySet[Session]:
-    """The children that are not complete, as ``child_sessions`` gives them."""
-    return child_sessions(session=session).exclude(status=SessionStatus.COMPLETE)
+    """The children that are not complete, as ``child_sessions`` gives them, leaving out the
+    children of excluded components: the run does not wait for what the team left out."""
+    return (
+        child_sessions(session=session)
+        .exclude(status=SessionStatus.COMPLETE)
+        .exclude(component__excluded=True)
+    )
 
 
 def components_without_child_session(
@@ -166,7 +171,9 @@ def components_without_child_session(
         parent_session_id=parent_session.pk, component_id__isnull=False
     ).values("component_id")
     return list(
-        Component.objects.filter(project_id=scope.project_id, parent_component_id=context_id)
+        Component.objects.filter(
+            project_id=scope.project_id, parent_component_id=context_id, excluded=False
+        )
         .exclude(pk__in=with_child)
         .order_by(*COMPONENT_SPAWN_ORDER)
     )

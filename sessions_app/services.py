@@ -36,6 +36,7 @@ from sessions_app.workflows.registry import (
     get_workflow,
 )
 from sessions_app.workflows.session_types import CONTEXT_TESTING_SESSIONS
+from sessions_app.workflows.steps.common import derived_error_message
 from sessions_app.workflows.steps.spawn_component_testing_sessions import (
     CANNOT_SPAWN,
     SESSION_NOT_FOUND,
@@ -64,7 +65,9 @@ NO_CHILDREN_TO_RETRY = (
 )
 CHILDREN_CANNOT_BE_RETRIED = "Session is {status}; its children cannot be retried"
 SUPERSEDED_BY_RETRY = "Superseded by retry"
+STEP_FAILED_TOO_OFTEN = "{step} failed {n} times: {message}"
 RUNNER_LENGTH = f"Must be 1 to {RUNNER_MAX_LENGTH} characters."
+RUNNER_INVISIBLE = "Must contain a visible character."
 LEASE_RANGE = f"Must be an integer from 1 to {MAX_LEASE_SECONDS}."
 RETRYABLE = (SessionStatus.FAILED, SessionStatus.CANCELLED)
 
@@ -227,8 +230,8 @@ def _next_interaction(scope: Scope, session: Session) -> tuple[Interaction, bool
     if latest is not None and latest.is_pending:
         return latest, False
     workflow = get_workflow(session.type)
-    step_name = workflow.next_step(
-        latest.step_name if latest else None, latest.result["status"] if latest else None
+    step_name = workflow.following(
+        latest.step_name if latest else None, latest.result if latest else None
     )
     if step_name in (SessionStatus.COMPLETE, SessionStatus.FAILED):
         # Only a session reopened by hand gets here: its workflow has already ended.
@@ -254,14 +257,20 @@ def heartbeat(
     return session
 
 
-def release(*, scope: Scope, session_id: uuid.UUID, runner: str) -> Session:
-    """Give the lease up, so that another runner may take the session at once."""
-    _validate_lease_request(runner, None)
+def release(
+    *, scope: Scope, session_id: uuid.UUID, runner: str | None = None, force: bool = False
+) -> Session:
+    """Give the lease up, so that another runner may take the session at once. With
+    ``force`` (and no runner) whoever holds it loses it: how a member frees the sessions of a
+    runner that died without waiting for its leases to run out."""
+    if not force:
+        _validate_lease_request(runner, None)
     with transaction.atomic():
         session = _session_or_404(scope, session_id, lock=True)
         if session.is_finished:
             raise Conflict(SESSION_IS.format(status=session.status))
-        _refuse_if_leased_to_another(session, runner, timezone.now())
+        if not force:
+            _refuse_if_leased_to_another(session, runner, timezone.now())
         if session.runner is not None:
             session.runner = session.leased_until = None
             session.save(update_fields=["runner", "leased_until", "updated_at"])
@@ -320,6 +329,10 @@ def _validate_lease_request(
         not isinstance(runner, str) or not 1 <= len(runner) <= RUNNER_MAX_LENGTH
     ):
         errors["runner"] = [RUNNER_LENGTH]
+    elif runner is not None and not any(
+        char.isprintable() and not char.isspace() for char in runner
+    ):
+        errors["runner"] = [RUNNER_INVISIBLE]
     if lease_seconds is not None and (
         isinstance(lease_seconds, bool)
         or not isinstance(lease_seconds, int)
@@ -328,6 +341,10 @@ def _validate_lease_request(
         errors["lease_seconds"] = [LEASE_RANGE]
     if errors:
         raise InvalidInput("Invalid lease request", errors)
+
+
+def _visible(text: str) -> bool:
+    return any(char.isprintable() and not char.isspace() for char in text)
 
 
 def _refuse_if_leased_to_another(session: Session, runner: str, now: datetime) -> None:
@@ -374,26 +391,68 @@ def submit_result(
             raise Conflict(f"Session is {session.status}; it takes no more results")
 
         workflow = get_workflow(session.type)
-        outcome = workflow.step(interaction.step_name).handle_result(scope, session, result)
+        step = workflow.step(interaction.step_name)
+        outcome = step.handle_result(scope, session, result)
         final = outcome.result
+        if final.status == "error" and not final.error_message:
+            final = final.with_error(derived_error_message(final))
         interaction.result = final.to_dict()
         interaction.completed_at = timezone.now()
         interaction.save(update_fields=["result", "completed_at"])
 
         changed = dict(outcome.session_updates)
-        following = workflow.next_step(interaction.step_name, final.status)
-        if following == SessionStatus.COMPLETE:
-            changed["status"] = SessionStatus.COMPLETE
-        elif following == SessionStatus.FAILED:
-            changed["status"] = SessionStatus.FAILED
-            state = changed.get("state", session.state)
-            changed["state"] = {**state, "error": final.error_message or "Finalize failed"}
+        if changed.get("status") != SessionStatus.FAILED:
+            if workflow.following(interaction.step_name, interaction.result) == (
+                SessionStatus.COMPLETE
+            ):
+                changed["status"] = SessionStatus.COMPLETE
+            elif reason := _step_failed_too_often(scope, session, interaction, step):
+                changed["status"] = SessionStatus.FAILED
+                changed["state"] = {**changed.get("state", session.state), "error": reason}
         for name, value in changed.items():
             setattr(session, name, value)
         fields = [*changed, *_drop_lease_if_finished(session)]
         if fields:
             session.save(update_fields=[*fields, "updated_at"])
     return interaction, session
+
+
+def _step_failed_too_often(
+    scope: Scope, session: Session, interaction: Interaction, step: Any
+) -> str | None:
+    """``<StepName> failed <n> times: <last error message>`` when ``interaction``'s result is
+    the project's ``max_step_attempts``-th error of its step in a row (an ok result of the
+    step, or a retry of the session, starts the count again); else None."""
+    counts = getattr(step, "counts_as_failed_attempt", None) or _is_error
+    if not counts(interaction.result):
+        return None
+    limit = scope.project.max_step_attempts
+    earlier = (
+        Interaction.objects.filter(
+            session=session,
+            attempt=session.attempt,
+            step_name=interaction.step_name,
+            completed_at__isnull=False,
+        )
+        .exclude(pk=interaction.pk)
+        .order_by("-created_at")
+        .values_list("result", flat=True)[: limit - 1]
+        if limit > 1
+        else []
+    )
+    streak = 1
+    for result in earlier:
+        if not counts(result):
+            break
+        streak += 1
+    if streak < limit:
+        return None
+    message = interaction.result.get("error_message")
+    return STEP_FAILED_TOO_OFTEN.format(step=interaction.step_name, n=streak, message=message)
+
+
+def _is_error(result: dict[str, Any]) -> bool:
+    return result.get("status") == "error"
 
 
 def _validate_result(result: Result) -> None:
@@ -414,6 +473,18 @@ def cancel_session(*, scope: Scope, session_id: uuid.UUID) -> Session:
         session.save(update_fields=["status", *_drop_lease_if_finished(session), "updated_at"])
         _cancel_running_children(session)
     return session
+
+
+def cancel_children_of_excluded(*, scope: Scope, component_ids: list[uuid.UUID]) -> int:
+    """Cancel the active child sessions of components that were just excluded; how many."""
+    return Session.objects.filter(
+        project_id=scope.project_id,
+        component_id__in=component_ids,
+        parent_session__isnull=False,
+        status=SessionStatus.ACTIVE,
+    ).update(
+        status=SessionStatus.CANCELLED, runner=None, leased_until=None, updated_at=timezone.now()
+    )
 
 
 def _cancel_running_children(session: Session) -> None:

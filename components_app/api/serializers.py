@@ -8,8 +8,8 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from components_app import selectors
-from components_app.models import Component, Project
-from components_app.services import BULK_MAX_ROWS
+from components_app.models import MAX_STEP_ATTEMPTS, Component, Project
+from components_app.services import BULK_MAX_ROWS, PROJECT_SETTINGS
 from core.api.fields import VisibleObjectField, int32_field
 from core.api.serializers import UNKNOWN_FIELD, KnownFieldsOnly
 from core.errors import CANNOT_CHANGE
@@ -18,19 +18,42 @@ from core.errors import CANNOT_CHANGE
 class ProjectSerializer(serializers.ModelSerializer):
     class Meta:
         model = Project
-        fields = [
-            "id",
-            "name",
-            "test_command_template",
-            "test_path_template",
-            "created_at",
-            "updated_at",
-        ]
+        fields = ["id", "name", *PROJECT_SETTINGS, "created_at", "updated_at"]
         read_only_fields = fields
 
 
 class ProjectCreateSerializer(KnownFieldsOnly, serializers.Serializer):
     name = serializers.CharField(max_length=200)
+
+
+class ProjectUpdateSerializer(KnownFieldsOnly, serializers.Serializer):
+    """A project's name and settings; the service validates them as the admin does (a
+    template's placeholders and shell safety, the base branch, test files of their own)."""
+
+    unknown_field_message = CANNOT_CHANGE
+
+    name = serializers.CharField(max_length=200, required=False)
+    test_command_template = serializers.CharField(
+        max_length=500, required=False, help_text="Runs one component's tests: {test_file}."
+    )
+    test_path_template = serializers.CharField(
+        max_length=500,
+        required=False,
+        help_text="A component's test file: {module}, {module_snake}, {module_last}, "
+        "{source_path}. No two components may get the same file.",
+    )
+    agent_command_template = serializers.CharField(
+        max_length=500, required=False, help_text="The coding agent's command line: {prompt}."
+    )
+    base_branch = serializers.CharField(
+        max_length=200, required=False, help_text="The branch a run's branch starts from."
+    )
+    max_step_attempts = serializers.IntegerField(
+        min_value=1,
+        max_value=MAX_STEP_ATTEMPTS,
+        required=False,
+        help_text="A step whose result is an error this many times in a row fails its session.",
+    )
 
 
 class ComponentSerializer(serializers.ModelSerializer):
@@ -45,6 +68,8 @@ class ComponentSerializer(serializers.ModelSerializer):
             "description",
             "priority",
             "parent_component",
+            "source_path",
+            "excluded",
             "created_at",
             "updated_at",
         ]
@@ -67,6 +92,16 @@ class ComponentUpdateSerializer(KnownFieldsOnly, serializers.Serializer):
         required=False,
         help_text="A component of the same project, or null for a root.",
     )
+    source_path = serializers.CharField(
+        max_length=500,
+        allow_null=True,
+        required=False,
+        help_text="The component's code, relative to the repository; null when unknown.",
+    )
+    excluded = serializers.BooleanField(
+        required=False,
+        help_text="Left out of runs; excluding a component cancels its active child sessions.",
+    )
 
 
 class ComponentCreateSerializer(ComponentUpdateSerializer):
@@ -86,6 +121,13 @@ class ComponentCreateSerializer(ComponentUpdateSerializer):
         default=None,
         help_text="A component of the same project, or null for a root.",
     )
+    source_path = serializers.CharField(
+        max_length=500,
+        allow_null=True,
+        default=None,
+        help_text="The component's code, relative to the repository; null when unknown.",
+    )
+    excluded = serializers.BooleanField(default=False, help_text="Left out of runs.")
 
 
 class BulkComponentRowSerializer(serializers.Serializer):
@@ -105,6 +147,10 @@ class BulkComponentRowSerializer(serializers.Serializer):
         help_text="A row of the list or a component of the project; null for a root; "
         "left out: kept, or none.",
     )
+    source_path = serializers.CharField(
+        allow_null=True, required=False, help_text="Left out: kept, or none."
+    )
+    excluded = serializers.BooleanField(required=False, help_text="Left out: kept, or false.")
 
 
 @extend_schema_field(BulkComponentRowSerializer(many=True))

@@ -20,6 +20,7 @@ from components_app.api.serializers import (
     ComponentUpdateSerializer,
     ProjectCreateSerializer,
     ProjectSerializer,
+    ProjectUpdateSerializer,
 )
 from components_app.models import Component, Project
 from core.api.docs import READ_ERRORS, WRITE_ERRORS, error_responses
@@ -34,9 +35,14 @@ PROJECT_NOT_FOUND = "Project not found"
         summary="List the caller's projects",
         responses={200: ProjectSerializer(many=True), **error_responses(*READ_ERRORS)},
     ),
+    retrieve=extend_schema(
+        summary="Read a project and its settings",
+        responses={200: ProjectSerializer, **error_responses(*READ_ERRORS)},
+    ),
 )
-class ProjectViewSet(mixins.ListModelMixin, ScopedViewSet):
+class ProjectViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedViewSet):
     serializer_class = ProjectSerializer
+    not_found_message = PROJECT_NOT_FOUND
 
     def get_queryset(self) -> QuerySet[Project]:
         return selectors.projects_for_user(self.request.user)
@@ -51,6 +57,23 @@ class ProjectViewSet(mixins.ListModelMixin, ScopedViewSet):
         serializer.is_valid(raise_exception=True)
         project = services.create_project(user=request.user, **serializer.validated_data)
         return Response(ProjectSerializer(project).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(
+        summary="Change a project's name and settings",
+        description="Validated as the admin's project form validates them: 400 naming the "
+        "field. A test path template that would give two components one test file is a 400 "
+        "naming `test_path_template`.",
+        request=ProjectUpdateSerializer,
+        responses={200: ProjectSerializer, **error_responses(*WRITE_ERRORS)},
+    )
+    def partial_update(self, request: Request, pk: str) -> Response:
+        project = self.get_object()
+        serializer = ProjectUpdateSerializer(data=request.data, partial=True)
+        serializer.is_valid(raise_exception=True)
+        project = services.update_project(
+            scope=scope_for(request, project), **serializer.validated_data
+        )
+        return Response(ProjectSerializer(project).data)
 
 
 @extend_schema_view(

@@ -8,6 +8,7 @@ project, is the service layer's to decide.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 from django.utils import timezone
@@ -64,6 +65,7 @@ class SessionSerializer(serializers.ModelSerializer):
             "parent_session",
             "child_session_ids",
             "external_conversation_id",
+            "branch",
             "attempt",
             "runner",
             "leased_until",
@@ -199,7 +201,41 @@ class OptionalLeaseSerializer(LeaseSerializer):
 
 
 class ReleaseSerializer(KnownFieldsOnly, serializers.Serializer):
-    runner = serializers.CharField(max_length=RUNNER_MAX_LENGTH, trim_whitespace=False)
+    runner = serializers.CharField(
+        max_length=RUNNER_MAX_LENGTH,
+        trim_whitespace=False,
+        required=False,
+        help_text="The runner giving its lease up.",
+    )
+    force = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text="Without runner: release whoever holds the lease (an operator freeing a "
+        "dead runner's session).",
+    )
+
+    def to_internal_value(self, data: Any) -> Any:
+        # Whether runner is missing is said beside any other field's error, as for every
+        # required field.
+        errors: dict[str, list[str]] = {}
+        if isinstance(data, Mapping):
+            forced = data.get("force") is True
+            if forced and "runner" in data:
+                errors["force"] = [FORCE_WITHOUT_RUNNER]
+            elif not forced and "runner" not in data:
+                errors["runner"] = ["This field is required."]
+        try:
+            value = super().to_internal_value(data)
+        except serializers.ValidationError as error:
+            if errors and isinstance(error.detail, dict):
+                raise serializers.ValidationError({**error.detail, **errors}) from None
+            raise
+        if errors:
+            raise serializers.ValidationError(errors)
+        return value
+
+
+FORCE_WITHOUT_RUNNER = "A forced release names no runner: it frees whoever holds the lease."
 
 
 class RetriedChildrenSerializer(serializers.Serializer):

@@ -285,6 +285,9 @@ class SessionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedVie
 
     @extend_schema(
         summary="Give the runner's lease on the session up",
+        description='`{"runner": ...}` releases that runner\'s lease (409 while another '
+        'runner\'s is live); `{"force": true}` releases whoever holds it, for any member of '
+        "the project: how a dead runner's sessions are freed at once.",
         request=ReleaseSerializer,
         responses={200: SessionSerializer, **error_responses(*WRITE_ERRORS, 409)},
     )

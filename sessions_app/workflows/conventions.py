@@ -10,8 +10,11 @@ other clones of the same origin. The runner holds a per-working-copy lock while 
 command whose metadata says ``repository_lock``; those are the ones below that touch git state
 (Initialize, Finalize). With that:
 
-- Initialize puts the working copy on the context's branch, starting from the branch on
-  ``origin`` when it is there; a context's Initialize publishes the branch it creates.
+- Initialize puts the working copy on the context's branch: the branch as it is when the
+  working copy or ``origin`` has it, else a new branch started from the project's
+  ``base_branch`` (origin's copy when origin has it), never from whatever the working copy had
+  checked out, so that the branch holds only its run's commits. A context's Initialize
+  publishes the branch it creates.
 - A child's Finalize commits its own test file (that path only) and pushes the branch,
   rebasing onto the remote branch and trying again, a bounded number of times, when another
   child pushed first.
@@ -19,31 +22,25 @@ command whose metadata says ``repository_lock``; those are the ones below that t
   uncommitted, makes the context's commit (empty when the children committed everything) and
   pushes it the same way.
 
-Without an ``origin`` remote nothing is fetched or pushed; everything stays local.
+Without an ``origin`` remote nothing is fetched or pushed; everything stays local. Every push
+names its refs in full (``refs/heads/<b>:refs/heads/<b>``). Git's own errors reach the
+step's result: no command here hides one behind a fallback that fails for another reason.
 """
 
 from __future__ import annotations
 
-import re
 import shlex
 
+from components_app import test_paths
 from components_app.models import Component, Project
 from core import safety
 from core.errors import StepError
-
-_CAMEL_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
-_NOT_WORD = re.compile(r"[^0-9a-zA-Z]+")
 
 REMOTE = "origin"
 # How many times a push rejected because the branch moved is rebased and tried again.
 PUSH_ATTEMPTS = 5
 PUSH_GAVE_UP = f"gave up pushing after {PUSH_ATTEMPTS} attempts: the branch kept moving"
-
-
-def module_snake(module_name: str) -> str:
-    """``MyApp.Accounts.UserToken`` → ``my_app_accounts_user_token``."""
-    words = _NOT_WORD.sub("_", _CAMEL_BOUNDARY.sub("_", module_name)).strip("_")
-    return re.sub("_+", "_", words).lower()
+BRANCH_IS_BASE = "A run's branch cannot be the base branch {name}"
 
 
 def checked_branch(branch: str) -> str:
@@ -61,11 +58,10 @@ def checked_test_file(test_file: str) -> str:
 
 
 def test_file_path(project: Project, component: Component) -> str:
-    return checked_test_file(
-        project.test_path_template.format(
-            module_snake=module_snake(component.module_name), module=component.module_name
-        )
-    )
+    path = test_paths.test_file_of(project.test_path_template, component)
+    if path is None:
+        raise StepError(test_paths.NEEDS_SOURCE_PATH.format(module_name=component.module_name))
+    return checked_test_file(path)
 
 
 def test_command(project: Project, test_file: str) -> str:
@@ -85,7 +81,9 @@ def agent_command(project: Project, prompt: str) -> str:
 
 
 def branch_name(context: Component | None, session_id: object) -> str:
-    subject = module_snake(context.module_name).replace("_", "-") if context else "session"
+    subject = (
+        test_paths.module_snake(context.module_name).replace("_", "-") if context else "session"
+    )
     return f"agentic-tests/{subject}-{str(session_id)[:8]}"
 
 
@@ -131,11 +129,24 @@ def _catch_up(branch: str) -> str:
     )
 
 
+def _is_local(branch: str) -> str:
+    return _sh("git", "show-ref", "--verify", "--quiet", f"refs/heads/{branch}")
+
+
 def _switch(branch: str) -> str:
     """Onto ``branch``, creating it from HEAD when it does not exist. ``git switch`` takes no
-    ``--`` before a branch; the name is a checked branch name, which never starts with "-"."""
+    ``--`` before a branch; the name is a checked branch name, which never starts with "-"
+    or "+"."""
     switch, create = _sh("git", "switch", "-q", branch), _sh("git", "switch", "-q", "-c", branch)
-    return f"{{ {switch} 2>/dev/null || {create}; }}"
+    return f"if {_is_local(branch)}; then {switch}; else {create}; fi"
+
+
+def _push_ref(branch: str) -> str:
+    return f"refs/heads/{branch}:refs/heads/{branch}"
+
+
+def _publish(branch: str) -> str:
+    return _sh("git", "push", "-q", "-u", REMOTE, _push_ref(branch))
 
 
 def _push(branch: str) -> str:
@@ -145,7 +156,7 @@ def _push(branch: str) -> str:
         [
             f"if {_has_origin()}; then",
             "  attempt=1",
-            f"  until {_sh('git', 'push', '-q', '-u', REMOTE, branch)}; do",
+            f"  until {_publish(branch)}; do",
             f'    if [ "$attempt" -ge {PUSH_ATTEMPTS} ]; then'
             f" echo {shlex.quote(PUSH_GAVE_UP)} >&2; exit 1; fi",
             '    sleep "$((attempt - 1))"',
@@ -157,26 +168,47 @@ def _push(branch: str) -> str:
     )
 
 
-def switch_branch_command(branch: str, *, publish: bool = False) -> str:
-    """Initialize: onto ``branch``, starting from it on origin when it is there. With
-    ``publish`` (a context's own branch) a branch origin does not have yet is pushed, so that
+def base_branch_missing(base: str) -> str:
+    return f"Base branch {base} is neither on {REMOTE} nor in this repository"
+
+
+def switch_branch_command(branch: str, *, base: str, publish: bool = False) -> str:
+    """Initialize: onto ``branch``. A branch the working copy has is switched to (and brought
+    up to origin's copy); one only origin has is taken from there; a new one starts from
+    ``base`` on origin when origin has it, else from the local ``base``, and never from HEAD,
+    which may be another run's branch (or nothing at all, in a clone of an origin whose HEAD
+    names no branch). With ``publish`` (a context's own branch) a new branch is pushed, so that
     children in other clones start from the same commit."""
-    branch = checked_branch(branch)
-    lines = [
-        "set -e",
-        f"if {_has_origin()} && {_on_origin(branch)}; then",
-        f"  {_fetch(branch)}",
-        f"  {_sh('git', 'switch', '-q', branch)} 2>/dev/null"
-        f" || {_sh('git', 'switch', '-q', '-c', branch, _remote_ref(branch))}",
-        f"  {_catch_up(branch)}",
-        "else",
-        f"  {_switch(branch)}",
+    branch, base = checked_branch(branch), checked_branch(base)
+    if branch == base:
+        raise StepError(BRANCH_IS_BASE.format(name=base))
+    on_origin = f"{_has_origin()} && {_on_origin(branch)}"
+    new_from = [
+        f"  if {_has_origin()} && {_on_origin(base)}; then",
+        f"    {_fetch(base)}",
+        f"    {_sh('git', 'switch', '-q', '--no-track', '-c', branch, _remote_ref(base))}",
+        f"  elif {_is_local(base)}; then",
+        f"    {_sh('git', 'switch', '-q', '--no-track', '-c', branch, f'refs/heads/{base}')}",
+        "  else",
+        f"    echo {shlex.quote('fatal: ' + base_branch_missing(base))} >&2; exit 1",
+        "  fi",
     ]
     if publish:
-        push = _sh("git", "push", "-q", "-u", REMOTE, branch)
-        lines.append(f"  if {_has_origin()}; then {push}; fi")
-    lines.append("fi")
-    return "\n".join(lines)
+        new_from.append(f"  if {_has_origin()}; then {_publish(branch)}; fi")
+    return "\n".join(
+        [
+            "set -e",
+            f"if {_is_local(branch)}; then",
+            f"  {_sh('git', 'switch', '-q', branch)}",
+            f"  if {on_origin}; then {_fetch(branch)} && {_catch_up(branch)}; fi",
+            f"elif {on_origin}; then",
+            f"  {_fetch(branch)}",
+            f"  {_sh('git', 'switch', '-q', '-c', branch, _remote_ref(branch))}",
+            "else",
+            *new_from,
+            "fi",
+        ]
+    )
 
 
 def commit_component_command(branch: str, test_file: str, message: str) -> str:

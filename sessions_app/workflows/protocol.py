@@ -14,6 +14,11 @@ class Step(Protocol):
     ``get_command`` raises ``StepError`` with the exact user-facing text when it cannot
     proceed. ``handle_result`` returns the session updates and the final result; a result
     turned to ``error`` sends the workflow down its error route.
+
+    Two optional methods refine that: ``outcome(result)`` names a finer outcome than the
+    result's status for the workflow's routes, and ``counts_as_failed_attempt(result)`` says
+    whether an error result counts towards the project's ``max_step_attempts`` (by default
+    every error does).
     """
 
     name: str

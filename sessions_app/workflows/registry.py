@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from core.errors import InvalidInput
 from sessions_app.models import SessionStatus
@@ -17,7 +18,7 @@ from sessions_app.workflows.steps.finalize import FinalizeComponent, FinalizeCon
 from sessions_app.workflows.steps.fix_compilation_errors import FixCompilationErrors
 from sessions_app.workflows.steps.generate_tests_and_fixtures import GenerateTestsAndFixtures
 from sessions_app.workflows.steps.initialize import Initialize
-from sessions_app.workflows.steps.run_tests import RunTests
+from sessions_app.workflows.steps.run_tests import ENVIRONMENT_ERROR, RunTests
 from sessions_app.workflows.steps.spawn_component_testing_sessions import (
     SpawnComponentTestingSessions,
 )
@@ -26,8 +27,10 @@ from sessions_app.workflows.steps.spawn_component_testing_sessions import (
 @dataclass(frozen=True)
 class Workflow:
     """Steps in order. By default an ok (or warning) result moves to the next step and an
-    error repeats the step; past the last step, ok completes the session and error fails it.
-    ``routes`` overrides a (step, "ok" | "error") pair."""
+    error repeats the step (the last step's too: the service fails a session whose step keeps
+    failing, after the project's ``max_step_attempts``); past the last step, ok completes the
+    session. ``routes`` overrides a (step, outcome) pair; an outcome is "ok" or "error", or a
+    finer one a step names for its result (``Step.outcome``)."""
 
     name: str
     steps: tuple[Step, ...]
@@ -39,19 +42,30 @@ class Workflow:
                 return step
         raise KeyError(f"{self.name} has no step {name}")
 
-    def next_step(self, last_step: str | None, status: str | None) -> str:
-        """The step to run after ``last_step`` ended with ``status``, or the status the
-        session ends with (``SessionStatus.COMPLETE`` / ``SessionStatus.FAILED``)."""
+    def following(self, last_step: str | None, result: Mapping[str, Any] | None) -> str:
+        """The step to run after ``last_step`` ended with the stored ``result``, or
+        ``SessionStatus.COMPLETE`` when the workflow has ended."""
+        if last_step is None or result is None:
+            return self.next_step(last_step, None)
+        step = self.step(last_step)
+        outcome = step.outcome(result) if hasattr(step, "outcome") else result.get("status")
+        return self.next_step(last_step, outcome)
+
+    def next_step(self, last_step: str | None, outcome: str | None) -> str:
+        """The step to run after ``last_step`` ended with ``outcome`` (a result's status, or a
+        finer outcome a route names), or ``SessionStatus.COMPLETE`` past the last step."""
         if last_step is None:
             return self.steps[0].name
-        outcome = "error" if status == "error" else "ok"
+        if (last_step, outcome) in self.routes:
+            return self.routes[(last_step, outcome)]
+        outcome = "error" if outcome not in ("ok", "warning", None) else "ok"
         if (last_step, outcome) in self.routes:
             return self.routes[(last_step, outcome)]
         names = [step.name for step in self.steps]
         index = names.index(last_step)
-        if index == len(names) - 1:
-            return SessionStatus.COMPLETE if outcome == "ok" else SessionStatus.FAILED
-        return names[index + 1] if outcome == "ok" else last_step
+        if outcome == "error":
+            return last_step
+        return SessionStatus.COMPLETE if index == len(names) - 1 else names[index + 1]
 
 
 SPAWN_STEP = SpawnComponentTestingSessions()
@@ -73,6 +87,8 @@ WORKFLOWS: dict[str, Workflow] = {
         routes={
             ("RunTests", "ok"): "Finalize",
             ("RunTests", "error"): "FixCompilationErrors",
+            # The test run could not judge the tests: the agent cannot fix that.
+            ("RunTests", ENVIRONMENT_ERROR): "RunTests",
             ("FixCompilationErrors", "ok"): "RunTests",
         },
     ),

@@ -41,6 +41,9 @@ def test_whoever_adds_a_project_in_the_admin_is_a_member(staff_client, staff, pr
             "name": "Billing",
             "test_command_template": "pytest {test_file}",
             "test_path_template": "tests/test_{module_snake}.py",
+            "agent_command_template": "claude -p {prompt}",
+            "base_branch": "main",
+            "max_step_attempts": "3",
             "Project_members-TOTAL_FORMS": "1",
             "Project_members-INITIAL_FORMS": "0",
             "Project_members-0-user": str(colleague.pk),
@@ -104,7 +107,7 @@ def test_a_project_template_with_an_unknown_placeholder_is_a_form_error(staff_cl
     errors = response.context["adminform"].form.errors
     assert "Use only the placeholders" in errors["test_path_template"][0]
     project.refresh_from_db()
-    assert project.test_path_template == "tests/test_{module_snake}.py"
+    assert project.test_path_template == "tests/test_{module_snake}_{module_last}.py"
 
 
 def test_a_component_that_has_sessions_is_kept_by_the_delete_page_and_action(

@@ -16,6 +16,8 @@ COMPONENT_KEYS = {
     "description",
     "priority",
     "parent_component",
+    "source_path",
+    "excluded",
     "created_at",
     "updated_at",
 }

@@ -25,6 +25,9 @@ def test_create_makes_the_caller_a_member(api, user):
         "name",
         "test_command_template",
         "test_path_template",
+        "agent_command_template",
+        "base_branch",
+        "max_step_attempts",
         "created_at",
         "updated_at",
     }

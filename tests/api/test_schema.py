@@ -37,6 +37,8 @@ def test_every_contract_route_is_documented(openapi):
     assert documented == {
         ("/api/projects/", "get"),
         ("/api/projects/", "post"),
+        ("/api/projects/{id}/", "get"),
+        ("/api/projects/{id}/", "patch"),
         ("/api/components/", "get"),
         ("/api/components/", "post"),
         ("/api/components/{id}/", "get"),

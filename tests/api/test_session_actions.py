@@ -326,6 +326,11 @@ def drive_child_to_the_end(api, child_id, *, finalize="ok"):
         body = step(api, child_id, status=status, code=0 if status == "ok" else 1)
         steps.append(body["interaction"]["step_name"])
     assert steps == ["Initialize", "GenerateTestsAndFixtures", "RunTests", "Finalize"]
+    if finalize == "error":
+        # A failing step is tried again up to the project's max_step_attempts (3).
+        for _ in range(2):
+            body = step(api, child_id, status="error", code=1)
+            assert body["interaction"]["step_name"] == "Finalize"
     return body["session"]
 
 

@@ -25,6 +25,7 @@ SESSION_KEYS = {
     "parent_session",
     "child_session_ids",
     "external_conversation_id",
+    "branch",
     "attempt",
     "runner",
     "leased_until",

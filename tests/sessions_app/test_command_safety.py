@@ -188,8 +188,9 @@ def test_a_hostile_branch_stored_before_the_rules_is_never_handed_out(
 def test_every_git_command_builder_refuses_a_hostile_branch(name, reason):
     message = f"Branch name {name!r} is not a valid git branch name: {reason}"
     builders = [
-        lambda: conventions.switch_branch_command(name),
-        lambda: conventions.switch_branch_command(name, publish=True),
+        lambda: conventions.switch_branch_command(name, base="main"),
+        lambda: conventions.switch_branch_command(name, base="main", publish=True),
+        lambda: conventions.switch_branch_command("agentic-tests/x", base=name),
         lambda: conventions.commit_component_command(name, "tests/test_a.py", "m"),
         lambda: conventions.commit_context_command(name, ["tests/test_a.py"], "m"),
     ]

@@ -284,7 +284,10 @@ def test_a_session_failed_by_its_results_loses_its_lease(scope, child):
     drive_to_end(scope, child, finalize_fails)
 
     child.refresh_from_db()
-    assert (child.status, child.state["error"]) == (SessionStatus.FAILED, "push rejected")
+    assert (child.status, child.state["error"]) == (
+        SessionStatus.FAILED,
+        "Finalize failed 3 times: push rejected",
+    )
     assert lease_of(child) == (None, None)
 
 

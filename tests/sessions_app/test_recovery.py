@@ -393,7 +393,7 @@ def test_each_retry_adds_one_attempt_and_appends_its_error(scope, children):
     session = services.retry_session(scope=scope, session_id=user.pk)
 
     assert session.attempt == 3
-    assert session.state["previous_errors"] == ["first", "push rejected"]
+    assert session.state["previous_errors"] == ["first", "Finalize failed 3 times: push rejected"]
     assert "error" not in session.state
 
 

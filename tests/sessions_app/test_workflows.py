@@ -61,7 +61,8 @@ class TestRouting:
         assert workflow.next_step("Initialize", "ok") == "SpawnComponentTestingSessions"
         assert workflow.next_step("SpawnComponentTestingSessions", "ok") == "Finalize"
         assert workflow.next_step("Finalize", "ok") == COMPLETE
-        assert workflow.next_step("Finalize", "error") == FAILED
+        # Bounded by the service's max_step_attempts, like every step.
+        assert workflow.next_step("Finalize", "error") == "Finalize"
 
     def test_spawn_step_error_loops_back_to_itself(self):
         workflow = WORKFLOWS[CONTEXT_TESTING_SESSIONS]
@@ -80,7 +81,18 @@ class TestRouting:
         assert workflow.next_step("RunTests", "ok") == "Finalize"
         assert workflow.next_step("RunTests", "warning") == "Finalize"
         assert workflow.next_step("Finalize", "ok") == COMPLETE
-        assert workflow.next_step("Finalize", "error") == FAILED
+        assert workflow.next_step("Finalize", "error") == "Finalize"
+
+    def test_a_test_environment_error_runs_the_tests_again_not_the_agent(self):
+        workflow = WORKFLOWS[COMPONENT_TEST_SESSIONS]
+        environment_error = {
+            "status": "error",
+            "error_message": "Test environment error (exit code 4): ImportError while loading",
+        }
+        failing_tests = {"status": "error", "error_message": "Tests failed (exit code 1)"}
+        assert workflow.following("RunTests", environment_error) == "RunTests"
+        assert workflow.following("RunTests", failing_tests) == "FixCompilationErrors"
+        assert workflow.following("RunTests", {"status": "ok"}) == "Finalize"
 
     def test_an_unregistered_type_is_refused(self, scope):
         with pytest.raises(InvalidInput) as error:
@@ -98,7 +110,11 @@ def test_context_session_runs_from_creation_to_complete_through_the_service(
     billing_session.refresh_from_db()
     branch = billing_session.state["branch_name"]
     assert branch.startswith("agentic-tests/shop-billing-")
-    assert init.command["metadata"] == {"branch_name": branch, "repository_lock": True}
+    assert init.command["metadata"] == {
+        "branch_name": branch,
+        "base_branch": "main",
+        "repository_lock": True,
+    }
     assert f"git switch -q -c {branch}" in init.command["command"]
 
     # Spawn hands out the children, in spawn order.
@@ -174,9 +190,9 @@ def test_context_session_runs_from_creation_to_complete_through_the_service(
     assert finalize.step_name == "Finalize"
     metadata = finalize.command["metadata"]
     assert metadata["files"] == [
-        "tests/test_shop_billing_invoice.py",
-        "tests/test_shop_billing_ledger.py",
-        "tests/test_shop_billing_refund.py",
+        "tests/test_shop_billing_invoice_Invoice.py",
+        "tests/test_shop_billing_ledger_Ledger.py",
+        "tests/test_shop_billing_refund_Refund.py",
     ]
     assert metadata["commit_message"] == (
         "Add tests for the Billing context\n\nComponents:\n"
@@ -188,7 +204,7 @@ def test_context_session_runs_from_creation_to_complete_through_the_service(
     assert f"\n{shlex.join(['git', 'add', '--', *metadata['files']])}\n" in script
     commit = ["git", "commit", "-q", "--allow-empty", "-m", metadata["commit_message"], "--"]
     assert f"\n{shlex.join([*commit, *metadata['files']])}\n" in script
-    assert f"git push -q -u origin {branch}" in script
+    assert f"git push -q -u origin refs/heads/{branch}:refs/heads/{branch}" in script
 
     _, session = services.submit_result(
         scope=scope,
@@ -223,7 +239,7 @@ def test_generate_prompt_describes_the_component_and_its_test_file(scope, billin
         "The invoice of an order.",
         "Billing",
         "Invoices, payments and refunds.",
-        "tests/test_shop_billing_invoice.py",
+        "tests/test_shop_billing_invoice_Invoice.py",
     ]:
         assert text in prompt
     assert shlex.split(generate.command["command"]) == [
@@ -235,7 +251,7 @@ def test_generate_prompt_describes_the_component_and_its_test_file(scope, billin
         "--permission-mode",
         "acceptEdits",
     ]
-    assert metadata["test_file"] == "tests/test_shop_billing_invoice.py"
+    assert metadata["test_file"] == "tests/test_shop_billing_invoice_Invoice.py"
 
 
 def test_the_projects_agent_command_template_chooses_the_agent(
@@ -335,9 +351,18 @@ def test_finalize_error_fails_the_session_with_the_reason(scope, billing, billin
     history = drive_to_end(scope, billing_session, push_rejected)
 
     billing_session.refresh_from_db()
-    assert step_names(history) == ["Initialize", "SpawnComponentTestingSessions", "Finalize"]
+    # Tried again up to the project's max_step_attempts (3), then failed with the reason.
+    assert step_names(history) == [
+        "Initialize",
+        "SpawnComponentTestingSessions",
+        "Finalize",
+        "Finalize",
+        "Finalize",
+    ]
     assert billing_session.status == SessionStatus.FAILED
-    assert billing_session.state["error"] == "push rejected: non-fast-forward"
+    assert billing_session.state["error"] == (
+        "Finalize failed 3 times: push rejected: non-fast-forward"
+    )
 
 
 def test_a_failed_child_keeps_the_context_on_the_spawn_step_with_its_reason(
@@ -355,12 +380,13 @@ def test_a_failed_child_keeps_the_context_on_the_spawn_step_with_its_reason(
 
     drive_to_end(scope, ledger, finalize_fails)
     ledger.refresh_from_db()
-    assert (ledger.status, ledger.state["error"]) == ("failed", "test file missing")
+    reason = "Finalize failed 3 times: test file missing"
+    assert (ledger.status, ledger.state["error"]) == ("failed", reason)
 
     step_once(scope, billing_session)
     spawn = step_once(scope, billing_session)
 
-    assert spawn.result["error_message"] == "Child sessions failed: Ledger (test file missing)"
+    assert spawn.result["error_message"] == f"Child sessions failed: Ledger ({reason})"
     following, _ = services.next_command(scope=scope, session_id=billing_session.pk)
     assert following.step_name == "SpawnComponentTestingSessions"
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from components_app.models import Project
 from sessions_app.workflows import conventions
-from sessions_app.workflows.types import Command
+from sessions_app.workflows.types import Command, Result
 
 # Output past this many characters is cut from the middle when it is carried into a prompt.
 MAX_OUTPUT_CHARS = 20_000
@@ -28,3 +28,29 @@ def clip(text: str, limit: int = MAX_OUTPUT_CHARS) -> str:
         return text
     half = limit // 2
     return f"{text[:half]}\n… [{len(text) - limit} characters cut] …\n{text[-half:]}"
+
+
+def last_line(text: str | None, *, starting: tuple[str, ...] = ()) -> str | None:
+    """The last non-empty line of ``text``; with ``starting``, the last one that starts with
+    one of those words, else the last non-empty line."""
+    lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
+    marked = [line for line in lines if line.startswith(starting)] if starting else []
+    if marked:
+        return marked[-1]
+    return lines[-1] if lines else None
+
+
+def git_error(result: Result) -> str:
+    """What git said went wrong: its last ``fatal:`` or ``error:`` line on stderr (the line
+    after it is often just "Aborting"), else its last line; else the exit code."""
+    return last_line(result.stderr, starting=("fatal:", "error:")) or derived_error_message(result)
+
+
+def derived_error_message(result: Result) -> str:
+    """An error result's message when the client sent none: the last line the command printed
+    on stderr, else on stdout, else its exit code."""
+    return (
+        last_line(result.stderr)
+        or last_line(result.stdout)
+        or (f"Exit code {result.code}" if result.code is not None else "No error message")
+    )

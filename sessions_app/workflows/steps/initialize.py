@@ -1,8 +1,9 @@
 """Initialize: put the working copy on the session's branch.
 
-A context session gets a branch of its own and publishes it on origin; its children work on
-their parent's branch (starting from origin's copy when they run in another clone), commit
-their own test file on it in their Finalize, and the context's Finalize adds its commit on top.
+A context session gets a branch of its own, started from the project's ``base_branch``, and
+publishes it on origin; its children work on their parent's branch (starting from origin's copy
+when they run in another clone), commit their own test file on it in their Finalize, and the
+context's Finalize adds its commit on top.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 from core.scope import Scope
 from sessions_app.models import Session
 from sessions_app.workflows import conventions
+from sessions_app.workflows.steps.common import git_error
 from sessions_app.workflows.types import Command, Result, StepOutcome
 
 
@@ -20,28 +22,36 @@ class Initialize:
 
     def get_command(self, scope: Scope, session: Session, **opts: Any) -> Command:
         branch = self.branch_for(session)
+        base = scope.project.base_branch
         return Command(
             module=self.name,
             command=conventions.switch_branch_command(
-                branch, publish=session.parent_session_id is None
+                branch, base=base, publish=session.parent_session_id is None
             ),
-            metadata={"branch_name": branch, "repository_lock": True},
+            metadata={"branch_name": branch, "base_branch": base, "repository_lock": True},
         )
 
     def handle_result(
         self, scope: Scope, session: Session, result: Result, **opts: Any
     ) -> StepOutcome:
         if result.status == "error":
+            if not result.error_message:
+                result = result.with_error(git_error(result))
             return StepOutcome(session_updates={}, result=result)
-        state = {**session.state, "branch_name": self.branch_for(session)}
-        return StepOutcome(session_updates={"state": state}, result=result)
+        branch = self.branch_for(session)
+        state = {**session.state, "branch_name": branch}
+        return StepOutcome(session_updates={"state": state, "branch": branch}, result=result)
 
     def branch_for(self, session: Session) -> str:
         if session.state.get("branch_name"):
             return session.state["branch_name"]
+        if session.branch:
+            return session.branch
         parent = session.parent_session if session.parent_session_id else None
         if parent is not None:
-            return parent.state.get("branch_name") or conventions.branch_name(
-                parent.component, parent.pk
+            return (
+                parent.branch
+                or parent.state.get("branch_name")
+                or conventions.branch_name(parent.component, parent.pk)
             )
         return conventions.branch_name(session.component, session.pk)

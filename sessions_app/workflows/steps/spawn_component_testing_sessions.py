@@ -142,6 +142,11 @@ class SpawnComponentTestingSessions:
             children = self._existing_children(parent) if created else existing
             return self._command(parent, children, created=created, failures=failures)
 
+    def counts_as_failed_attempt(self, result: Any) -> bool:
+        """The result check loops back until every child is complete, however many times:
+        children finishing elsewhere is what it waits for."""
+        return False
+
     def handle_result(
         self, scope: Scope, session: Session, result: Result, **opts: Any
     ) -> StepOutcome:
@@ -248,6 +253,7 @@ class SpawnComponentTestingSessions:
             "execution_mode": ExecutionMode.AGENTIC,
             "agent": parent.agent,
             "environment": parent.environment,
+            "branch": parent.branch,
             "project": scope.project,
             # Children belong to the run: the parent's owner owns them, whoever spawns them
             # (an admin's click, the command line, another member's API call).

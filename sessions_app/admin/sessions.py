@@ -25,12 +25,12 @@ from core.errors import ServiceError
 from core.scope import Scope
 from core.text import printable
 from sessions_app import selectors, services
-from sessions_app.models import Interaction, Session, SessionStatus, stalled_at
+from sessions_app.admin import actions
+from sessions_app.models import Interaction, Session, stalled_at
 from sessions_app.operator import views as operator_views
 from sessions_app.operator.formatting import badge, clock, duration_text, progress_widths
 from sessions_app.workflows.registry import session_types
 from sessions_app.workflows.session_types import COMPONENT_TEST_SESSIONS, CONTEXT_TESTING_SESSIONS
-from sessions_app.workflows.types import Command
 
 T = TypeVar("T")
 
@@ -41,95 +41,6 @@ admin.site.site_title = "spawnctl"
 admin.site.index_title = "Administration"
 admin.site.site_url = "/"
 admin.site.enable_nav_sidebar = False
-
-
-@admin.action(description="Spawn child sessions", permissions=["change"])
-def spawn_child_sessions(modeladmin: SessionAdmin, request: HttpRequest, queryset: QuerySet):
-    for session in queryset.select_related("project", "component"):
-        command = modeladmin.call(request, session, services.spawn_child_sessions)
-        if command is None:
-            continue
-        count = len(command.metadata["child_session_ids"])
-        if command.metadata["already_spawned"]:
-            text = f"{count} child session{pluralize(count)} already existed; none were added."
-        else:
-            text = f"spawned {count} child session{pluralize(count)}."
-        modeladmin.report(request, session, text)
-        _warn_failed_components(modeladmin, request, session, command)
-
-
-@admin.action(description="Spawn missing child sessions", permissions=["change"])
-def spawn_missing_child_sessions(
-    modeladmin: SessionAdmin, request: HttpRequest, queryset: QuerySet
-):
-    for session in queryset.select_related("project", "component"):
-        command = modeladmin.call(request, session, services.spawn_missing_child_sessions)
-        if command is None:
-            continue
-        created = len(command.metadata["created_session_ids"])
-        total = len(command.metadata["child_session_ids"])
-        if created:
-            text = f"spawned {created} missing child session{pluralize(created)} ({total} in all)."
-        else:
-            text = "no child session was added."
-        modeladmin.report(request, session, text)
-        _warn_failed_components(modeladmin, request, session, command)
-
-
-def _warn_failed_components(
-    modeladmin: SessionAdmin, request: HttpRequest, session: Session, command: Command
-) -> None:
-    if (failed := services.failed_components_text(command)) is not None:
-        modeladmin.report(request, session, f"{failed}.", messages.WARNING)
-
-
-@admin.action(description="Retry selected sessions", permissions=["change"])
-def retry_sessions(modeladmin: SessionAdmin, request: HttpRequest, queryset: QuerySet):
-    for session in queryset.select_related("project", "component"):
-        retried = modeladmin.call(request, session, services.retry_session)
-        if retried is not None:
-            modeladmin.report(request, session, f"retried (attempt {retried.attempt}).")
-
-
-@admin.action(description="Retry failed and cancelled children", permissions=["change"])
-def retry_failed_children(modeladmin: SessionAdmin, request: HttpRequest, queryset: QuerySet):
-    for session in queryset.select_related("project", "component"):
-        children = modeladmin.call(request, session, services.retry_child_sessions)
-        if children is None:
-            continue
-        if children:
-            names = ", ".join(selectors.display_name(child) for child in children)
-            text = f"retried {len(children)} child session{pluralize(len(children))}: {names}."
-        else:
-            text = "no child session was failed or cancelled."
-        modeladmin.report(request, session, text)
-
-
-@admin.action(description="Cancel selected sessions", permissions=["change"])
-def cancel_sessions(modeladmin: SessionAdmin, request: HttpRequest, queryset: QuerySet):
-    cancelled = already = 0
-    for session in queryset.select_related("project", "component"):
-        was_cancelled = session.status == SessionStatus.CANCELLED
-        if modeladmin.call(request, session, services.cancel_session) is None:
-            continue
-        if was_cancelled:
-            already += 1
-        else:
-            cancelled += 1
-    if cancelled:
-        modeladmin.message_user(
-            request,
-            f"Cancelled {cancelled} session{pluralize(cancelled)} "
-            "and their children that were still active.",
-            messages.SUCCESS,
-        )
-    if already:
-        modeladmin.message_user(
-            request,
-            f"{already} session{pluralize(already)} {pluralize(already, 'was,were')} "
-            "already cancelled.",
-            messages.INFO,
-        )
 
 
 class SessionForm(forms.ModelForm):
@@ -312,11 +223,12 @@ class SessionAdmin(ProjectScopedAdmin):
         "Type, component, project, runner, conversation id, or a session's id or short id."
     )
     actions = [
-        spawn_child_sessions,
-        spawn_missing_child_sessions,
-        retry_sessions,
-        retry_failed_children,
-        cancel_sessions,
+        actions.spawn_child_sessions,
+        actions.spawn_missing_child_sessions,
+        actions.retry_sessions,
+        actions.retry_failed_children,
+        actions.release_leases,
+        actions.cancel_sessions,
     ]
     form = SessionForm
     readonly_fields = [
@@ -371,11 +283,13 @@ class SessionAdmin(ProjectScopedAdmin):
     def scope_for(self, request: HttpRequest, session: Session) -> Scope:
         return Scope(user=request.user, project=session.project)
 
-    def call(self, request: HttpRequest, session: Session, service: Callable[..., T]) -> T | None:
+    def call(
+        self, request: HttpRequest, session: Session, service: Callable[..., T], **options: Any
+    ) -> T | None:
         """``service`` on one selected session, as the clicking user; its error, if any,
         becomes an error message naming the session and the result is None."""
         try:
-            return service(scope=self.scope_for(request, session), session_id=session.pk)
+            return service(scope=self.scope_for(request, session), session_id=session.pk, **options)
         except ServiceError as error:
             self.report(request, session, error.message, messages.ERROR)
             return None
