@@ -13,6 +13,7 @@ from core.json_values import unstorable_reason
 from sessions_app.workflows.session_types import CONTEXT_TESTING_SESSIONS, is_registered
 
 RUNNER_MAX_LENGTH = 200
+BRANCH_IS_BASE = "A run's branch cannot be the base branch {name}"
 MAX_PARALLEL_CHILDREN = 1000
 MAX_LEASE_SECONDS = 86_400
 CONTEXT_ONLY_CAP = f"Only {CONTEXT_TESTING_SESSIONS} sessions have a cap on parallel children."
@@ -222,6 +223,13 @@ class Session(models.Model):
             errors["type"] = f"Unknown session type: {self.type}"
         if problems := state_errors(self.state):
             errors["state"] = problems
+        elif (
+            isinstance(self.state, dict)
+            and self.project_id
+            and self.state.get("branch_name") == self.project.base_branch
+        ):
+            # Its commits would land on the branch every run starts from.
+            errors["state"] = [BRANCH_IS_BASE.format(name=self.project.base_branch)]
         if self.max_parallel_children is not None and self.type != CONTEXT_TESTING_SESSIONS:
             errors["max_parallel_children"] = CONTEXT_ONLY_CAP
         # Related objects are compared through their cached instances so that validating a

@@ -35,12 +35,12 @@ from components_app import test_paths
 from components_app.models import Component, Project
 from core import safety
 from core.errors import StepError
+from sessions_app.models import BRANCH_IS_BASE
 
 REMOTE = "origin"
 # How many times a push rejected because the branch moved is rebased and tried again.
 PUSH_ATTEMPTS = 5
 PUSH_GAVE_UP = f"gave up pushing after {PUSH_ATTEMPTS} attempts: the branch kept moving"
-BRANCH_IS_BASE = "A run's branch cannot be the base branch {name}"
 
 
 def checked_branch(branch: str) -> str:
