@@ -169,6 +169,13 @@ def _add_import(commands: argparse._SubParsersAction, server: argparse.ArgumentP
         "--prune", action="store_true", help="delete the project's components not imported"
     )
     parser.add_argument("--manifest", type=Path, help="a JSON (or YAML) manifest to import")
+    parser.add_argument(
+        "--exclude",
+        action="append",
+        default=[],
+        metavar="GLOB",
+        help="mark modules whose name matches GLOB excluded (repeatable), e.g. 'pkg._win*'",
+    )
     parser.set_defaults(handler=cmd_import)
 
 
@@ -347,7 +354,9 @@ def cmd_import(args: argparse.Namespace, api: Api) -> int:
     if not args.repo.is_dir():
         raise UsageError(f"--repo {args.repo} is not a directory")
     try:
-        scan = importer.collect_rows(repo=args.repo, manifest=args.manifest)
+        scan = importer.collect_rows(
+            repo=args.repo, manifest=args.manifest, exclude=args.exclude
+        )
     except importer.ManifestError as error:
         _say(error.message, error=True)
         return EXIT_FAILED

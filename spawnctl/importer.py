@@ -213,7 +213,8 @@ def scan_python_repo(repo: Path, *, ignored: IgnoreCheck | None = None) -> Scan:
 
     A context's module_name is the package's dotted name, a module's the module's; the name is
     the last part, the description the docstring's first line, the priority ``priority_of``
-    (a context: the sum of its modules'). Left out: tests (``tests/``, ``test/``,
+    (a context: the sum of its modules'), the source_path the file's path in the repository
+    (a context's: its ``__init__.py``). Left out: tests (``tests/``, ``test/``,
     ``test_*.py``, ``*_test.py``, ``conftest.py``, ``tests.py``), ``migrations/``, hidden
     directories, virtualenvs, ``__init__.py`` itself, files outside packages, and what
     .gitignore ignores (``git check-ignore`` in a git work tree, else ``gitignore_fallback``).
@@ -242,6 +243,7 @@ def scan_python_repo(repo: Path, *, ignored: IgnoreCheck | None = None) -> Scan:
                     "priority": priority,
                     "description": description,
                     "parent_module_name": package,
+                    "source_path": _rel(repo, path),
                 }
             )
         if not modules:
@@ -256,6 +258,7 @@ def scan_python_repo(repo: Path, *, ignored: IgnoreCheck | None = None) -> Scan:
             "priority": sum(m["priority"] for m in modules),
             "description": description,
             "parent_module_name": None,
+            "source_path": _rel(repo, init),
         }
         scan.rows += [context, *modules]
     return scan
@@ -304,6 +307,23 @@ def manifest_rows(document: Any, *, source: str = "the manifest") -> list[dict[s
     return document["components"]
 
 
+def mark_excluded(rows: Sequence[dict[str, Any]], globs: Sequence[str]) -> list[str]:
+    """Mark the rows whose module name matches one of ``globs`` (``fnmatch``, case-sensitive:
+    ``pkg._win*``, ``*.windows``) ``excluded``; the others are left as they are, so an
+    exclusion made in the admin survives a re-import. The warnings for globs that matched
+    nothing."""
+    matched = dict.fromkeys(globs, False)
+    for row in rows:
+        module_name = row.get("module_name") if isinstance(row, dict) else None
+        if not isinstance(module_name, str):
+            continue
+        for glob in globs:
+            if fnmatch.fnmatchcase(module_name, glob):
+                row["excluded"] = True
+                matched[glob] = True
+    return [f"--exclude {glob!r} matched no module" for glob, hit in matched.items() if not hit]
+
+
 # --- the server's answers ------------------------------------------------------------------
 
 
@@ -345,11 +365,12 @@ def format_plan(actions: Sequence[Mapping[str, Any]]) -> str:
 # --- the run ---------------------------------------------------------------------------------
 
 
-def collect_rows(*, repo: Path, manifest: Path | None = None) -> Scan:
-    """The rows to import: the manifest's when one is given, else a scan of ``repo``."""
-    if manifest is not None:
-        return Scan(rows=load_manifest(manifest))
-    return scan_python_repo(repo)
+def collect_rows(*, repo: Path, manifest: Path | None = None, exclude: Sequence[str] = ()) -> Scan:
+    """The rows to import: the manifest's when one is given, else a scan of ``repo``; the
+    modules matching ``exclude`` marked excluded."""
+    scan = Scan(rows=load_manifest(manifest)) if manifest is not None else scan_python_repo(repo)
+    scan.warnings += mark_excluded(scan.rows, exclude)
+    return scan
 
 
 def run_import(

@@ -16,6 +16,7 @@ import pytest
 from components_app import services
 from components_app.models import Component
 from components_app.services import InvalidRows, bulk_upsert_components
+from components_app.test_paths import test_file_of
 from core.errors import Conflict
 from spawnctl import importer
 from spawnctl.importer import (
@@ -644,3 +645,96 @@ def test_too_many_rows_is_printed_as_the_servers_answer(scope):
 
     assert code == 1
     assert lines == [f"components: {services.TOO_MANY_ROWS}", "Nothing imported."]
+
+
+# --- source paths and exclusions -------------------------------------------------------------
+
+
+def write_src_layout(root: Path) -> None:
+    """A src/ layout with click's shapes: utils beside _utils, a Windows-only module."""
+    package = root / "src" / "clicky"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text('"""A clicky package."""\n')
+    for name in ("utils", "_utils", "core", "_winconsole"):
+        (package / f"{name}.py").write_text(f"def {name.strip('_')}():\n    return 1\n")
+
+
+def test_a_scan_gives_every_component_its_source_path(tmp_path):
+    write_src_layout(tmp_path)
+
+    rows = {row["module_name"]: row for row in scan_python_repo(tmp_path).rows}
+
+    assert {module: row["source_path"] for module, row in rows.items()} == {
+        "clicky": "src/clicky/__init__.py",
+        "clicky._utils": "src/clicky/_utils.py",
+        "clicky._winconsole": "src/clicky/_winconsole.py",
+        "clicky.core": "src/clicky/core.py",
+        "clicky.utils": "src/clicky/utils.py",
+    }
+
+
+def test_utils_and_underscore_utils_import_with_test_files_of_their_own(tmp_path, scope):
+    write_src_layout(tmp_path)
+    scan = importer.collect_rows(repo=tmp_path)
+
+    bulk_upsert_components(scope=scope, rows=scan.rows)
+
+    stored = {c.module_name: c for c in Component.objects.filter(project=scope.project)}
+    assert stored["clicky._utils"].source_path == "src/clicky/_utils.py"
+    files = {m: test_file_of(scope.project.test_path_template, c) for m, c in stored.items()}
+    assert files["clicky.utils"] == "tests/test_clicky_utils_utils.py"
+    assert files["clicky._utils"] == "tests/test_clicky_utils__utils.py"
+    assert len(set(files.values())) == len(files)
+
+
+def test_exclude_globs_mark_the_matching_modules_excluded(tmp_path, scope):
+    write_src_layout(tmp_path)
+
+    scan = importer.collect_rows(repo=tmp_path, exclude=["clicky._win*", "nothing.*"])
+    bulk_upsert_components(scope=scope, rows=scan.rows)
+
+    excluded = set(
+        Component.objects.filter(project=scope.project, excluded=True).values_list(
+            "module_name", flat=True
+        )
+    )
+    assert excluded == {"clicky._winconsole"}
+    assert scan.warnings == ["--exclude 'nothing.*' matched no module"]
+
+
+def test_a_re_import_without_exclude_keeps_an_exclusion(tmp_path, scope):
+    write_src_layout(tmp_path)
+    bulk_upsert_components(
+        scope=scope, rows=importer.collect_rows(repo=tmp_path, exclude=["clicky.core"]).rows
+    )
+
+    bulk_upsert_components(scope=scope, rows=importer.collect_rows(repo=tmp_path).rows)
+
+    assert Component.objects.get(project=scope.project, module_name="clicky.core").excluded
+
+
+def test_exclude_applies_to_a_manifest_s_rows(tmp_path):
+    manifest = tmp_path / "m.json"
+    manifest.write_text(
+        json.dumps(
+            {
+                "components": [
+                    {"module_name": "app", "name": "app", "type": "context"},
+                    {"module_name": "app.win", "name": "win", "type": "module"},
+                ]
+            }
+        )
+    )
+
+    scan = importer.collect_rows(repo=tmp_path, manifest=manifest, exclude=["*.win"])
+
+    assert [row.get("excluded") for row in scan.rows] == [None, True]
+
+
+def test_spawnctl_import_takes_exclude_on_its_command_line():
+    from spawnctl.cli import build_parser
+
+    args = build_parser().parse_args(
+        ["import", "--repo", ".", "--project", "p", "--exclude", "a.*", "--exclude", "b"]
+    )
+    assert args.exclude == ["a.*", "b"]
