@@ -180,7 +180,15 @@ def run_etag(*, session: Session, now: datetime | None = None) -> str:
         Session.objects.filter(Q(pk=session.pk) | Q(parent_session_id=session.pk))
         .order_by("id")
         .values_list(
-            "id", "status", "attempt", "runner", "leased_until", "updated_at", "state", "component"
+            "id",
+            "status",
+            "attempt",
+            "runner",
+            "leased_until",
+            "updated_at",
+            "state",
+            "component",
+            "branch",
         )
     )
     for row in sessions:

@@ -216,3 +216,14 @@ def test_a_finished_run_stops_polling(staff_client, scope, known_run):
 
     assert 'data-active="false"' in page
     assert "the run has finished" in page
+
+
+def test_the_run_page_names_the_run_s_branch_once_initialize_has_set_it(staff_client, known_run):
+    context = known_run.parent
+    before = text(staff_client.get(run_url(context)).content.decode())
+    assert "Branch not yet (set by Initialize)" in before
+
+    Session.objects.filter(pk=context.pk).update(branch="agentic-tests/shop-1234abcd")
+
+    html = staff_client.get(run_url(context)).content.decode()
+    assert '<code class="run-branch">agentic-tests/shop-1234abcd</code>' in html
