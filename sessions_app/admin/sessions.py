@@ -235,6 +235,7 @@ class SessionAdmin(ProjectScopedAdmin):
         "id",
         "user",
         "attempt",
+        "branch",
         "runner",
         "lease",
         "run_page",
@@ -269,7 +270,7 @@ class SessionAdmin(ProjectScopedAdmin):
                 ]
             },
         ),
-        ("Outcome", {"fields": ["run_page", "failure", "last_test_output"]}),
+        ("Outcome", {"fields": ["run_page", "branch", "failure", "last_test_output"]}),
         ("Lease", {"fields": ["runner", "lease"]}),
         ("Children, in spawn order", {"fields": ["children"]}),
         ("Interactions, newest first", {"fields": ["interactions"]}),

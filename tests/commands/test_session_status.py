@@ -34,15 +34,16 @@ def test_shows_the_session_its_children_in_spawn_order_and_a_summary(scope, cont
 
     assert (status, stderr) == (0, "")
     lines = stdout.splitlines()
-    assert lines[:6] == [
+    assert lines[:7] == [
         f"Session {context_session.pk}",
         "  type:      ContextTestingSessions",
         "  status:    active",
         f"  component: Accounts ({context_session.component.module_name})",
         "  attempt:   1",
+        "  branch:    -",
         "  lease:     none",
     ]
-    header, *rows = lines[7:12]
+    header, *rows = lines[8:13]
     assert header.split() == [
         "COMPONENT", "STATUS", "ATTEMPT", "RUNNER", "LEASED", "UNTIL", "FAILURE", "REASON",
         "SESSION",

@@ -56,6 +56,7 @@ class Command(BaseCommand):
         self.stdout.write(f"  status:    {session.status}")
         self.stdout.write(f"  component: {_component(session)}")
         self.stdout.write(f"  attempt:   {session.attempt}")
+        self.stdout.write(f"  branch:    {printable(session.branch) if session.branch else '-'}")
         self.stdout.write(f"  lease:     {_lease(session, now)}")
         if (reason := selectors.shown_failure_reason(session)) is not None:
             self.stdout.write(f"  reason:    {_cell(reason)}")
@@ -122,6 +123,7 @@ def _session_json(session: Session, now: datetime) -> dict[str, Any]:
         "status": session.status,
         "stalled": session.is_stalled(now),
         "attempt": session.attempt,
+        "branch": session.branch,
         "runner": session.runner,
         "leased_until": api_time(session.leased_until) if session.leased_until else None,
         "component": None
