@@ -40,6 +40,15 @@ PROJECT_SETTINGS = (
 PROJECT_UPDATABLE_FIELDS = ("name", *PROJECT_SETTINGS)
 
 
+def _lock_project(scope: Scope) -> Project:
+    """The scope's project, its row locked: writers of one project's components (and of its
+    test path template) take turns, so the check that no two components share a test file
+    sees every committed component, under the template as it stands. Taken before any
+    component's row, as a bulk import takes it. (SQLite's IMMEDIATE transactions already
+    serialise writers.)"""
+    return Project.objects.select_for_update().get(pk=scope.project_id)
+
+
 def _save(component: Component, **save_kwargs: Any) -> Component:
     try:
         component.full_clean()
@@ -108,18 +117,19 @@ def create_component(
     source_path: str | None = None,
     excluded: bool = False,
 ) -> Component:
-    component = Component(
-        project=scope.project,
-        name=name,
-        module_name=module_name,
-        type=type,
-        description=description,
-        priority=priority,
-        parent_component=parent_component,
-        source_path=source_path,
-        excluded=excluded,
-    )
-    return _save(component, force_insert=True)
+    with transaction.atomic():
+        component = Component(
+            project=_lock_project(scope),
+            name=name,
+            module_name=module_name,
+            type=type,
+            description=description,
+            priority=priority,
+            parent_component=parent_component,
+            source_path=source_path,
+            excluded=excluded,
+        )
+        return _save(component, force_insert=True)
 
 
 def update_component(*, scope: Scope, component_id: uuid.UUID, **changes: Any) -> Component:
@@ -127,6 +137,7 @@ def update_component(*, scope: Scope, component_id: uuid.UUID, **changes: Any) -
     longer wait for it)."""
     refuse_unchangeable("Invalid component", changes, UPDATABLE_FIELDS)
     with transaction.atomic():
+        project = _lock_project(scope)
         component = (
             Component.objects.select_for_update()
             .filter(project_id=scope.project_id, pk=component_id)
@@ -134,6 +145,7 @@ def update_component(*, scope: Scope, component_id: uuid.UUID, **changes: Any) -
         )
         if component is None:
             raise NotFound(COMPONENT_NOT_FOUND)
+        component.project = project
         newly_excluded = changes.get("excluded") is True and not component.excluded
         for name, value in changes.items():
             setattr(component, name, value)
@@ -155,6 +167,7 @@ def delete_component(*, scope: Scope, component_id: uuid.UUID) -> None:
     bulk prune keeps it: deleting it would leave its sessions (a run's children among them)
     with no component to work on, and their history with no name."""
     with transaction.atomic():
+        project = _lock_project(scope)
         component = (
             Component.objects.select_for_update()
             .filter(project_id=scope.project_id, pk=component_id)
@@ -162,6 +175,7 @@ def delete_component(*, scope: Scope, component_id: uuid.UUID) -> None:
         )
         if component is None:
             raise NotFound(COMPONENT_NOT_FOUND)
+        component.project = project
         if component.sessions.exists():
             raise Conflict(HAS_SESSIONS.format(names=component.module_name))
         component.delete()

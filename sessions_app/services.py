@@ -529,6 +529,8 @@ def retry_child_sessions(*, scope: Scope, session_id: uuid.UUID) -> list[Session
             Session.objects.filter(
                 parent_session_id=session.pk, project_id=scope.project_id, status__in=RETRYABLE
             )
+            # A child of an excluded component stays as it is: the run does not wait for it.
+            .exclude(component__excluded=True)
             .select_related("component")
             .order_by(*selectors.SPAWN_ORDER)
             .select_for_update(of=("self",))

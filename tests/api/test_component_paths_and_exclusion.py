@@ -378,13 +378,6 @@ print("created", Component.objects.filter(project=project).count())
 """
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="create_component checks the test file outside the transaction that writes the "
-    "component and takes no lock on the project (bulk_upsert_components and update_project "
-    "do), so concurrent creates each see no collision and all commit: eight components end "
-    "with tests/test_click_utils.py",
-)
 @pytest.mark.skipif(connection.vendor != "sqlite", reason="runs on a SQLite file")
 def test_concurrent_creates_never_give_two_components_one_test_file(tmp_path):
     completed = subprocess.run(

@@ -243,4 +243,59 @@ def workflow_race(clients: int = CLIENTS) -> None:
         assert Interaction.objects.filter(session=child).count() == len(COMPONENT_STEPS)
 
 
-SCENARIOS = [spawn_race, spawn_doors_race, workflow_race]
+# Module names that {module_snake} folds into one test file.
+FOLDED_MODULES = [
+    "click.utils",
+    "click._utils",
+    "click.__utils",
+    "click.utils_",
+    "Click.utils",
+    "click.Utils",
+    "click._utils_",
+    "CLICK.utils",
+]
+
+
+def shared_test_file_race(clients: int = len(FOLDED_MODULES)) -> None:
+    """Every client creates a component whose test file is the others': exactly one is
+    created, every other client is refused naming it. The check is slowed down, so that every
+    client has checked before any writes unless the check and the write are one critical
+    section (the project's row lock)."""
+    from components_app import services as component_services
+    from components_app import test_paths
+    from components_app.models import Component
+    from core.errors import InvalidInput
+
+    user = make_user()
+    project = make_project(user)
+    project.test_path_template = "tests/test_{module_snake}.py"
+    project.save()
+    scope = Scope(user=user, project=project)
+    checked = test_paths.collision_with
+
+    def slow_check(*args: Any, **kwargs: Any) -> str | None:
+        answer = checked(*args, **kwargs)
+        threading.Event().wait(0.2)
+        return answer
+
+    test_paths.collision_with = slow_check
+    try:
+        outcomes = run_together(
+            clients,
+            lambda i: component_services.create_component(
+                scope=scope, name=f"c{i}", module_name=FOLDED_MODULES[i], type="module"
+            ),
+        )
+    finally:
+        test_paths.collision_with = checked
+    created = [o.value for o in outcomes if o.error is None]
+    assert len(created) == 1, errors_of(outcomes)
+    [winner] = created
+    refusals = [o.error for o in outcomes if o.error is not None]
+    assert all(isinstance(error, InvalidInput) for error in refusals), errors_of(outcomes)
+    taken = test_paths.TAKEN.format(path="tests/test_click_utils.py", other=winner.module_name)
+    assert {tuple(error.errors["module_name"]) for error in refusals} == {(taken,)}
+    assert list(Component.objects.filter(project=project)) == [winner]
+
+
+SCENARIOS = [spawn_race, spawn_doors_race, workflow_race, shared_test_file_race]

@@ -27,3 +27,8 @@ def test_spawns_through_every_door_at_once_agree():
 def test_simultaneous_commands_and_reports_apply_once_through_a_whole_workflow():
     for _ in range(2):
         races.workflow_race()
+
+
+def test_simultaneous_creates_never_give_two_components_one_test_file():
+    for _ in range(2):
+        races.shared_test_file_race()

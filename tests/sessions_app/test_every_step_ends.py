@@ -252,3 +252,16 @@ def test_a_context_with_every_component_excluded_has_nothing_to_spawn(scope, pro
     with pytest.raises(StepError) as error:
         services.spawn_child_sessions(scope=scope, session_id=session.pk)
     assert error.value.message == "No child components found for context"
+
+
+def test_retrying_the_children_leaves_an_excluded_component_s_child_cancelled(
+    scope, context_session
+):
+    command = services.spawn_child_sessions(scope=scope, session_id=context_session.pk)
+    first = context_session.child_sessions.get(pk=command.metadata["child_session_ids"][0])
+    component_services.update_component(scope=scope, component_id=first.component_id, excluded=True)
+
+    retried = services.retry_child_sessions(scope=scope, session_id=context_session.pk)
+
+    first.refresh_from_db()
+    assert (retried, first.status) == ([], SessionStatus.CANCELLED)
