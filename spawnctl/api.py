@@ -7,20 +7,25 @@ over), a 204 from claim-child is ``None``; anything a loop cannot act on is an `
 from __future__ import annotations
 
 import re
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import httpx
 
-# A request that could not reach the server at all is sent again this many times, a second
-# apart, before the server counts as unreachable (a restart of the server is survived).
-CONNECT_RETRIES = 5
-# How long a request answered "too many requests" or "unavailable" is sent again, waiting as
-# long as each answer's Retry-After asks (at most MAX_RETRY_AFTER at a time).
-BUSY_WAIT_SECONDS = 120.0
+# How long a server that cannot be reached, or answers 502/503/504, is waited out before it
+# counts as gone: long enough for a restart or a deploy, so no finished work is lost.
+SERVER_TIMEOUT_SECONDS = 300.0
+# The pauses between tries while it is away: the first, doubled each try, up to the last.
+FIRST_PAUSE_SECONDS = 0.5
+MAX_PAUSE_SECONDS = 10.0
+# A 429 is sent again as long as each answer's Retry-After asks (at most this at a time).
 MAX_RETRY_AFTER = 30.0
+# Answers of a proxy or a server that is restarting, overloaded or has lost its database.
+OUTAGE_STATUSES = (502, 503, 504)
 _LEASED_BY = re.compile(r"^Session is leased by (?P<runner>.+) until (?P<until>\S+)$", re.S)
 
 CONTEXT_TESTING_SESSIONS = "ContextTestingSessions"
@@ -40,8 +45,18 @@ class ApiError(Exception):
 
 
 class Unreachable(ApiError):
-    def __init__(self, detail: str) -> None:
-        super().__init__(None, detail)
+    """The server did not answer (or answered 502/503/504) for ``seconds``; ``cause`` is the
+    last try's error. A request that gave up may still have reached the server."""
+
+    def __init__(self, url: str, cause: str, seconds: float = 0.0) -> None:
+        super().__init__(None, f"Cannot reach {url}: {cause}")
+        self.url = url
+        self.cause = cause
+        self.seconds = seconds
+
+    @property
+    def explanation(self) -> str:
+        return f"the server at {self.url} was unreachable for {self.seconds:.0f} s: {self.cause}"
 
 
 class NotFound(ApiError):
@@ -193,7 +208,13 @@ class Children:
 
 
 class Api:
-    """The REST API under ``<url>/api/``, authenticated by token."""
+    """The REST API under ``<url>/api/``, authenticated by token.
+
+    A server that is away (no connection, a connection dropped, no answer in time, or a
+    502/503/504) is waited out for ``server_timeout`` seconds, counted from the first failure
+    since its last answer, whichever request saw it: once that passed, every request that
+    fails fails at once. ``stop`` set (the runner is stopping) ends a wait at once too.
+    ``on_outage`` is told when the server goes away and when it answers again."""
 
     def __init__(
         self,
@@ -202,14 +223,20 @@ class Api:
         *,
         timeout: float = 30.0,
         transport: httpx.BaseTransport | None = None,
-        connect_retries: int | None = None,
-        retry_delay: float = 1.0,
-        busy_wait: float = BUSY_WAIT_SECONDS,
+        server_timeout: float = SERVER_TIMEOUT_SECONDS,
+        first_pause: float = FIRST_PAUSE_SECONDS,
+        max_pause: float = MAX_PAUSE_SECONDS,
+        stop: threading.Event | None = None,
+        on_outage: Callable[[str], None] | None = None,
     ) -> None:
         self.url = base_url(url)
-        self.connect_retries = CONNECT_RETRIES if connect_retries is None else connect_retries
-        self.retry_delay = retry_delay
-        self.busy_wait = busy_wait
+        self.server_timeout = server_timeout
+        self.first_pause = first_pause
+        self.max_pause = max_pause
+        self.stop = stop if stop is not None else threading.Event()
+        self.on_outage = on_outage
+        self._lock = threading.Lock()
+        self._away_since: float | None = None
         self.client = httpx.Client(
             base_url=f"{self.url}/api/",
             headers={"Authorization": f"Token {token}", "Accept": "application/json"},
@@ -232,11 +259,22 @@ class Api:
         return Session(self._json("GET", f"sessions/{session_id}/"))
 
     def children(self, session_id: str) -> Children:
+        """The children in spawn order, every page, and the summary that counts them all."""
         body = self._json("GET", f"sessions/{session_id}/children/")
+        results = list(body.get("results") or [])
+        page = body
+        while page.get("next"):
+            page = self._json("GET", page["next"])
+            results += page.get("results") or []
         return Children(
             summary=dict(body.get("summary") or {}),
-            results=[Session(child) for child in body.get("results") or []],
+            results=[Session(child) for child in results],
         )
+
+    def children_summary(self, session_id: str) -> dict[str, int]:
+        """The children's counts alone (the summary counts every child, whatever the page)."""
+        body = self._json("GET", f"sessions/{session_id}/children/", params={"page_size": 1})
+        return dict(body.get("summary") or {})
 
     def next_command(
         self, session_id: str, *, runner: str, lease_seconds: int | None = None
@@ -247,7 +285,9 @@ class Api:
     def heartbeat(
         self, session_id: str, *, runner: str, lease_seconds: int | None = None
     ) -> Session | LeasedBy:
-        answer = self._lease_call("heartbeat", session_id, runner, lease_seconds)
+        # One try: a missed beat is sent again by the heartbeat's loop, and a beat waiting
+        # the server out would hold up the end of the step it beats for.
+        answer = self._lease_call("heartbeat", session_id, runner, lease_seconds, wait=False)
         return answer if isinstance(answer, LeasedBy) else Session(answer)
 
     def release(self, session_id: str, *, runner: str) -> Session | LeasedBy:
@@ -296,18 +336,25 @@ class Api:
         """Every project the token's user is a member of, all pages."""
         return self._all_pages("projects/", {})
 
-    def sessions(self, *, page: int = 1, **filters: str) -> dict[str, Any]:
+    def sessions(self, *, page: int = 1, **filters: str | int) -> dict[str, Any]:
         """One page of ``GET /api/sessions/`` (``count``, ``next``, ``previous``,
-        ``results``), filtered by ``project``, ``status``, ``type``, ``parent_session``."""
+        ``results``), filtered by ``project``, ``status``, ``type``, ``parent_session``,
+        ``id_prefix``."""
         return self._json("GET", "sessions/", params={**filters, "page": page})
 
     def interactions(self, session_id: str) -> list[dict[str, Any]]:
         """The session's whole history, newest first, all pages."""
         return self._all_pages(f"sessions/{session_id}/interactions/", {})
 
-    def components(self, project_id: str) -> list[dict[str, Any]]:
-        """Every component of the project, all pages."""
-        return self._all_pages("components/", {"project": project_id})
+    def components(
+        self, project_id: str, *, parent_component: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Every component of the project (or only ``parent_component``'s children), all
+        pages."""
+        params = {"project": project_id}
+        if parent_component is not None:
+            params["parent_component"] = parent_component
+        return self._all_pages("components/", params)
 
     def create_context_session(
         self, project_id: str, component_id: str, *, agent: str | None = None
@@ -351,10 +398,19 @@ class Api:
             page = self._json("GET", page["next"])
 
     def _lease_call(
-        self, route: str, session_id: str, runner: str, lease_seconds: int | None
+        self,
+        route: str,
+        session_id: str,
+        runner: str,
+        lease_seconds: int | None,
+        *,
+        wait: bool = True,
     ) -> dict[str, Any] | LeasedBy:
         response = self._request(
-            "POST", f"sessions/{session_id}/{route}/", json=_lease_body(runner, lease_seconds)
+            "POST",
+            f"sessions/{session_id}/{route}/",
+            wait=wait,
+            json=_lease_body(runner, lease_seconds),
         )
         if response.status_code == 409:
             leased = leased_by(_detail(response))
@@ -365,31 +421,70 @@ class Api:
     def _json(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
         return self._body(self._request(method, path, **kwargs))
 
-    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        deadline = time.monotonic() + self.busy_wait
-        while True:
-            response = self._send(method, path, **kwargs)
-            # 429 (throttled) and 503 (database unavailable) are answered before anything
-            # changed, so the request is sent again once the server says it may be.
-            if response.status_code not in (429, 503):
-                return response
-            pause = _retry_after(response, self.retry_delay)
-            if time.monotonic() + pause > deadline:
-                return response
-            time.sleep(pause)
+    def _request(
+        self, method: str, path: str, *, wait: bool = True, **kwargs: Any
+    ) -> httpx.Response:
+        """The server's answer, sent again while the server is away (see the class) or
+        throttles (429, as long as its Retry-After asks, within ``server_timeout``).
 
-    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        for attempt in range(self.connect_retries + 1):
+        Every request is sent again, writes included: one whose answer was lost may have
+        been applied, and the server answers its repeat as it would any repeat (a result
+        already reported is a 409 the job reads as first-wins; a repeated claim-child leases
+        another child, and the first stays leased to this runner until its lease expires).
+        ``wait`` False: one try, for a request its caller sends again anyway (a heartbeat)."""
+        pause = self.first_pause
+        throttled_until = time.monotonic() + self.server_timeout
+        while True:
             try:
-                return self.client.request(method, path, **kwargs)
-            except (httpx.ConnectError, httpx.ConnectTimeout) as error:
-                # Nothing reached the server, so sending the request again is safe.
-                if attempt == self.connect_retries:
-                    raise Unreachable(f"Cannot reach {self.url}: {error}") from None
-                time.sleep(self.retry_delay)
-            except httpx.HTTPError as error:
-                raise Unreachable(f"No answer from {self.url}: {error}") from None
-        raise AssertionError("unreachable")  # pragma: no cover
+                response = self.client.request(method, path, **kwargs)
+            except (httpx.UnsupportedProtocol, httpx.LocalProtocolError) as error:
+                # A bad URL or request: no wait makes it any better.
+                raise Unreachable(self.url, _cause(error)) from None
+            except httpx.TransportError as error:
+                cause = _cause(error)
+            else:
+                if response.status_code not in (429, *OUTAGE_STATUSES):
+                    self._answered()
+                    return response
+                retry_after = _retry_after(response, pause)
+                if response.status_code == 429:
+                    self._answered()
+                    if not wait or time.monotonic() + retry_after > throttled_until:
+                        return response
+                    if self._wait(retry_after):
+                        return response
+                    continue
+                cause = f"{response.status_code}: {_detail(response)}"
+                pause = max(pause, retry_after)
+            away = self._away(cause)
+            left = away + self.server_timeout - time.monotonic()
+            if not wait or left <= 0 or self._wait(min(pause, left)):
+                raise Unreachable(self.url, cause, time.monotonic() - away)
+            pause = min(pause * 2, self.max_pause)
+
+    def _wait(self, seconds: float) -> bool:
+        """Sleep ``seconds``; True when the runner was stopped meanwhile."""
+        return self.stop.wait(seconds)
+
+    def _away(self, cause: str) -> float:
+        """When the server went away (now, if it answered last time)."""
+        with self._lock:
+            first = self._away_since is None
+            if first:
+                self._away_since = time.monotonic()
+            since = self._away_since
+        if first and self.on_outage is not None:
+            self.on_outage(
+                f"the server at {self.url} is unreachable ({cause}); "
+                f"waiting up to {self.server_timeout:g} s for it"
+            )
+        return since
+
+    def _answered(self) -> None:
+        with self._lock:
+            was_away, self._away_since = self._away_since is not None, None
+        if was_away and self.on_outage is not None:
+            self.on_outage(f"the server at {self.url} answers again")
 
     def _body(self, response: httpx.Response) -> dict[str, Any]:
         status = response.status_code
@@ -413,12 +508,16 @@ class Api:
 
 
 def _retry_after(response: httpx.Response, default: float) -> float:
-    """The pause a 429 or 503 asks for (``Retry-After`` in seconds), within bounds."""
+    """The pause an answer asks for (``Retry-After`` in seconds), within bounds."""
     try:
         seconds = float(response.headers.get("Retry-After", default))
     except ValueError:
         seconds = default
     return min(max(seconds, 0.0), MAX_RETRY_AFTER)
+
+
+def _cause(error: httpx.HTTPError) -> str:
+    return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
 
 
 def base_url(url: str) -> str:

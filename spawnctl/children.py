@@ -7,7 +7,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from datetime import datetime
 
 from spawnctl import events
-from spawnctl.api import ApiError, Children, Claimed, Session, parse_time
+from spawnctl.api import ApiError, Children, Claimed, Session, Unreachable, parse_time
 from spawnctl.jobs import AnyOf, RunnerConfig, SessionJob, wait_until
 
 
@@ -16,6 +16,13 @@ def parallelism(jobs: int, max_parallel: object) -> int:
     if isinstance(max_parallel, int) and not isinstance(max_parallel, bool) and max_parallel > 0:
         return max(1, min(jobs, max_parallel))
     return max(1, jobs)
+
+
+def fetch_children(config: RunnerConfig, context_id: str) -> Children:
+    """The context's children, their counts told to the reporter on the way."""
+    children = config.api.children(context_id)
+    config.emit(events.ChildrenCounted.of(context_id, children.summary))
+    return children
 
 
 class ChildrenDriver:
@@ -36,31 +43,57 @@ class ChildrenDriver:
         config = self.config
         stop = halt or AnyOf(config.stop)
         running: dict[Future[str], str] = {}
+        gone: Unreachable | None = None
         with ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="child") as pool:
-            while True:
-                while len(running) < self.jobs and not stop.is_set():
-                    claimed = config.api.claim_child(
-                        self.context_id, runner=config.runner, lease_seconds=config.lease_seconds
-                    )
-                    if claimed is None:
+            try:
+                while True:
+                    while len(running) < self.jobs and not stop.is_set():
+                        claimed = config.api.claim_child(
+                            self.context_id,
+                            runner=config.runner,
+                            lease_seconds=config.lease_seconds,
+                        )
+                        if claimed is None:
+                            break
+                        running[pool.submit(self._drive_child, claimed)] = claimed.session.name
+                    if not running:
                         break
-                    running[pool.submit(self._drive_child, claimed)] = claimed.session.name
-                if not running:
-                    return
-                done, _ = wait(running, timeout=config.poll_seconds, return_when=FIRST_COMPLETED)
-                for future in done:
-                    name = running.pop(future)
-                    error = future.exception()
-                    if error is not None:
-                        config.emit(events.Notice(f"{name}: {error}"))
-                if stop.is_set() and not running:
-                    return
+                    done, _ = wait(
+                        running, timeout=config.poll_seconds, return_when=FIRST_COMPLETED
+                    )
+                    for future in done:
+                        name = running.pop(future)
+                        error = future.exception()
+                        if isinstance(error, Unreachable):
+                            gone = gone or error
+                            self._abandon()
+                        elif error is not None:
+                            config.emit(events.Notice(f"{name}: {error}"))
+                    if done and gone is None:
+                        # The bar counts every child, ours and other runners'.
+                        summary = config.api.children_summary(self.context_id)
+                        config.emit(events.ChildrenCounted.of(self.context_id, summary))
+                    if stop.is_set() and not running:
+                        break
+            except Unreachable:
+                self._abandon()
+                raise
+        if gone is not None:
+            raise gone
+
+    def _abandon(self) -> None:
+        """The server is gone past the wait: every job stops and gives its child up (as far
+        as the server can be told), and the run ends saying so."""
+        self.config.stop.set()
 
     def _drive_child(self, claimed: Claimed) -> str:
         # A claimed child another runner took meanwhile is its to finish; this slot moves on.
         job = SessionJob(self.config, claimed.session, is_child=True, wait_for_lease=False)
         try:
             return job.run(claimed.interaction)
+        except Unreachable:
+            job.give_up("the server was unreachable")
+            raise
         except ApiError:
             job.give_up("the server refused a request")
             raise

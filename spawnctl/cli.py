@@ -1,8 +1,8 @@
 """The ``spawnctl`` command line: ``run``, ``work`` and ``status``.
 
 Exit codes: 0 the session ended complete (``work``: every child finished), 1 it ended failed or
-cancelled or cannot go on, 2 bad usage or a server that cannot be reached (or refuses the
-token), 130 / 143 stopped by Ctrl-C / SIGTERM.
+cancelled or cannot go on (or cannot start), 2 bad usage or a server that cannot be reached
+(or refuses the token), 130 / 143 stopped by Ctrl-C / SIGTERM.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import signal
 import socket
 import sys
 import threading
+import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
@@ -22,7 +23,16 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from spawnctl.api import Api, ApiError, NotFound, Unauthorized, Unreachable
+from spawnctl import events
+from spawnctl.api import (
+    SERVER_TIMEOUT_SECONDS,
+    Api,
+    ApiError,
+    NotFound,
+    Session,
+    Unauthorized,
+    Unreachable,
+)
 from spawnctl.jobs import STOPPED, RunnerConfig
 from spawnctl.progress import Reporter, reporter_for, summary_table
 from spawnctl.run import CANNOT_CONTINUE, Outcome, run_session
@@ -36,10 +46,24 @@ MAX_LEASE_SECONDS = 86_400
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 EXIT_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}
 NO_TOKEN = "No API token: give --token or set SPAWNCTL_TOKEN"
+# How long the commands that are not runners (status, import, mcp) wait for a server that is
+# away: a person or an agent is waiting on the answer.
+QUICK_SERVER_TIMEOUT = 5.0
+ID_HELP = "its id, or the start of it: the short id the admin shows"
+NO_SESSION = "No session matches {prefix}"
+# The server's words for the same mistake (sessions_app.selectors.AMBIGUOUS_ID).
+AMBIGUOUS_ID = "Session id {prefix} is ambiguous; it matches {matches}"
+MAX_NAMED_MATCHES = 10
+NOT_A_CONTEXT = "{module} is not a context: it has no child components"
+ALL_EXCLUDED = "{module} is not a context: every one of its child components is excluded"
 
 
 class UsageError(Exception):
     pass
+
+
+class CannotStart(Exception):
+    """The run cannot start as asked (exit 1); nothing was created."""
 
 
 def _positive(text: str) -> int:
@@ -60,6 +84,13 @@ def _seconds(text: str) -> float:
     value = float(text)
     if value <= 0:
         raise argparse.ArgumentTypeError("must be more than 0")
+    return value
+
+
+def _non_negative(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError("must be 0 or more")
     return value
 
 
@@ -98,7 +129,16 @@ def build_parser() -> argparse.ArgumentParser:
     runner.add_argument(
         "--timeout", type=_seconds, default=None, help="stop a command after this many seconds"
     )
+    runner.add_argument(
+        "--server-timeout",
+        type=_non_negative,
+        default=SERVER_TIMEOUT_SECONDS,
+        metavar="SECONDS",
+        help="how long a server that is away (or answers 502/503/504) is waited for "
+        f"(default {SERVER_TIMEOUT_SECONDS:g})",
+    )
     runner.add_argument("--poll-seconds", type=_seconds, default=2.0, help=argparse.SUPPRESS)
+    runner.add_argument("--retry-pause", type=_non_negative, default=1.0, help=argparse.SUPPRESS)
 
     parser = argparse.ArgumentParser(
         prog="spawnctl", description="Run agentic test sessions against a spawnctl server."
@@ -107,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser(
         "run", parents=[server, runner], help="drive a session (and its children) to its end"
     )
-    run.add_argument("session_id", nargs="?", help="the session to drive")
+    run.add_argument("session_id", nargs="?", help=f"the session to drive ({ID_HELP})")
     run.add_argument(
         "--project", help="with --context: start a new context testing session in this project"
     )
@@ -120,12 +160,12 @@ def build_parser() -> argparse.ArgumentParser:
     work = commands.add_parser(
         "work", parents=[server, runner], help="claim and drive a context's children only"
     )
-    work.add_argument("session_id", metavar="context_session_id")
+    work.add_argument("session_id", metavar="context_session_id", help=ID_HELP)
     work.set_defaults(handler=cmd_work)
     status = commands.add_parser(
         "status", parents=[server], help="a session and its children, statuses and reasons"
     )
-    status.add_argument("session_id")
+    status.add_argument("session_id", help=ID_HELP)
     status.add_argument("--json", action="store_true", help="print JSON")
     status.set_defaults(handler=cmd_status)
     _add_import(commands, server)
@@ -184,34 +224,89 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if not args.token:
             raise UsageError(NO_TOKEN)
-        with Api(args.url, args.token) as api:
+        server_timeout = getattr(args, "server_timeout", QUICK_SERVER_TIMEOUT)
+        with Api(args.url, args.token, server_timeout=server_timeout) as api:
             return args.handler(args, api)
     except UsageError as error:
         _say(f"spawnctl: {error}", error=True)
         return EXIT_USAGE
+    except CannotStart as error:
+        _say(f"spawnctl: {error}", error=True)
+        return EXIT_FAILED
     except Unauthorized as error:
         _say(f"spawnctl: the server refused the token ({error.detail})", error=True)
         return EXIT_USAGE
+    except Unreachable as error:
+        _say(f"spawnctl: {error.explanation}", error=True)
+        return EXIT_USAGE
     except ApiError as error:
         _say(f"spawnctl: {error.detail}", error=True)
-        # An unreachable server or an id that names nothing is bad usage; anything else the
-        # server refused is a failure.
-        return EXIT_USAGE if isinstance(error, (Unreachable, NotFound)) else EXIT_FAILED
+        # An id that names nothing is bad usage; anything else the server refused is a
+        # failure.
+        return EXIT_USAGE if isinstance(error, NotFound) else EXIT_FAILED
 
 
-def _config(args: argparse.Namespace, api: Api, reporter: Reporter) -> RunnerConfig:
+def _repo(args: argparse.Namespace) -> Path:
     repo = args.repo.expanduser()
     if not repo.is_dir():
         raise UsageError(f"--repo {repo} is not a directory")
+    return repo.resolve()
+
+
+def _config(args: argparse.Namespace, api: Api, reporter: Reporter) -> RunnerConfig:
     return RunnerConfig(
         api=api,
         runner=args.runner,
-        repo=repo.resolve(),
+        repo=_repo(args),
         emit=reporter,
         lease_seconds=args.lease_seconds,
+        # A stop also ends a request's wait for a server that is away.
+        stop=api.stop,
         command_timeout=args.timeout,
         poll_seconds=args.poll_seconds,
+        retry_pause=args.retry_pause,
     )
+
+
+def resolve_session_id(api: Api, text: str) -> str:
+    """The session a person named: a full id as it is, or a prefix of one (the short id the
+    admin and the management commands show) as the one session it starts."""
+    try:
+        return str(uuid.UUID(text.strip()))
+    except ValueError:
+        pass
+    prefix = text.strip()
+    try:
+        page = api.sessions(id_prefix=prefix, page_size=MAX_NAMED_MATCHES + 1)
+    except ApiError as error:
+        if error.status != 400:
+            raise
+        body = error.body if isinstance(error.body, dict) else {}
+        why = body.get("id_prefix")
+        raise UsageError(
+            f"Session id {prefix}: {why[0] if isinstance(why, list) and why else error.detail}"
+        ) from None
+    digits = prefix.lower().replace("-", "")
+    # A server that does not know the filter lists every session: none of those is taken.
+    matches = sorted(
+        (
+            Session(row)
+            for row in page.get("results") or []
+            if str(row.get("id", "")).replace("-", "").startswith(digits)
+        ),
+        key=lambda session: str(session.data.get("created_at") or ""),
+    )
+    if not matches:
+        raise UsageError(NO_SESSION.format(prefix=prefix))
+    if len(matches) == 1:
+        return matches[0].id
+    named = ", ".join(
+        f"{match.id} ({match.component['name'] if match.component else f'session {match.id}'})"
+        for match in matches[:MAX_NAMED_MATCHES]
+    )
+    if max(len(matches), int(page.get("count") or 0)) > MAX_NAMED_MATCHES:
+        named += " and more"
+    raise UsageError(AMBIGUOUS_ID.format(prefix=prefix, matches=named))
 
 
 def _drive(
@@ -221,6 +316,7 @@ def _drive(
     SIGTERM stops running commands and releases leases, a second Ctrl-C exits at once."""
     reporter = reporter_for(Console(highlight=False))
     config = _config(args, api, reporter)
+    api.on_outage = lambda text: reporter(events.Notice(text))
     caught: list[int] = []
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -234,7 +330,13 @@ def _drive(
         for signum in EXIT_SIGNAL:
             previous[signum] = signal.signal(signum, on_signal)
     try:
-        outcome = loop(config)
+        try:
+            outcome = loop(config)
+        except ApiError:
+            # A request cut short by the stop (the server was away): stopped all the same.
+            if caught:
+                return Outcome(STOPPED), EXIT_SIGNAL[caught[0]]
+            raise
         reporter.close()
         if outcome.status != STOPPED:
             _summary(api, args.session_id, reporter)
@@ -257,7 +359,7 @@ def _start_context_session(args: argparse.Namespace, api: Api) -> str:
     if args.session_id is not None:
         if args.project or args.context:
             raise UsageError("give a session id, or --project and --context, not both")
-        return args.session_id
+        return resolve_session_id(api, args.session_id)
     if not (args.project and args.context):
         raise UsageError("give a session id, or --project and --context")
     component = next(
@@ -265,12 +367,20 @@ def _start_context_session(args: argparse.Namespace, api: Api) -> str:
     )
     if component is None:
         raise UsageError(f"project {args.project} has no component {args.context!r}")
+    # A session of a component without children would only fail its spawn step: nothing is
+    # created for it.
+    children = api.components(args.project, parent_component=str(component["id"]))
+    if not children:
+        raise CannotStart(NOT_A_CONTEXT.format(module=args.context))
+    if all(child.get("excluded") is True for child in children):
+        raise CannotStart(ALL_EXCLUDED.format(module=args.context))
     session = api.create_context_session(args.project, str(component["id"]), agent="claude_code")
     _say(f"Started session {session.id} for {args.context}")
     return session.id
 
 
 def cmd_run(args: argparse.Namespace, api: Api) -> int:
+    _repo(args)  # before a session is created for a run that could not start
     args.session_id = _start_context_session(args, api)
     outcome, signalled = _drive(
         args, api, lambda config: run_session(config, args.session_id, jobs=args.jobs)
@@ -289,6 +399,7 @@ def cmd_run(args: argparse.Namespace, api: Api) -> int:
 
 
 def cmd_work(args: argparse.Namespace, api: Api) -> int:
+    args.session_id = resolve_session_id(api, args.session_id)
     try:
         outcome, signalled = _drive(
             args, api, lambda config: work_context(config, args.session_id, jobs=args.jobs)
@@ -312,7 +423,7 @@ def _say(line: str, *, error: bool = False) -> None:
 
 
 def cmd_status(args: argparse.Namespace, api: Api) -> int:
-    session = api.get_session(args.session_id)
+    session = api.get_session(resolve_session_id(api, args.session_id))
     children = api.children(session.id) if session.is_context else None
     if args.json:
         body = {"session": session.data}
@@ -354,9 +465,7 @@ def cmd_import(args: argparse.Namespace, api: Api) -> int:
     if not args.repo.is_dir():
         raise UsageError(f"--repo {args.repo} is not a directory")
     try:
-        scan = importer.collect_rows(
-            repo=args.repo, manifest=args.manifest, exclude=args.exclude
-        )
+        scan = importer.collect_rows(repo=args.repo, manifest=args.manifest, exclude=args.exclude)
     except importer.ManifestError as error:
         _say(error.message, error=True)
         return EXIT_FAILED

@@ -3,18 +3,46 @@ them, and tests collect them."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
 class Spawned:
-    """The context's children, in spawn order: the run's overall progress is counted on them."""
+    """The context's children, in spawn order."""
 
     context_id: str
     children: tuple[str, ...]  # names
-    complete: int = 0
-    failed: int = 0
+
+
+@dataclass(frozen=True)
+class ChildrenCounted:
+    """The context's children as the server counts them (its children summary): every child,
+    whoever runs it, so the run's overall progress is right with several runners."""
+
+    context_id: str
+    total: int
+    complete: int
+    failed: int
+    cancelled: int
+    active: int = 0
+    stalled: int = 0
+
+    @classmethod
+    def of(cls, context_id: str, summary: Mapping[str, object]) -> ChildrenCounted:
+        def count(name: str) -> int:
+            value = summary.get(name)
+            return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+        return cls(
+            context_id,
+            total=count("total"),
+            complete=count("complete"),
+            failed=count("failed"),
+            cancelled=count("cancelled"),
+            active=count("active"),
+            stalled=count("stalled"),
+        )
 
 
 @dataclass(frozen=True)
@@ -34,6 +62,17 @@ class StepEnded:
     code: int | None
     duration_ms: int
     error_message: str | None
+    is_child: bool
+
+
+@dataclass(frozen=True)
+class Retrying:
+    """A step whose result was an error runs again after ``seconds``."""
+
+    session_id: str
+    name: str
+    step: str
+    seconds: float
     is_child: bool
 
 
@@ -88,8 +127,10 @@ class Notice:
 
 Event = (
     Spawned
+    | ChildrenCounted
     | StepStarted
     | StepEnded
+    | Retrying
     | SessionEnded
     | Released
     | LeaseHeld

@@ -10,6 +10,7 @@ import os
 import shlex
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -43,6 +44,8 @@ COMMAND_ENV = (
 )
 # A component's test file exists from this step on; Initialize runs before it is named.
 STEPS_BEFORE_TEST_FILE = ("Initialize",)
+# The longest pause before a step that keeps failing runs again.
+MAX_RETRY_PAUSE_SECONDS = 60.0
 
 
 @dataclass
@@ -58,6 +61,8 @@ class RunnerConfig:
     env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
     command_timeout: float | None = None
     poll_seconds: float = 2.0
+    # The pause before a step that just failed runs again (doubled per failure in a row).
+    retry_pause: float = 1.0
 
     @property
     def heartbeat_seconds(self) -> float:
@@ -94,6 +99,40 @@ def wait_until(config: RunnerConfig, until: datetime | None, *, also: AnyOf | No
         if config.stop.wait(step) or (also is not None and also.is_set()):
             return
         waited += step
+
+
+def pause_for(seconds: float, halt: AnyOf) -> None:
+    """Sleep ``seconds``, or until ``halt`` is set."""
+    deadline = time.monotonic() + seconds
+    while not halt.is_set():
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return
+        time.sleep(min(0.05, left))
+
+
+class Backoff:
+    """The pause before a step runs again after it failed: ``first`` after one error, doubled
+    per further error of that step in a row, at most ``MAX_RETRY_PAUSE_SECONDS``; none once
+    the step passed or another step ran. A failing agent is not called again at once: what
+    failed it (a rate limit, a service down) gets time to pass."""
+
+    def __init__(self, first: float) -> None:
+        self.first = first
+        self.step: str | None = None
+        self.errors = 0
+
+    def record(self, step: str, status: str) -> None:
+        if status == "error":
+            self.errors = self.errors + 1 if step == self.step else 1
+            self.step = step
+        else:
+            self.step, self.errors = None, 0
+
+    def before(self, step: str) -> float:
+        if step != self.step or not self.errors:
+            return 0.0
+        return min(MAX_RETRY_PAUSE_SECONDS, self.first * 2 ** (self.errors - 1))
 
 
 class Heartbeat:
@@ -248,6 +287,7 @@ class SessionJob:
         self.spawn_step = spawn_step
         self.wait_for_lease = wait_for_lease
         self.halt: Halt | None = None
+        self.backoff = Backoff(config.retry_pause)
 
     @property
     def name(self) -> str:
@@ -265,6 +305,8 @@ class SessionJob:
                 if isinstance(answer, str):
                     return answer
                 interaction = answer
+            if not self._pause_before(interaction):
+                return STOPPED
             outcome = self._run_step(interaction)
             if outcome is None:
                 return STOPPED
@@ -327,6 +369,26 @@ class SessionJob:
             if config.stop.is_set():
                 return STOPPED
 
+    def _pause_before(self, interaction: Interaction) -> bool:
+        """Wait out the backoff before a step that just failed runs again, keeping the lease;
+        False when the run was stopped or the lease lost meanwhile (the session is then given
+        up)."""
+        config = self.config
+        seconds = self.backoff.before(interaction.step_name)
+        if not seconds:
+            return True
+        config.emit(
+            events.Retrying(
+                self.session.id, self.name, interaction.step_name, seconds, self.is_child
+            )
+        )
+        with Heartbeat(config, self.session.id, self.name) as beat:
+            pause_for(seconds, AnyOf(config.stop, beat.lost))
+        if beat.lost.is_set() or config.stop.is_set():
+            self.give_up(beat.reason or "stopped")
+            return False
+        return True
+
     def _run_step(self, interaction: Interaction) -> Session | Halt | None:
         """The session after the step's result was reported; a Halt; None when stopped."""
         config = self.config
@@ -373,16 +435,20 @@ class SessionJob:
         try:
             submitted = config.api.submit_result(self.session.id, interaction.id, result)
         except Conflict as error:
-            # First result wins: another runner (or a retry) closed this step already.
+            # First result wins: another runner (or a retry) closed this step already, or
+            # this result was stored by a try whose answer was lost.
             config.emit(events.Notice(f"{self.name} {interaction.step_name}: {error.detail}"))
+            self.backoff.record(interaction.step_name, "unknown")
             return config.api.get_session(self.session.id)
         verdict = submitted.interaction.result or {}
+        status = str(verdict.get("status") or result["status"])
+        self.backoff.record(interaction.step_name, status)
         config.emit(
             events.StepEnded(
                 self.session.id,
                 self.name,
                 interaction.step_name,
-                str(verdict.get("status") or result["status"]),
+                status,
                 result.get("code"),
                 int(result.get("duration_ms") or 0),
                 verdict.get("error_message"),

@@ -37,6 +37,8 @@ def describe(event: events.Event) -> str | None:
                 facts.append(f"{ended.duration_ms / 1000:.1f} s")
             line = f"{name}: {step} {status}" + (f" ({', '.join(facts)})" if facts else "")
             return line + (f": {ended.error_message}" if ended.error_message else "")
+        case events.Retrying(name=name, step=step, seconds=seconds):
+            return f"{name}: {step} failed; trying again in {seconds:g} s"
         case events.SessionEnded(name=name, status=status, reason=reason, attempt=attempt):
             line = f"{name}: session {status} (attempt {attempt})"
             return line + (f": {reason}" if reason else "")
@@ -59,18 +61,22 @@ class _Running:
 
 
 class _Tally:
-    """What the views show, updated from events under the reporter's lock."""
+    """What the views show, updated from events under the reporter's lock. The counts are
+    the server's (its children summary), never this process's own: other runners finish
+    children too, and a child cancelled elsewhere ends no job here."""
 
     def __init__(self) -> None:
         self.total = 0
         self.complete = 0
         self.failed = 0
+        self.cancelled = 0
         self.running: dict[str, _Running] = {}
 
     def apply(self, event: events.Event) -> None:
         match event:
-            case events.Spawned(children=children, complete=complete, failed=failed):
-                self.total, self.complete, self.failed = len(children), complete, failed
+            case events.ChildrenCounted() as counted:
+                self.total, self.complete = counted.total, counted.complete
+                self.failed, self.cancelled = counted.failed, counted.cancelled
             case events.StepStarted() as started:
                 self.running[started.session_id] = _Running(
                     started.name, started.step, time.monotonic()
@@ -78,14 +84,8 @@ class _Tally:
             case events.StepEnded(is_child=False) as ended:
                 # The context's line shows while its step runs; a child's stays to its end.
                 self.running.pop(ended.session_id, None)
-            case events.SessionEnded(status=status) as ended:
+            case events.SessionEnded() as ended:
                 self.running.pop(ended.session_id, None)
-                if not ended.is_child:
-                    return
-                if status == "complete":
-                    self.complete += 1
-                elif status in ("failed", "cancelled"):
-                    self.failed += 1
             case events.Released() as released:
                 self.running.pop(released.session_id, None)
 
@@ -123,6 +123,7 @@ class PlainReporter:
 # Events printed above the live view on a terminal; the view itself shows the rest.
 _LOGGED_ON_TERMINAL = (
     events.Spawned,
+    events.Retrying,
     events.SessionEnded,
     events.Released,
     events.LeaseHeld,
@@ -134,7 +135,7 @@ _LOGGED_ON_TERMINAL = (
 
 class LiveReporter:
     """rich's ``Live``: the running children (component, step, elapsed) under an overall bar
-    (n/N complete, failed), with the events that matter printed above it."""
+    (n/N complete, failed, cancelled), with the events that matter printed above it."""
 
     def __init__(self, console: Console, *, refresh_per_second: float = 4) -> None:
         self.console = console
@@ -159,7 +160,10 @@ class LiveReporter:
 
     def render(self) -> RenderableType:
         tally = self.tally
-        counts = f"{tally.complete}/{tally.total} complete, {tally.failed} failed"
+        counts = (
+            f"{tally.complete}/{tally.total} complete, {tally.failed} failed, "
+            f"{tally.cancelled} cancelled"
+        )
         self._bar.update(
             self._task, total=tally.total or None, completed=tally.complete, counts=counts
         )

@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from spawnctl import events
-from spawnctl.api import ApiError, Interaction, Submitted
-from spawnctl.children import ChildrenDriver, active, parallelism
+from spawnctl.api import ApiError, Interaction, Submitted, Unreachable
+from spawnctl.children import ChildrenDriver, active, fetch_children, parallelism
 from spawnctl.jobs import STOPPED, AnyOf, Halt, Heartbeat, RunnerConfig, SessionJob
 
 CANNOT_CONTINUE = "cannot continue"
@@ -45,19 +45,13 @@ class SpawnStep:
             config, context_id, parallelism(self.jobs, interaction.metadata.get("max_parallel"))
         )
         children = config.api.children(context_id)
-        config.emit(
-            events.Spawned(
-                context_id,
-                tuple(child.name for child in children.results),
-                complete=children.summary.get("complete", 0),
-                failed=children.summary.get("failed", 0),
-            )
-        )
+        config.emit(events.Spawned(context_id, tuple(child.name for child in children.results)))
+        config.emit(events.ChildrenCounted.of(context_id, children.summary))
         while True:
             driver.drive(halt)
             if halt.is_set():
                 return None
-            children = config.api.children(context_id)
+            children = fetch_children(config, context_id)
             running = active(children)
             if running:
                 held = driver.others(children)
@@ -82,7 +76,7 @@ class SpawnStep:
                 return submitted
             message = verdict.get("error_message") or "The spawn step's result check failed"
             # A child retried (or spawned) meanwhile makes the context able to end after all.
-            if active(config.api.children(context_id)) and not halt.is_set():
+            if active(fetch_children(config, context_id)) and not halt.is_set():
                 answer = config.api.next_command(
                     context_id, runner=config.runner, lease_seconds=config.lease_seconds
                 )
@@ -109,6 +103,10 @@ def run_session(config: RunnerConfig, session_id: str, *, jobs: int) -> Outcome:
         return Outcome(session.status, session.state.get("error"))
     try:
         status = job.run()
+    except Unreachable:
+        # Gone past the wait: whatever the server can still be told, it is told.
+        job.give_up("the server was unreachable", quiet=True)
+        raise
     except ApiError:
         # The server refused a step (a 422 names why): hand the session back before saying so.
         job.give_up("the server refused a request", quiet=True)

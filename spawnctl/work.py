@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from spawnctl import events
 from spawnctl.api import Session
-from spawnctl.children import ChildrenDriver, active, parallelism
+from spawnctl.children import ChildrenDriver, active, fetch_children, parallelism
 from spawnctl.jobs import AnyOf, RunnerConfig, wait_until
 from spawnctl.run import Outcome, waiting_text
 
@@ -49,7 +49,7 @@ def work_context(config: RunnerConfig, context_id: str, *, jobs: int) -> Outcome
         driver.drive(stop)
         if stop.is_set():
             break
-        children = config.api.children(context_id)
+        children = fetch_children(config, context_id)
         running = active(children)
         if not running:
             return Outcome(ALL_FINISHED)
@@ -61,11 +61,5 @@ def work_context(config: RunnerConfig, context_id: str, *, jobs: int) -> Outcome
 
 def _announce(config: RunnerConfig, context: Session) -> None:
     children = config.api.children(context.id)
-    config.emit(
-        events.Spawned(
-            context.id,
-            tuple(child.name for child in children.results),
-            complete=children.summary.get("complete", 0),
-            failed=children.summary.get("failed", 0),
-        )
-    )
+    config.emit(events.Spawned(context.id, tuple(child.name for child in children.results)))
+    config.emit(events.ChildrenCounted.of(context.id, children.summary))

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import threading
+import types
 
 import httpx
 import pytest
@@ -33,7 +35,6 @@ def api_answering(handler, **kwargs) -> tuple[Api, list[httpx.Request]]:
         seen.append(request)
         return handler(request)
 
-    kwargs.setdefault("retry_delay", 0)
     return Api(
         "http://server:8000/", "secret", transport=httpx.MockTransport(record), **kwargs
     ), seen
@@ -184,7 +185,35 @@ def test_an_answer_that_is_not_json_is_an_error_not_a_crash():
         api.get_session(SID)
 
 
-def test_a_request_that_never_reached_the_server_is_sent_again():
+class Clock:
+    """Time for the API client alone: its pauses pass at once and are recorded."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.pauses: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def wait(self, seconds: float) -> bool:
+        self.pauses.append(seconds)
+        self.now += seconds
+        return False
+
+
+@pytest.fixture
+def clock(monkeypatch) -> Clock:
+    clock = Clock()
+    monkeypatch.setattr("spawnctl.api.time", types.SimpleNamespace(monotonic=clock.monotonic))
+    monkeypatch.setattr(Api, "_wait", lambda self, seconds: clock.wait(seconds))
+    return clock
+
+
+def _refused(request: httpx.Request) -> httpx.Response:
+    raise httpx.ConnectError("connection refused", request=request)
+
+
+def test_a_request_that_never_reached_the_server_is_sent_again(clock):
     failures = iter([True, True])
 
     def flaky(request: httpx.Request) -> httpx.Response:
@@ -192,32 +221,134 @@ def test_a_request_that_never_reached_the_server_is_sent_again():
             raise httpx.ConnectError("connection refused", request=request)
         return httpx.Response(200, json={"id": SID})
 
-    api, seen = api_answering(flaky, connect_retries=2)
+    api, seen = api_answering(flaky)
 
     assert api.get_session(SID).id == SID
     assert len(seen) == 3
+    assert clock.pauses == [0.5, 1.0]
 
 
-def test_a_server_that_stays_away_is_unreachable():
-    def down(request: httpx.Request) -> httpx.Response:
-        raise httpx.ConnectError("connection refused", request=request)
+def test_a_server_that_stays_away_is_waited_out_with_backoff_then_unreachable(clock):
+    api, seen = api_answering(_refused, server_timeout=60, first_pause=0.5, max_pause=10)
 
-    api, seen = api_answering(down, connect_retries=2)
+    with pytest.raises(Unreachable) as raised:
+        api.get_session(SID)
+
+    # Doubling up to the cap, the last pause cut to the deadline: 60 s in all.
+    assert clock.pauses == [0.5, 1, 2, 4, 8, 10, 10, 10, 10, 4.5]
+    assert len(seen) == 11
+    assert raised.value.explanation == (
+        "the server at http://server:8000 was unreachable for 60 s: "
+        "ConnectError: connection refused"
+    )
+    assert raised.value.detail.startswith("Cannot reach http://server:8000: ConnectError")
+
+
+@pytest.mark.parametrize(
+    "trouble",
+    [
+        httpx.ReadTimeout("slow"),
+        httpx.RemoteProtocolError("Server disconnected without sending a response."),
+        httpx.ReadError("Connection reset by peer"),
+        httpx.Response(502, text="Bad Gateway"),
+        httpx.Response(503, json={"detail": "The database is unavailable"}),
+        httpx.Response(504, text="Gateway Timeout"),
+    ],
+)
+def test_a_result_whose_answer_was_lost_or_unavailable_is_sent_again(clock, trouble):
+    answers = iter([trouble, trouble])
+    stored = {
+        "interaction": {"id": "i1", "result": {"status": "ok"}},
+        "session": {"id": SID, "status": "active"},
+    }
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        answer = next(answers, None)
+        if isinstance(answer, Exception):
+            answer.request = request
+            raise answer
+        return answer or httpx.Response(200, json=stored)
+
+    api, seen = api_answering(handler)
+
+    submitted = api.submit_result(SID, "i1", {"status": "ok", "code": 0})
+
+    assert submitted.interaction.result == {"status": "ok"}
+    assert [_body(request) for request in seen] == [{"status": "ok", "code": 0}] * 3
+
+
+def test_once_the_server_counts_as_gone_other_requests_fail_at_once_until_it_answers(clock):
+    up = threading.Event()
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if not up.is_set():
+            raise httpx.ConnectError("connection refused", request=request)
+        return httpx.Response(200, json={"id": SID})
+
+    api, seen = api_answering(handler, server_timeout=5)
+    with pytest.raises(Unreachable):
+        api.get_session(SID)
+    tries = len(seen)
+
+    with pytest.raises(Unreachable):
+        api.release(SID, runner="me")  # on the way out: one try, no second wait
+    assert len(seen) == tries + 1
+
+    up.set()
+    assert api.get_session(SID).id == SID
+    up.clear()
+    clock.pauses.clear()
+    with pytest.raises(Unreachable):
+        api.get_session(SID)
+    assert sum(clock.pauses) == 5  # gone again: a whole wait again
+
+
+def test_the_outage_is_said_when_it_starts_and_when_it_ends(clock):
+    answers = iter([None, None, httpx.Response(200, json={"id": SID})])
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        answer = next(answers)
+        if answer is None:
+            raise httpx.ConnectError("connection refused", request=request)
+        return answer
+
+    said: list[str] = []
+    api, _ = api_answering(handler, on_outage=said.append, server_timeout=300)
+
+    api.get_session(SID)
+
+    assert said == [
+        "the server at http://server:8000 is unreachable (ConnectError: connection refused); "
+        "waiting up to 300 s for it",
+        "the server at http://server:8000 answers again",
+    ]
+
+
+def test_a_stop_ends_the_wait_at_once():
+    stop = threading.Event()
+    threading.Timer(0.2, stop.set).start()
+    api, seen = api_answering(_refused, first_pause=0.05, max_pause=0.05, stop=stop)
+
+    with pytest.raises(Unreachable):
+        api.get_session(SID)
+
+    assert 2 <= len(seen) < 40  # server_timeout is 300 s: the stop ended it
+
+
+def test_a_heartbeat_is_one_try_its_loop_sends_the_next(clock):
+    api, seen = api_answering(_refused)
 
     with pytest.raises(Unreachable, match="Cannot reach http://server:8000"):
+        api.heartbeat(SID, runner="me")
+
+    assert len(seen) == 1 and clock.pauses == []
+
+
+def test_a_url_that_cannot_work_is_not_waited_for(clock):
+    api = Api("ftp://server", "t")
+    with pytest.raises(Unreachable, match="Cannot reach ftp://server: UnsupportedProtocol"):
         api.get_session(SID)
-    assert len(seen) == 3
-
-
-def test_a_lost_answer_is_not_sent_again():
-    def timeout(request: httpx.Request) -> httpx.Response:
-        raise httpx.ReadTimeout("slow", request=request)
-
-    api, seen = api_answering(timeout, connect_retries=3)
-
-    with pytest.raises(Unreachable, match="No answer"):
-        api.claim_child(SID, runner="me")
-    assert len(seen) == 1  # a claim that may have happened is not made twice
+    assert clock.pauses == []
 
 
 def test_children_and_components_read_every_page():
@@ -253,9 +384,7 @@ def test_a_session_without_component_is_named_by_its_short_id():
 
 
 @pytest.mark.parametrize("status", [429, 503])
-def test_a_throttled_or_unavailable_answer_is_sent_again_after_retry_after(status, monkeypatch):
-    pauses: list[float] = []
-    monkeypatch.setattr("spawnctl.api.time.sleep", pauses.append)
+def test_a_throttled_or_unavailable_answer_is_sent_again_after_retry_after(status, clock):
     answers = iter(
         [
             httpx.Response(status, headers={"Retry-After": "2"}, json={"detail": "busy"}),
@@ -270,21 +399,22 @@ def test_a_throttled_or_unavailable_answer_is_sent_again_after_retry_after(statu
     assert session.id == SID
     assert len(seen) == 3
     # Retry-After is obeyed, within bounds.
-    assert pauses == [2.0, 30.0]
+    assert clock.pauses == [2.0, 30.0]
 
 
-def test_a_server_that_stays_throttled_is_an_error_once_the_wait_is_over(monkeypatch):
-    monkeypatch.setattr("spawnctl.api.time.sleep", lambda seconds: None)
+def test_a_server_that_stays_throttled_is_an_error_once_the_wait_is_over(clock):
     api, seen = api_answering(
         lambda request: httpx.Response(
             429, headers={"Retry-After": "1"}, json={"detail": "Request was throttled."}
         ),
-        busy_wait=0.5,
+        server_timeout=2.5,
     )
 
     with pytest.raises(ApiError) as error:
         api.get_session(SID)
 
+    # Throttled is an answer: the server was there, it refused for now.
+    assert not isinstance(error.value, Unreachable)
     assert error.value.status == 429
     assert error.value.detail == "Request was throttled."
-    assert len(seen) == 1
+    assert len(seen) == 3 and clock.pauses == [1.0, 1.0]

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import importlib.metadata
 import os
+import re
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from spawnctl import api, cli
+from spawnctl import cli
 
 REPO = Path(__file__).resolve().parents[2]
 SID = "11111111-1111-1111-1111-111111111111"
@@ -89,13 +91,42 @@ def test_a_repo_that_is_not_a_directory_is_bad_usage(tmp_path, capsys):
     assert f"--repo {missing} is not a directory" in capsys.readouterr().err
 
 
-def test_a_server_that_cannot_be_reached_is_exit_2(monkeypatch, tmp_path, capsys):
-    monkeypatch.setattr(api, "CONNECT_RETRIES", 0)
+def _closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]  # closed again before it is asked
+        return sock.getsockname()[1]  # closed again before it is asked
+
+
+def test_a_server_that_stays_unreachable_is_waited_for_then_exit_2(tmp_path, capsys):
+    port = _closed_port()
+    started = time.monotonic()
     code = cli.main(
-        ["run", SID, "--repo", str(tmp_path), "--token", "t", "--url", f"http://127.0.0.1:{port}"]
+        [
+            "run",
+            SID,
+            "--repo",
+            str(tmp_path),
+            "--token",
+            "t",
+            "--url",
+            f"http://127.0.0.1:{port}",
+            "--server-timeout",
+            "1.5",
+        ]
     )
+    took = time.monotonic() - started
+
     assert code == 2
-    assert f"Cannot reach http://127.0.0.1:{port}" in capsys.readouterr().err
+    assert 1.5 <= took < 10
+    err = capsys.readouterr().err
+    assert re.search(
+        rf"spawnctl: the server at http://127\.0\.0\.1:{port} was unreachable for \d+ s: ", err
+    )
+    assert "ConnectError" in err and "refused a request" not in err
+
+
+def test_run_and_work_wait_five_minutes_for_the_server_by_default(tmp_path):
+    for command in ("run", "work"):
+        args = cli.build_parser().parse_args([command, SID, "--repo", str(tmp_path)])
+        assert args.server_timeout == 300
+    assert cli.build_parser().parse_args(["status", SID]).__dict__.get("server_timeout") is None

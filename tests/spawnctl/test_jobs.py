@@ -15,11 +15,12 @@ import httpx
 import pytest
 
 from spawnctl import events
-from spawnctl.api import Api, Interaction, Session
-from spawnctl.children import parallelism
+from spawnctl.api import Api, Interaction, Session, Unreachable
+from spawnctl.children import ChildrenDriver, parallelism
 from spawnctl.execute import Execution, execute
 from spawnctl.jobs import (
     STOPPED,
+    Backoff,
     Heartbeat,
     RunnerConfig,
     SessionJob,
@@ -152,9 +153,15 @@ class FakeServer:
     """Answers the routes a job uses; records what it was sent."""
 
     def __init__(
-        self, heartbeat: httpx.Response | None = None, **queued: list[httpx.Response]
+        self,
+        heartbeat: httpx.Response | None = None,
+        down: tuple[str, ...] = (),
+        **queued: list[httpx.Response | Exception],
     ) -> None:
+        """``queued``: answers per route, given in turn (an exception is raised); ``down``:
+        routes that cannot be reached once their queue is empty."""
         self.heartbeat = heartbeat
+        self.down = down
         self.queued = {route.replace("_", "-"): list(answers) for route, answers in queued.items()}
         self.calls: list[tuple[str, dict]] = []
         self.lock = threading.Lock()
@@ -165,7 +172,13 @@ class FakeServer:
         with self.lock:
             self.calls.append((route, body))
             if self.queued.get(route):
-                return self.queued[route].pop(0)
+                answer = self.queued[route].pop(0)
+                if isinstance(answer, Exception):
+                    answer.request = request
+                    raise answer
+                return answer
+            if route in self.down:
+                raise httpx.ConnectError("connection refused", request=request)
         if route == "heartbeat" and self.heartbeat is not None:
             return self.heartbeat
         if route == "result":
@@ -184,7 +197,7 @@ class FakeServer:
 
 def config_for(server: FakeServer, repo: Path, **options) -> tuple[RunnerConfig, list]:
     seen: list = []
-    api = Api("http://server", "t", transport=httpx.MockTransport(server), retry_delay=0)
+    api = Api("http://server", "t", transport=httpx.MockTransport(server), server_timeout=0.2)
     options.setdefault("lease_seconds", 1)
     return RunnerConfig(api=api, runner="me", repo=repo, emit=seen.append, **options), seen
 
@@ -300,3 +313,132 @@ def test_a_claimed_child_another_runner_took_is_left_to_it(tmp_path):
     assert job._next_command() == STOPPED
     assert events.Released("s1", "User", "taken over by other", True) in seen
     assert server.routes() == ["next-command"]  # no release of a lease it does not hold
+
+
+def test_a_result_whose_answer_was_lost_and_was_stored_is_first_wins(tmp_path):
+    already = httpx.Response(
+        409, json={"detail": "A result was already reported for this interaction"}
+    )
+    server = FakeServer(result=[httpx.ReadTimeout("slow"), already])
+    config, seen = config_for(server, tmp_path, lease_seconds=60)
+    job = SessionJob(config, component_session(), is_child=True)
+
+    session = job._run_step(command("true"))
+
+    assert session is not None and session.id == "s1"
+    results = [body for route, body in server.calls if route == "result"]
+    assert len(results) == 2 and results[0] == results[1]  # the same result, sent again
+    assert events.Notice("User Finalize: A result was already reported for this interaction") in (
+        seen
+    )
+
+
+def _step(step: str, shell: str = "true") -> httpx.Response:
+    return httpx.Response(
+        201, json={"id": f"i-{step}", "step_name": step, "command": {"command": shell}}
+    )
+
+
+def _verdict(status: str, session_status: str = "active") -> httpx.Response:
+    return httpx.Response(
+        200,
+        json={
+            "interaction": {"id": "i", "result": {"status": status}},
+            "session": {**component_session().data, "status": session_status},
+        },
+    )
+
+
+def test_a_step_that_failed_runs_again_after_a_pause_doubling_per_failure(tmp_path, monkeypatch):
+    paused: list[float] = []
+    monkeypatch.setattr("spawnctl.jobs.pause_for", lambda seconds, halt: paused.append(seconds))
+    generate = "GenerateTestsAndFixtures"
+    server = FakeServer(
+        next_command=[_step(generate)] * 4 + [_step("RunTests"), _step(generate)],
+        result=[
+            _verdict("error"),
+            _verdict("error"),  # paused 1 s before it
+            _verdict("ok"),  # paused 2 s before it
+            _verdict("error"),  # the ok started the count again: no pause
+            _verdict("error"),  # another step: no pause
+            _verdict("ok", "complete"),  # after another step's error: no pause
+        ],
+    )
+    config, seen = config_for(server, tmp_path, lease_seconds=60)
+
+    assert SessionJob(config, component_session(), is_child=True).run() == "complete"
+
+    assert paused == [1.0, 2.0]
+    assert [e for e in seen if isinstance(e, events.Retrying)] == [
+        events.Retrying("s1", "User", generate, 1.0, True),
+        events.Retrying("s1", "User", generate, 2.0, True),
+    ]
+    assert server.routes().count("result") == 6
+
+
+def test_the_pause_doubles_to_a_minute_at_most():
+    backoff = Backoff(1.0)
+    pauses = []
+    for _ in range(8):
+        backoff.record("FixCompilationErrors", "error")
+        pauses.append(backoff.before("FixCompilationErrors"))
+    assert pauses == [1, 2, 4, 8, 16, 32, 60, 60]
+    assert backoff.before("RunTests") == 0
+    backoff.record("RunTests", "error")
+    assert backoff.before("FixCompilationErrors") == 0
+
+
+def test_a_stop_during_the_pause_gives_the_session_up_before_the_step_runs_again(tmp_path):
+    marker = tmp_path / "ran"
+    shell = f"echo x >> {marker}"
+    server = FakeServer(
+        next_command=[_step("Finalize", shell), _step("Finalize", shell)],
+        result=[_verdict("error")],
+    )
+    config, seen = config_for(server, tmp_path, lease_seconds=60, retry_pause=30)
+    threading.Timer(0.5, config.stop.set).start()
+    started = time.monotonic()
+
+    assert SessionJob(config, component_session(), is_child=True).run() == STOPPED
+
+    assert time.monotonic() - started < 10
+    assert marker.read_text() == "x\n"  # ran once; the second try was never started
+    assert server.routes()[-1] == "release"
+    assert events.Released("s1", "User", "stopped", True) in seen
+
+
+def _claimed(child: str, shell: str) -> httpx.Response:
+    return httpx.Response(
+        200,
+        json={
+            "session": {
+                "id": child,
+                "type": "ComponentTestSessions",
+                "status": "active",
+                "component": {"name": child, "module_name": f"Shop.{child}"},
+            },
+            "interaction": {
+                "id": f"i-{child}",
+                "step_name": "Finalize",
+                "command": {"command": shell},
+            },
+        },
+    )
+
+
+def test_a_server_gone_past_the_wait_stops_every_child_and_ends_the_drive(tmp_path):
+    server = FakeServer(
+        claim_child=[_claimed("Quick", "true"), _claimed("Slow", "sleep 30"), httpx.Response(204)],
+        down=("result",),
+    )
+    config, seen = config_for(server, tmp_path, lease_seconds=60, poll_seconds=0.1)
+    started = time.monotonic()
+
+    with pytest.raises(Unreachable):
+        ChildrenDriver(config, "ctx", jobs=2).drive()
+
+    # The slow child's command was stopped, not waited for: its result could not be sent.
+    assert time.monotonic() - started < 10
+    released = {e.name: e.why for e in seen if isinstance(e, events.Released)}
+    assert released == {"Quick": "the server was unreachable", "Slow": "stopped"}
+    assert server.routes().count("release") == 2

@@ -11,7 +11,8 @@ from spawnctl.api import Session
 from spawnctl.progress import LiveReporter, PlainReporter, describe, reporter_for
 
 RUN = [
-    events.Spawned("ctx", ("User", "Token", "Audit"), complete=0, failed=0),
+    events.Spawned("ctx", ("User", "Token", "Audit")),
+    events.ChildrenCounted("ctx", total=3, complete=0, failed=0, cancelled=0, active=3),
     events.StepStarted("u", "User", "RunTests", True),
     events.StepStarted("t", "Token", "GenerateTestsAndFixtures", True),
     events.StepEnded("u", "User", "RunTests", "error", 1, 2300, "Tests failed (exit code 1)", True),
@@ -109,7 +110,7 @@ def test_the_live_view_shows_each_running_child_and_the_overall_bar():
     assert len(running) == 2
     assert running[0].split() == ["User", "FixCompilationErrors", "0s"]
     assert running[1].split() == ["Token", "GenerateTestsAndFixtures", "0s"]
-    assert "0/3 complete, 1 failed" in screen.splitlines()[-1]
+    assert "0/3 complete, 0 failed, 0 cancelled" in screen.splitlines()[-1]
     # Events that matter are printed above the view, the steps themselves are not.
     printed = console.export_text()
     assert "Audit: session failed (attempt 2): Finalize failed" in printed
@@ -117,17 +118,68 @@ def test_the_live_view_shows_each_running_child_and_the_overall_bar():
     assert "User: RunTests error (exit 1, 2.3 s): Tests failed (exit code 1)" in printed
 
 
-def test_a_finished_child_leaves_the_view_and_counts_on_the_bar():
+def test_a_finished_child_leaves_the_view_and_the_bar_counts_what_the_server_counted():
     console = terminal()
     report = LiveReporter(console, refresh_per_second=1)
-    for event in [*RUN, events.SessionEnded("u", "User", "complete", None, 1, True)]:
+    for event in [
+        *RUN,
+        events.SessionEnded("u", "User", "complete", None, 1, True),
+        events.ChildrenCounted("ctx", total=3, complete=1, failed=1, cancelled=0, active=1),
+    ]:
         report(event)
 
     screen = snapshot(report)
     report.close()
 
-    assert "1/3 complete, 1 failed" in screen
+    assert "1/3 complete, 1 failed, 0 cancelled" in screen
     assert [line.split()[0] for line in screen.splitlines()[:-1]] == ["Token"]
+
+
+def test_with_two_runners_the_bar_counts_every_child_and_the_cancelled_ones():
+    """This runner ended 2 of 6 children; another runner ended 3, and one was cancelled by a
+    person: the bar shows the server's counts, not this process's own endings."""
+    report = LiveReporter(terminal(), refresh_per_second=1)
+    ours = [
+        events.Spawned("ctx", ("A", "B", "C", "D", "E", "F")),
+        events.ChildrenCounted("ctx", total=6, complete=0, failed=0, cancelled=0, active=6),
+        events.StepStarted("a", "A", "Initialize", True),
+        events.SessionEnded("a", "A", "complete", None, 1, True),
+        events.ChildrenCounted("ctx", total=6, complete=3, failed=0, cancelled=0, active=3),
+        events.StepStarted("b", "B", "Initialize", True),
+        events.SessionEnded("b", "B", "failed", "Finalize failed", 1, True),
+        events.ChildrenCounted("ctx", total=6, complete=4, failed=1, cancelled=1, active=0),
+    ]
+    for event in ours:
+        report(event)
+
+    bar = snapshot(report).splitlines()[-1]
+    report.close()
+
+    assert "4/6 complete, 1 failed, 1 cancelled" in bar
+
+
+def test_the_counts_are_read_from_the_servers_summary():
+    counted = events.ChildrenCounted.of(
+        "ctx",
+        {"total": 5, "active": 2, "complete": 1, "failed": 1, "cancelled": 1, "stalled": 1},
+    )
+    assert counted == events.ChildrenCounted(
+        "ctx", total=5, complete=1, failed=1, cancelled=1, active=2, stalled=1
+    )
+    # A count the server does not send (or sends as something else) is none.
+    assert events.ChildrenCounted.of("ctx", {"total": 2, "failed": "x"}) == (
+        events.ChildrenCounted("ctx", total=2, complete=0, failed=0, cancelled=0)
+    )
+
+
+def test_a_step_tried_again_after_a_pause_is_said():
+    retrying = events.Retrying("s", "User", "GenerateTestsAndFixtures", 2.0, True)
+    assert describe(retrying) == "User: GenerateTestsAndFixtures failed; trying again in 2 s"
+    console = terminal()
+    report = LiveReporter(console, refresh_per_second=1)
+    report(retrying)
+    report.close()
+    assert "User: GenerateTestsAndFixtures failed; trying again in 2 s" in console.export_text()
 
 
 def test_the_summary_table_on_a_terminal():
