@@ -81,12 +81,54 @@ def sqlite_template(tmp_path_factory) -> Path | None:
     return path
 
 
+def _runserver(env: dict[str, str], port: int, log_path: Path) -> subprocess.Popen:
+    with open(log_path, "a") as log:
+        return subprocess.Popen(
+            [sys.executable, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload"],
+            cwd=REPO,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+
+
 @dataclass
 class LiveServer:
     url: str
     token: str
     project: str
     http: httpx.Client = field(repr=False)
+    process: subprocess.Popen = field(repr=False)
+    env: dict[str, str] = field(repr=False)
+    port: int = 0
+    log_path: Path | None = None
+
+    def stop(self, sig: signal.Signals = signal.SIGKILL) -> None:
+        """The server goes away (killed, by default, as a crash would), its database kept."""
+        self.process.send_signal(sig)
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    def start(self) -> None:
+        """The server again, on the same port and database."""
+        assert self.process.poll() is not None, "the server is running"
+        self.process = _runserver(self.env, self.port, self.log_path)
+        self.wait_until_up()
+
+    def wait_until_up(self) -> None:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if self.http.get("sessions/").status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            assert self.process.poll() is None, self.log_path.read_text()
+            assert time.monotonic() < deadline, "the server did not start"
+            time.sleep(0.2)
 
     def post(self, path: str, body: dict | None = None, expect: int | None = None) -> dict:
         response = self.http.post(path, json=body or {})
@@ -160,39 +202,28 @@ def live_server_process(transactional_db, tmp_path, sqlite_template) -> Iterator
     )
     setup = json.loads(made.stdout.strip().splitlines()[-1])
     port = _free_port()
-    log = open(tmp_path / "server.log", "w")  # noqa: SIM115 (closed at teardown)
-    server = subprocess.Popen(
-        [sys.executable, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload"],
-        cwd=REPO,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    log_path = tmp_path / "server.log"
     url = f"http://127.0.0.1:{port}"
     http = httpx.Client(
         base_url=f"{url}/api/", headers={"Authorization": f"Token {setup['token']}"}, timeout=30
     )
+    server = LiveServer(
+        url=url,
+        token=setup["token"],
+        project=setup["project"],
+        http=http,
+        process=_runserver(env, port, log_path),
+        env=env,
+        port=port,
+        log_path=log_path,
+    )
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if http.get("sessions/").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert server.poll() is None, (tmp_path / "server.log").read_text()
-            assert time.monotonic() < deadline, "the server did not start"
-            time.sleep(0.2)
-        yield LiveServer(url=url, token=setup["token"], project=setup["project"], http=http)
+        server.wait_until_up()
+        yield server
     finally:
         http.close()
-        server.send_signal(signal.SIGINT)
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-        log.close()
+        if server.process.poll() is None:
+            server.stop(signal.SIGINT)
 
 
 def git(*args: str, cwd: Path, env: dict[str, str] | None = None) -> str:

@@ -421,3 +421,54 @@ def test_run_needs_a_session_or_a_project_and_a_context(workspace):
     assert "give a session id, or --project and --context" in neither.stdout
     assert unknown.returncode == 2
     assert f"project {server.project} has no component 'nope'" in unknown.stdout
+
+
+def test_a_server_that_restarts_mid_run_loses_no_finished_work(workspace):
+    server = workspace.server
+    names = ["Anchor", "Buoy", "Compass"]
+    context = server.context("Harbor", [(name, 3 - i) for i, name in enumerate(names)])
+    runner = workspace.spawnctl(
+        "run",
+        context["id"],
+        "--repo",
+        str(workspace.work),
+        "--jobs",
+        "2",
+        "--lease-seconds",
+        "20",
+        "--runner",
+        "steady",
+        env=workspace.spawnctl_env(STAND_IN_DELAY="3"),
+    )
+    try:
+        # Two children past Initialize, their agents thinking: the server goes away (killed,
+        # as a crash would) while they finish, and comes back on the same port and database.
+        _wait_for(lambda: len(agent_calls(workspace)) >= 2 or runner.poll() is not None)
+        assert runner.poll() is None, runner.communicate()[0]
+        server.stop()
+        time.sleep(5)
+        server.start()
+        output, _ = runner.communicate(timeout=240)
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+            runner.communicate()
+
+    assert runner.returncode == 0, output
+    assert "is unreachable" in output and "answers again" in output, output
+    assert "refused a request" not in output
+    session = server.session(context["id"])
+    assert session["status"] == "complete"
+    context_steps = server.steps(context["id"])
+    assert len(context_steps) == len(set(context_steps)), context_steps
+    children = _names(server.children(context["id"]))
+    # Every step ran once: the results finished during the outage were sent, not run again.
+    for child in children.values():
+        assert child["status"] == "complete"
+        assert server.steps(child["id"]) == COMPONENT_STEPS
+    generated = collections.Counter(
+        module for _, step, module in agent_calls(workspace) if step == "GenerateTestsAndFixtures"
+    )
+    assert generated == collections.Counter(f"Shop.Harbor.{name}" for name in names)
+    test_files = sorted(child["state"]["test_file"] for child in children.values())
+    assert workspace.origin_files(session["state"]["branch_name"]) == ["README", *test_files]
