@@ -29,6 +29,38 @@ WORKFLOW_STATE_TYPES: dict[str, type] = {
     "previous_errors": list,
 }
 
+# State keys only the workflow writes: a client that sets one to another value than it has is
+# refused (a test file is always the component's, by the template; a fix loop's count is the
+# workflow's). "error" stays a client's to set with a failed status: an operator's reason.
+WORKFLOW_OWNED_STATE = (
+    "test_file",
+    "fix_attempts",
+    "improve_attempts",
+    "previous_errors",
+    "verification",
+    "last_test_output",
+    "pull_request_url",
+)
+WORKFLOW_OWNED_TEXT = 'state["{key}"] is written by the workflow; a client cannot set it.'
+
+
+def client_state(current: dict, new: object) -> object:
+    """The state a client's ``new`` state makes of ``current``: ``new`` whole, with the
+    workflow's own keys it leaves out kept as they are. Raises ``ValidationError`` (under
+    ``state``) when it sets one of them to another value."""
+    if not isinstance(new, dict):
+        return new
+    refused = [
+        WORKFLOW_OWNED_TEXT.format(key=key)
+        for key in WORKFLOW_OWNED_STATE
+        if key in new and (key not in current or new[key] != current[key])
+    ]
+    if refused:
+        raise ValidationError({"state": refused})
+    kept = {key: current[key] for key in WORKFLOW_OWNED_STATE if key in current and key not in new}
+    return {**new, **kept}
+
+
 # State values that reach the commands handed out, with the rule each follows.
 _COMMAND_VALUES = {
     "branch_name": safety.branch_name_problem,

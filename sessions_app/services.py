@@ -29,6 +29,7 @@ from sessions_app.models import (
     Interaction,
     Session,
     SessionStatus,
+    client_state,
 )
 from sessions_app.result_rules import result_errors
 from sessions_app.workflows.registry import (
@@ -81,6 +82,14 @@ def _validated(instance: Session, exclude: list[str] | None = None) -> None:
         ) from None
 
 
+def _as_client_state(current: dict[str, Any], new: Any) -> Any:
+    """``client_state``, its refusal as the service's ``InvalidInput``."""
+    try:
+        return client_state(current, new)
+    except ValidationError as error:
+        raise InvalidInput("Invalid session", error.message_dict) from None
+
+
 def _session_or_404(scope: Scope, session_id: uuid.UUID, *, lock: bool = False) -> Session:
     session = selectors.get_session(scope=scope, session_id=session_id, lock=lock)
     if session is None:
@@ -115,6 +124,7 @@ def create_session(
         max_parallel_children=max_parallel_children,
     )
     _validated(session)
+    _as_client_state({}, session.state)
     try:
         with transaction.atomic():
             session.save(force_insert=True)
@@ -137,9 +147,12 @@ def update_session(*, scope: Scope, session_id: uuid.UUID, **changes: Any) -> Se
         session = _session_or_404(scope, session_id, lock=True)
         new_status = changes.get("status", session.status)
         check_status_change(session=session, new_status=new_status)
+        current_state = session.state
         for name, value in changes.items():
             setattr(session, name, value)
         _validated(session, exclude=["project", "user", "component", "parent_session"])
+        if "state" in changes:
+            session.state = _as_client_state(current_state, session.state)
         fields = [*changes, *_drop_lease_if_finished(session)]
         session.save(update_fields=[*dict.fromkeys(fields), "updated_at"])
         if new_status == SessionStatus.CANCELLED:

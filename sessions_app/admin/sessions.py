@@ -9,6 +9,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.views.main import ChangeList
+from django.core.exceptions import ValidationError
 from django.db.models import F, OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 from django.http import HttpRequest
@@ -26,7 +27,7 @@ from core.scope import Scope
 from core.text import printable
 from sessions_app import selectors, services
 from sessions_app.admin import actions
-from sessions_app.models import Interaction, Session, stalled_at
+from sessions_app.models import Interaction, Session, client_state, stalled_at
 from sessions_app.operator import views as operator_views
 from sessions_app.operator.formatting import badge, clock, duration_text, progress_widths
 from sessions_app.workflows.registry import session_types
@@ -58,6 +59,14 @@ class SessionForm(forms.ModelForm):
             except ServiceError as error:
                 raise forms.ValidationError(f"{error.message}. {RETRY_HINT}") from None
         return new_status
+
+    def clean_state(self) -> Any:
+        # The service's rule: the workflow's own keys keep their values.
+        current = {} if self.instance._state.adding else self.instance.state
+        try:
+            return client_state(current, self.cleaned_data["state"])
+        except ValidationError as error:
+            raise forms.ValidationError(error.message_dict["state"]) from None
 
 
 RETRY_HINT = "To run a failed or cancelled session again, use the “Retry selected sessions” action."

@@ -109,11 +109,72 @@ class TestState:
         assert context_session.state == {}
 
     def test_a_client_may_keep_its_own_keys_in_state(self, scope, context_session):
-        state = {"notes": {"model": "opus", "tries": [1, 2]}, "fix_attempts": 0}
+        state = {"notes": {"model": "opus", "tries": [1, 2]}, "branch_name": "agentic/x"}
 
         updated = services.update_session(scope=scope, session_id=context_session.pk, state=state)
 
         assert updated.state == state
+
+    @pytest.mark.parametrize(
+        "key",
+        [
+            "test_file",
+            "fix_attempts",
+            "improve_attempts",
+            "previous_errors",
+            "verification",
+            "last_test_output",
+            "pull_request_url",
+        ],
+    )
+    def test_the_workflows_own_keys_cannot_be_set_by_a_client(self, scope, context, key):
+        values = {
+            "test_file": ".github/workflows/x.yml",
+            "fix_attempts": 0,
+            "improve_attempts": 0,
+            "previous_errors": [],
+            "verification": {},
+            "last_test_output": "all green",
+            "pull_request_url": "https://example.com/pr/1",
+        }
+        refused = {"state": [f'state["{key}"] is written by the workflow; a client cannot set it.']}
+        with pytest.raises(InvalidInput) as error:
+            services.create_session(
+                scope=scope, type="ContextTestingSessions", component=context,
+                state={key: values[key]},
+            )  # fmt: skip
+        assert error.value.errors == refused
+        session = services.create_session(
+            scope=scope, type="ContextTestingSessions", component=context
+        )
+        with pytest.raises(InvalidInput) as error:
+            services.update_session(scope=scope, session_id=session.pk, state={key: values[key]})
+        assert error.value.errors == refused
+        session.refresh_from_db()
+        assert session.state == {}
+
+    def test_a_patch_keeps_the_workflows_keys_it_leaves_out_and_may_repeat_them(
+        self, scope, context_session
+    ):
+        Session.objects.filter(pk=context_session.pk).update(
+            state={"test_file": "tests/test_a.py", "fix_attempts": 2, "note": "old"}
+        )
+
+        kept = services.update_session(
+            scope=scope, session_id=context_session.pk, state={"note": "new"}
+        )
+        assert kept.state == {"note": "new", "test_file": "tests/test_a.py", "fix_attempts": 2}
+        same = services.update_session(
+            scope=scope,
+            session_id=context_session.pk,
+            state={"test_file": "tests/test_a.py", "note": "newer"},
+        )
+        assert same.state["note"] == "newer"
+        with pytest.raises(InvalidInput):
+            services.update_session(
+                scope=scope, session_id=context_session.pk, state={"test_file": ".gitmodules"}
+            )
+        assert Session.objects.get(pk=context_session.pk).state["test_file"] == "tests/test_a.py"
 
     def test_create_refuses_unreadable_state_too(self, scope, context):
         with pytest.raises(InvalidInput) as error:

@@ -13,10 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from components_app import services
+from components_app import services, test_paths
 from components_app.models import Component
 from components_app.services import InvalidRows, bulk_upsert_components
-from components_app.test_paths import test_file_of
 from core.errors import Conflict
 from spawnctl import importer
 from spawnctl.importer import (
@@ -681,7 +680,8 @@ def test_utils_and_underscore_utils_import_with_test_files_of_their_own(tmp_path
 
     stored = {c.module_name: c for c in Component.objects.filter(project=scope.project)}
     assert stored["clicky._utils"].source_path == "src/clicky/_utils.py"
-    files = {m: test_file_of(scope.project.test_path_template, c) for m, c in stored.items()}
+    template = scope.project.test_path_template
+    files = {m: test_paths.test_file_of(template, c) for m, c in stored.items()}
     assert files["clicky.utils"] == "tests/test_clicky_utils_utils.py"
     assert files["clicky._utils"] == "tests/test_clicky_utils__utils.py"
     assert len(set(files.values())) == len(files)
