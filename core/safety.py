@@ -115,6 +115,23 @@ _REPARSING = frozenset(
     | {"trap", "[[", "xargs"}
 )
 _SHELLS = frozenset({"sh", "bash", "dash", "zsh", "ksh", "mksh", "ash", "fish", "csh", "tcsh"})
+# Commands that run the words after them as a command: what follows is a command name too.
+_WRAPPERS = frozenset(
+    {"env", "exec", "command", "builtin", "nice", "nohup", "sudo", "doas", "timeout", "time"}
+    | {"stdbuf", "ionice", "chrt", "taskset", "setsid", "unbuffer", "xargs", "flock", "su"}
+)
+REPARSED = (
+    "{field} must not be handed to a command that reads it as shell code or arithmetic "
+    "(eval, sh -c, let, [[ ]], (( )) ...)."
+)
+RUNS_CODE = (
+    "{field} must not be the argument of an option that runs code "
+    "(-c, -e, --eval, -S, --command, --exec ...)."
+)
+EXPANDED_COMMAND = (
+    "The command that receives {field} must be written out, not left to an expansion "
+    "($VAR, $(...)): what it runs is only known when it runs."
+)
 
 
 @dataclass
@@ -199,28 +216,98 @@ def _shell_words(text: str) -> tuple[list[_Word], str]:
     return words, ""
 
 
-def _reparses(words: list[_Word], index: int, *, anywhere: bool = False) -> bool:
-    """Whether the command holding ``words[index]`` would parse that word again; with
-    ``anywhere``, whether any command of the line parses some argument again (a value kept in
-    a variable by ``NAME={x}`` could reach it)."""
+# Options whose argument a program runs as code: python -c, perl -e, node --eval, env -S,
+# su -c, flock -c, script -c, find -exec, gdb --eval-command ... (Claude Code's -p is a prompt).
+_CODE_OPTIONS = frozenset(
+    {"-c", "-e", "-S", "--eval", "--command", "--exec", "--split-string", "--eval-command"}
+    | {"-exec", "-execdir", "-ok", "-okdir", "--init-command", "--execute", "--run"}
+)
+# A cluster of short options that ends in one of those: python3 -Ic, perl -we, bash -xc.
+_CODE_OPTION_CLUSTER = re.compile(r"-[A-Za-z]*[ceS]")
+# Programs that run a positional argument as code (a shell command line, a script).
+_RUNS_ARGUMENT = frozenset({"ssh", "watch", "awk", "gawk", "mawk", "nawk", "sed", "dc", "parallel"})
+_ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=")
+
+
+def _unquoted(text: str) -> str | None:
+    """``text`` after the shell's quote removal (``'sh'``, ``"eval"``, ``\\eval``, ``s"h"``
+    all read as the name they spell), or None when it holds an expansion (``$``, a
+    backtick) whose value is only known when the command runs."""
+    out: list[str] = []
+    i = 0
+    while i < len(text):
+        char = text[i]
+        if char == "\\":
+            out.append(text[i + 1 : i + 2])
+            i += 2
+        elif char == "'":
+            end = text.index("'", i + 1)
+            out.append(text[i + 1 : end])
+            i = end + 1
+        elif char == '"':
+            i += 1
+            while text[i] != '"':
+                if text[i] in "$`":
+                    return None
+                if text[i] == "\\" and text[i + 1] in '$`"\\\n':
+                    i += 1
+                out.append(text[i])
+                i += 1
+            i += 1
+        elif char in "$`":
+            return None
+        else:
+            out.append(char)
+            i += 1
+    return "".join(out)
+
+
+def _command_words(words: list[_Word], index: int) -> list[str | None]:
+    """The words of ``words[index]``'s simple command before it, quotes removed (None for an
+    expansion), leading ``NAME=value`` assignments left out."""
+    word = words[index]
+    before = [w.text for w in words[:index] if w.command == word.command]
+    while before and _ASSIGNMENT.match(before[0]):
+        before.pop(0)
+    return [_unquoted(text) for text in before]
+
+
+def _reparses(words: list[_Word], index: int, *, anywhere: bool = False) -> str | None:
+    """Why the command holding ``words[index]`` would parse that word again (or run it as
+    code), or None; with ``anywhere``, whether any command of the line parses some argument
+    again (a value kept in a variable by ``NAME={x}`` could reach it)."""
     word = words[index]
     if anywhere:
-        return any(w.arithmetic for w in words) or any(
-            _reparses(words, later) for later in range(len(words))
-        )
+        if any(w.arithmetic for w in words):
+            return REPARSED
+        for later in range(len(words)):
+            if reason := _reparses(words, later):
+                return reason
+        return None
     if word.arithmetic:
-        return True
-    before = [w.text for w in words[:index] if w.command == word.command]
+        return REPARSED
+    before = _command_words(words, index)
     for position, text in enumerate(before):
+        if text is None:
+            if position == 0 or not before[position - 1] or before[position - 1] in _WRAPPERS:
+                return EXPANDED_COMMAND
+            continue
         name = text.rsplit("/", 1)[-1]
-        if name in _REPARSING:
-            return True
+        # "." runs a file only as a command's name, and is a path anywhere else (find .).
+        named = position == 0 or before[position - 1] in _WRAPPERS
+        if (name in _REPARSING and (name != "." or named)) or name in _RUNS_ARGUMENT:
+            return REPARSED
         if name in _SHELLS and any(
-            flag.startswith("-") and not flag.startswith("--") and "c" in flag
+            flag and flag.startswith("-") and not flag.startswith("--") and "c" in flag
             for flag in before[position + 1 :]
         ):
-            return True
-    return False
+            return REPARSED
+    previous = before[-1] if before else None
+    if previous is not None and (
+        previous in _CODE_OPTIONS or _CODE_OPTION_CLUSTER.fullmatch(previous)
+    ):
+        return RUNS_CODE
+    return None
 
 
 def shell_template_problem(template: str, placeholder: str) -> str | None:
@@ -252,11 +339,14 @@ def shell_template_problem(template: str, placeholder: str) -> str | None:
                 f"$(...) and backticks: the service quotes the value itself, e.g. "
                 f"pytest {field}."
             )
-        if _reparses(words, index, anywhere=bool(prefix)):
-            return (
-                f"{field} must not be handed to a command that reads it as shell code or "
-                "arithmetic (eval, sh -c, let, [[ ]], (( )) ...)."
-            )
+        if (
+            prefix
+            and (option := prefix[:-1])
+            and (option in _CODE_OPTIONS or _CODE_OPTION_CLUSTER.fullmatch(option))
+        ):
+            return RUNS_CODE.format(field=field)
+        if reason := _reparses(words, index, anywhere=bool(prefix)):
+            return reason.format(field=field)
     return None
 
 

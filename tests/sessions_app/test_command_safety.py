@@ -351,6 +351,14 @@ REPARSED = (
     "{placeholder} must not be handed to a command that reads it as shell code or arithmetic "
     "(eval, sh -c, let, [[ ]], (( )) ...)."
 )
+RUNS_CODE = (
+    "{placeholder} must not be the argument of an option that runs code "
+    "(-c, -e, --eval, -S, --command, --exec ...)."
+)
+EXPANDED = (
+    "The command that receives {placeholder} must be written out, not left to an expansion "
+    "($VAR, $(...)): what it runs is only known when it runs."
+)
 # (template, message, whether one of HOSTILE_VALUES, quoted as the service quotes it, makes
 # it run a command: the others are refused because a value is parsed again there all the same,
 # even if these values happen to come out unharmed).
@@ -371,6 +379,32 @@ REFUSED_TEMPLATES = [
     ("(( {x} ))", REPARSED, True),
     ("[[ {x} -eq 1 ]]", REPARSED, True),
     ("let {x}", REPARSED, True),
+    # Command words are judged after the shell's quote removal.
+    ("'sh' -c {x}", REPARSED, True),
+    ('"sh" -c {x}', REPARSED, True),
+    ('s"h" -c {x}', REPARSED, True),
+    ('"eval" printf %s {x}', REPARSED, True),
+    ("\\eval printf %s {x}", REPARSED, True),
+    ("env 'bash' -c {x}", REPARSED, True),
+    ("V=1 'sh' -c {x}", REPARSED, True),
+    # A placeholder may not be the argument of an option that runs code, of any program.
+    ("flock lockfile -c {x}", RUNS_CODE, True),
+    ("python3 -c {x}", RUNS_CODE, False),
+    ("python3 -Ic {x}", RUNS_CODE, False),
+    ("perl -e {x}", RUNS_CODE, False),
+    ("perl -we {x}", RUNS_CODE, False),
+    ("env -S {x}", RUNS_CODE, False),
+    ("su nobody -c {x}", RUNS_CODE, False),
+    ("script -q -c {x} /dev/null", RUNS_CODE, False),
+    ("node --eval={x}", RUNS_CODE, False),
+    ("find . -maxdepth 0 -exec {x} \\;", RUNS_CODE, False),
+    # Programs that run a positional argument as a command line or a script.
+    ("ssh localhost {x}", REPARSED, False),
+    ("watch {x}", REPARSED, False),
+    ("awk {x}", REPARSED, False),
+    # What runs is only known at run time.
+    ("$SHELL -c {x}", EXPANDED, False),
+    ("env $RUNNER {x}", EXPANDED, False),
     ("printf %s # {x}", "{placeholder} is inside a comment.", True),
     (
         "printf %s 'unclosed {x}",
@@ -391,6 +425,10 @@ ACCEPTED_TEMPLATES = [
     "printf %s --value={x}",
     "printf '{{%s}}' {x}",
     "true; printf %s {x} # the value, as it came",
+    # Claude Code's -p is a prompt, not code.
+    "printf %s -p {x}",
+    "PYTHONPATH=$PWD/src printf %s {x}",
+    "printf %s --rootdir=$PWD {x}",
 ]
 HOSTILE_VALUES = [
     "$(touch PWNED1)",
