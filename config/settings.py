@@ -41,9 +41,14 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_filters",
+    "core",
     "components_app",
     "sessions_app",
 ]
+
+# How long a request holding an Idempotency-Key may go without an answer before a retry takes
+# it over, on a database that cannot tell whether it still runs (PostgreSQL and SQLite can).
+IDEMPOTENCY_ABANDONED_SECONDS = env.int("IDEMPOTENCY_ABANDONED_SECONDS", default=300)
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",

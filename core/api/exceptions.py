@@ -24,6 +24,16 @@ _STATUS = {
 }
 
 
+def status_of(error: Exception) -> int:
+    """The HTTP status a service error is answered with."""
+    if isinstance(error, InvalidInput):
+        return status.HTTP_400_BAD_REQUEST
+    for error_type, code in _STATUS.items():
+        if isinstance(error, error_type):
+            return code
+    return status.HTTP_500_INTERNAL_SERVER_ERROR
+
+
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, InvalidInput):
         # Model validation files errors about no one field under Django's "__all__"; API
