@@ -50,6 +50,9 @@ INSTALLED_APPS = [
 # it over, on a database that cannot tell whether it still runs (PostgreSQL and SQLite can).
 IDEMPOTENCY_ABANDONED_SECONDS = env.int("IDEMPOTENCY_ABANDONED_SECONDS", default=300)
 
+# The browsable API's login page (/api/auth/login/) lands here when no "next" says where to.
+LOGIN_REDIRECT_URL = "/api/"
+
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "config.middleware.DatabaseUnavailableMiddleware",
@@ -189,6 +192,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "core.api.docs.document_idempotency_key",
+    ],
     # Two fields are called "status": name their enums for what they are.
     "ENUM_NAME_OVERRIDES": {
         "SessionStatusEnum": "sessions_app.models.SessionStatus",

@@ -79,3 +79,23 @@ class KnownFieldsOnlyExtension(OpenApiSerializerExtension):
         if direction == "request":
             schema["additionalProperties"] = False
         return schema
+
+
+def document_idempotency_key(result: dict, generator: Any, request: Any, public: bool) -> dict:
+    """drf-spectacular post-processing hook: every POST under /api/ takes the
+    ``Idempotency-Key`` header (``core.idempotency``)."""
+    header = {
+        "in": "header",
+        "name": "Idempotency-Key",
+        "required": False,
+        "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+        "description": "1 to 255 printable ASCII characters. The same user's repeat of this "
+        "request with the same key within 24 hours is answered with the first answer (its "
+        "status and body, header Idempotent-Replayed) without running again; the key with "
+        "another request is a 422; while the first try runs, a 409.",
+    }
+    for item in result.get("paths", {}).values():
+        operation = item.get("post")
+        if operation is not None:
+            operation.setdefault("parameters", []).append(header)
+    return result

@@ -152,3 +152,12 @@ def test_the_browsable_api_renders_for_a_logged_in_browser(anonymous, user, cont
         response = anonymous.get(f"/api/sessions/{path}", HTTP_ACCEPT="text/html")
         assert response.status_code == 200, path
         assert response["Content-Type"].startswith("text/html")
+
+
+def test_every_post_documents_the_idempotency_key(openapi):
+    posts = [(path, op) for path, method, op in operations(openapi) if method == "post"]
+
+    assert posts
+    for path, operation in posts:
+        headers = [p["name"] for p in operation.get("parameters", []) if p["in"] == "header"]
+        assert headers == ["Idempotency-Key"], path
