@@ -441,5 +441,10 @@ def build_server(api: Api, *, runner: str) -> MCPServer:
 
 
 def serve(api: Api, *, runner: str) -> None:
-    """Serve over stdin/stdout until the client closes the connection."""
-    build_server(api, runner=runner).run("stdio")
+    """Serve over stdin/stdout until the client closes the connection, answering every line
+    (``spawnctl.mcp_stdio``)."""
+    import anyio
+
+    from spawnctl.mcp_stdio import serve_stdio
+
+    anyio.run(serve_stdio, build_server(api, runner=runner))

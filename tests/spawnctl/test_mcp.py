@@ -489,3 +489,54 @@ def test_output_that_is_json_text_is_stored_as_the_text_it_is(mcp, component_ses
     assert {name: answer["interaction"]["result"][name] for name in texts} == texts
     stored = component_session.interactions.get().result
     assert {name: stored[name] for name in texts} == texts
+
+
+def test_every_line_is_answered_even_malformed_or_nested_deep(tmp_path):
+    """Raw lines on the server's stdin, as a broken or hostile client writes them: each gets a
+    JSON-RPC answer (no agent waits forever), and the server goes on serving."""
+    env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
+    env.update(SPAWNCTL_URL="http://127.0.0.1:9", SPAWNCTL_TOKEN="t", PYTHONPATH=str(REPO))
+    deep = '{"jsonrpc": "2.0", "id": 7, "method": "ping", "params": ' + "[" * 200 + "]" * 200 + "}"
+    lines = [
+        "this is not json",
+        deep,
+        '{"id": "x", "hello": "world"}',
+        "[" * 5000 + "]" * 5000,
+        json.dumps(
+            {
+                "jsonrpc": "2.0",
+                "id": 1,
+                "method": "initialize",
+                "params": {
+                    "protocolVersion": "2025-06-18",
+                    "capabilities": {},
+                    "clientInfo": {"name": "raw", "version": "0"},
+                },
+            }
+        ),
+    ]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "spawnctl.cli", "mcp"],
+        cwd=REPO,
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        output, _ = server.communicate("\n".join(lines) + "\n", timeout=60)
+    finally:
+        if server.poll() is None:
+            server.kill()
+    answers = [json.loads(line) for line in output.splitlines()]
+
+    assert [(a.get("id"), a.get("error", {}).get("code")) for a in answers] == [
+        (None, -32700),
+        (None, -32600),
+        ("x", -32600),
+        (None, -32600),
+        (1, None),
+    ]
+    assert answers[1]["error"]["message"] == "Invalid Request: nested more than 64 levels"
+    assert answers[-1]["result"]["serverInfo"]["name"]
