@@ -9,9 +9,9 @@ import shutil
 import pytest
 
 from components_app import services as component_services
-from core.errors import InvalidInput
+from core.errors import InvalidInput, StepError
 from sessions_app import services
-from sessions_app.models import SessionStatus
+from sessions_app.models import Interaction, Session, SessionStatus
 from tests.factories import make_context, make_context_session
 from tests.sessions_app.test_commands_run_for_real import (
     Client,
@@ -203,3 +203,29 @@ def test_a_whole_run_leaves_a_teammate_s_commit_on_main_and_pushes_only_its_bran
     assert sorted(heads) == sorted(["refs/heads/main", f"refs/heads/{session.branch}"])
     children = list(session.child_sessions.all())
     assert {child.branch for child in children} == {session.branch}
+
+
+def test_a_stored_plus_branch_is_refused_before_any_push_and_main_keeps_its_commits(
+    scope, project, tmp_path
+):
+    """A state written before the rules (straight to the database) names "+main": the
+    handed-out push would have forced the runner's main over a teammate's commit. No command
+    is handed out, and origin's main keeps the commit."""
+    _, origin, env = make_workspace(tmp_path)
+    teammate = tmp_path / "teammate"
+    git("clone", "-q", "-b", "main", str(origin), str(teammate), cwd=tmp_path, env=env)
+    git("commit", "-q", "--allow-empty", "-m", "teammate's work", cwd=teammate, env=env)
+    git("push", "-q", "origin", "main", cwd=teammate, env=env)
+    origin_main = git("rev-parse", "main", cwd=origin, env=env).strip()
+    session = make_context_session(scope, make_context(project, [("Cart", 1)]))
+    Session.objects.filter(pk=session.pk).update(state={"branch_name": "+main"})
+
+    with pytest.raises(StepError) as error:
+        services.next_command(scope=scope, session_id=session.pk)
+
+    assert error.value.message == (
+        "Branch name '+main' is not a valid git branch name: it starts with \"+\""
+    )
+    assert not Interaction.objects.filter(session=session).exists()
+    assert git("rev-parse", "main", cwd=origin, env=env).strip() == origin_main
+    assert "teammate's work" in commits_of("main", cwd=origin, env=env)

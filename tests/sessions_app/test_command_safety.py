@@ -47,6 +47,9 @@ REFUSED_BRANCHES = [
     ("--receive-pack=touch${IFS}PWNED", 'it starts with "-"'),
     ("--orphan=x", 'it starts with "-"'),
     ("-b", 'it starts with "-"'),
+    # A valid git branch name, but "+main" in a push refspec forces the push.
+    ("+main", 'it starts with "+"'),
+    ("+refs/heads/main", 'it starts with "+"'),
     ("a..b", 'it contains ".."'),
     ("refs/heads/../main", 'it contains ".."'),
     ("a\nb", "it contains the character U+000A"),
