@@ -8,6 +8,7 @@ import contextlib
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Mapping
@@ -20,6 +21,11 @@ TAIL_CHARS = 64_000
 # After SIGTERM a stopped command gets this long to exit before its group is SIGKILLed.
 STOP_GRACE_SECONDS = 3.0
 TIMED_OUT_CODE = 124  # what coreutils' timeout(1) exits with
+# Where the kernel has a parent-death signal, a guard leads each command's group (see guard.py)
+# so that a runner killed outright leaves nothing running. Elsewhere the shell leads it, and a
+# runner that dies without its own stop leaves its commands to finish by themselves.
+GUARDED = sys.platform.startswith("linux") and bool(sys.executable)
+GUARD = Path(__file__).with_name("guard.py")
 
 
 @dataclass(frozen=True)
@@ -79,10 +85,24 @@ def execute(
     The command runs in a process group of its own, so stopping it (``stop`` set, or
     ``timeout`` seconds passed) reaches whatever it started: SIGTERM to the group, SIGKILL
     after ``grace_seconds``. Processes it left behind in the group are killed when it exits,
-    so none outlives the step or holds its output open."""
+    so none outlives the step or holds its output open. A runner that dies takes the group
+    with it (``GUARDED``)."""
     started = time.monotonic()
+    argv = ["sh", "-c", shell]
+    if GUARDED:
+        # The parent-death signal fires when the thread that started the guard ends, not the
+        # process: this thread waits here until the command is done, so it lives as long.
+        argv = [
+            sys.executable,
+            "-I",
+            str(GUARD),
+            str(os.getpid()),
+            f"{grace_seconds:g}",
+            "--",
+            *argv,
+        ]
     process = subprocess.Popen(
-        ["sh", "-c", shell],
+        argv,
         cwd=cwd,
         env=dict(env) if env is not None else None,
         stdin=subprocess.DEVNULL,

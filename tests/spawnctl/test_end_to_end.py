@@ -125,6 +125,7 @@ def _wait_for(predicate, timeout: float = 120, every: float = 0.2):
 def test_a_killed_runner_is_replaced_by_a_second_run_once_its_lease_expires(workspace):
     server = workspace.server
     context = server.context("Orders", [("Order", 2), ("Invoice", 1)])
+    pids = workspace.root / "agent.pids"
     first = workspace.spawnctl(
         "run",
         context["id"],
@@ -136,7 +137,7 @@ def test_a_killed_runner_is_replaced_by_a_second_run_once_its_lease_expires(work
         "3",
         "--runner",
         "doomed",
-        env=workspace.spawnctl_env(STAND_IN_DELAY="30"),
+        env=workspace.spawnctl_env(STAND_IN_DELAY="30", STAND_IN_PIDS=str(pids)),
     )
     try:
         # Killed while both children's agents are thinking.
@@ -149,6 +150,10 @@ def test_a_killed_runner_is_replaced_by_a_second_run_once_its_lease_expires(work
         first.send_signal(signal.SIGKILL)
         output, _ = first.communicate()
     assert first.returncode == -signal.SIGKILL, output
+    # Its agents died with it: none is left thinking (nor writing into the working copy).
+    agents = [int(pid) for pid in pids.read_text().split()]
+    assert len(agents) == 2
+    _wait_for(lambda: not any(_alive(pid) for pid in agents), timeout=STOP_GRACE_SECONDS + 5)
     held = server.children(context["id"])["results"]
     assert {child["runner"] for child in held} == {"doomed"}
 

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from spawnctl.execute import TIMED_OUT_CODE, execute
+from spawnctl.execute import GUARDED, STOP_GRACE_SECONDS, TIMED_OUT_CODE, execute
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _gone(pid: int, within: float = 5.0) -> bool:
@@ -138,3 +143,46 @@ def test_the_grace_waits_for_the_whole_group_not_only_the_shell(tmp_path):
     assert ran.stopped
     assert 1.2 <= took < 10  # the shell died at once; its deaf child had the grace, then KILL
     assert _gone(int((tmp_path / "deaf.pid").read_text()))
+
+
+# A runner in miniature: one command run from a worker thread, as a job runs it.
+_RUNNER = """
+import sys, threading
+from spawnctl.execute import execute
+job = threading.Thread(target=execute, args=(sys.argv[1],), kwargs={"cwd": sys.argv[2]})
+job.start()
+job.join()
+"""
+
+
+@pytest.mark.skipif(not GUARDED, reason="needs Linux's parent-death signal")
+@pytest.mark.parametrize(
+    "shell",
+    [
+        "sleep 300 & echo $! > grandchild.pid; wait",
+        # Deaf to SIGTERM: SIGKILLed once the grace is over.
+        "sh -c \"trap '' TERM; sleep 300\" & echo $! > grandchild.pid; wait",
+    ],
+)
+def test_a_runner_killed_outright_leaves_no_command_running(tmp_path, shell):
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    runner = subprocess.Popen([sys.executable, "-c", _RUNNER, shell, str(tmp_path)], env=env)
+    pid_file = tmp_path / "grandchild.pid"
+    deadline = time.monotonic() + 30
+    while not (pid_file.exists() and pid_file.read_text().strip()):
+        assert time.monotonic() < deadline and runner.poll() is None
+        time.sleep(0.05)
+    grandchild = int(pid_file.read_text())
+    assert not _gone(grandchild, within=0.3)
+
+    runner.send_signal(signal.SIGKILL)
+    runner.wait()
+
+    assert _gone(grandchild, within=STOP_GRACE_SECONDS + 5)
+
+
+def test_the_commands_own_exit_status_comes_back_through_the_guard(tmp_path):
+    assert execute("exit 7", cwd=tmp_path).code == 7
+    assert execute("kill -KILL $$", cwd=tmp_path).code == -signal.SIGKILL
+    assert execute("kill -TERM $$", cwd=tmp_path).code == -signal.SIGTERM
+    assert execute("echo out; echo err >&2", cwd=tmp_path).stdout == "out\n"
