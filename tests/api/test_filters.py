@@ -1,10 +1,14 @@
 """The list filters (django-filter FilterSets) answer what the API answered before them: the
 same parameters, DRF's texts for a bad value, an empty value refused, the rest ignored."""
 
+import uuid
+
 import pytest
 
 from core.api.filters import EMPTY_FILTER
+from sessions_app.api.filters import INVALID_ID_PREFIX
 from sessions_app.workflows.session_types import CONTEXT_TESTING_SESSIONS
+from tests.factories import make_context_session
 
 UUID = "4b0c2f5e-0000-4000-8000-000000000000"
 
@@ -106,6 +110,71 @@ def test_the_schema_documents_the_same_parameters(anonymous):
         "parent_session": {"type": "string", "format": "uuid"},
         "status": {"type": "string", "minLength": 1},
         "type": {"type": "string", "minLength": 1, "maxLength": 100},
+        "id_prefix": {"type": "string", "minLength": 4},
     }
     assert set(parameters["/api/components/"]) == {"page", "project", "parent_component"}
     assert set(parameters["/api/sessions/{id}/interactions/"]) == {"id", "page"}
+
+
+TWINS = [
+    uuid.UUID("abcd1234-5678-4000-8000-000000000001"),
+    uuid.UUID("abcd1234-9999-4000-8000-000000000002"),
+]
+
+
+@pytest.fixture
+def twins(scope, context):
+    """Two sessions whose short ids are the same, and one that starts otherwise."""
+    made = [make_context_session(scope, context, id=pk) for pk in TWINS]
+    make_context_session(scope, context, id=uuid.UUID("abce0000-0000-4000-8000-000000000003"))
+    return made
+
+
+def _ids(api, query: str) -> set[str]:
+    response = api.get(f"/api/sessions/?{query}")
+    assert response.status_code == 200, response.json()
+    return {row["id"] for row in response.json()["results"]}
+
+
+@pytest.mark.parametrize(
+    ("prefix", "matches"),
+    [
+        ("abcd", 2),
+        ("abcd1234", 2),  # the short id the admin shows, of both
+        ("ABCD1234", 2),
+        ("abcd1234-5", 1),
+        ("abcd12345", 1),  # hyphens where a UUID has them, or none
+        ("abcd1234-5678-4000-8000-00000000000", 1),
+        ("abcd9", 0),
+    ],
+)
+def test_the_session_list_filters_by_the_start_of_the_id(api, twins, prefix, matches):
+    found = _ids(api, f"id_prefix={prefix}")
+
+    assert len(found) == matches
+    assert found <= {str(pk) for pk in TWINS}
+
+
+def test_an_id_prefix_lists_only_the_callers_sessions(stranger_api, twins):
+    assert _ids(stranger_api, "id_prefix=abcd") == set()
+
+
+@pytest.mark.parametrize(
+    "prefix",
+    ["abc", "abcz", "abcd1234-5678-4000-8000-000000000001", "../..", "%20abc"],
+)
+def test_a_value_that_cannot_start_an_id_is_a_400(api, twins, prefix):
+    response = api.get(f"/api/sessions/?id_prefix={prefix}")
+
+    assert (response.status_code, response.json()) == (400, {"id_prefix": [INVALID_ID_PREFIX]})
+
+
+def test_an_empty_id_prefix_is_refused_like_every_filter(api):
+    response = api.get("/api/sessions/?id_prefix=")
+    assert (response.status_code, response.json()) == (400, {"id_prefix": [EMPTY_FILTER]})
+
+
+def test_a_null_character_in_an_id_prefix_is_a_400_not_a_500(api):
+    response = api.get("/api/sessions/?id_prefix=abcd%00")
+    assert response.status_code == 400
+    assert INVALID_ID_PREFIX in response.json()["id_prefix"]
