@@ -11,9 +11,11 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from spawnctl import cli
+from spawnctl.api import Api
 
 REPO = Path(__file__).resolve().parents[2]
 SID = "11111111-1111-1111-1111-111111111111"
@@ -130,3 +132,153 @@ def test_run_and_work_wait_five_minutes_for_the_server_by_default(tmp_path):
         args = cli.build_parser().parse_args([command, SID, "--repo", str(tmp_path)])
         assert args.server_timeout == 300
     assert cli.build_parser().parse_args(["status", SID]).__dict__.get("server_timeout") is None
+
+
+def _listing(*rows: dict, count: int | None = None, status: int = 200, body=None):
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        if status != 200:
+            return httpx.Response(status, json=body)
+        return httpx.Response(
+            200, json={"count": len(rows) if count is None else count, "results": list(rows)}
+        )
+
+    return Api("http://server", "t", transport=httpx.MockTransport(handler)), seen
+
+
+def _row(pk: str, name: str | None, created: str = "2026-01-01T00:00:00Z") -> dict:
+    return {"id": pk, "component": {"name": name} if name else None, "created_at": created}
+
+
+A = "abcd1234-5678-4000-8000-000000000001"
+B = "abcd1234-9999-4000-8000-000000000002"
+
+
+def test_a_full_session_id_is_used_as_it_is():
+    api, seen = _listing()
+    assert cli.resolve_session_id(api, A.upper()) == A
+    assert cli.resolve_session_id(api, A.replace("-", "")) == A
+    assert seen == []
+
+
+def test_a_short_id_names_the_one_session_it_starts():
+    api, seen = _listing(_row(A, "Cart"))
+
+    assert cli.resolve_session_id(api, " abcd1234 ") == A
+    assert seen[0].url.path == "/api/sessions/"
+    assert seen[0].url.params["id_prefix"] == "abcd1234"
+    assert seen[0].url.params["page_size"] == "11"
+
+
+def test_a_short_id_that_matches_nothing_is_bad_usage():
+    api, _ = _listing()
+    with pytest.raises(cli.UsageError, match=r"^No session matches abcd9$"):
+        cli.resolve_session_id(api, "abcd9")
+
+
+def test_an_ambiguous_short_id_names_the_matches_oldest_first():
+    api, _ = _listing(
+        _row(B, None, "2026-01-02T00:00:00Z"), _row(A, "Cart", "2026-01-01T00:00:00Z")
+    )
+    with pytest.raises(cli.UsageError) as raised:
+        cli.resolve_session_id(api, "abcd1234")
+    assert str(raised.value) == (
+        f"Session id abcd1234 is ambiguous; it matches {A} (Cart), {B} (session {B})"
+    )
+
+
+def test_more_matches_than_are_named_say_so():
+    rows = [_row(f"abcd1234-0000-4000-8000-0000000000{n:02d}", f"C{n:02d}") for n in range(11)]
+    api, _ = _listing(*rows, count=40)
+    with pytest.raises(cli.UsageError) as raised:
+        cli.resolve_session_id(api, "abcd")
+    text = str(raised.value)
+    assert text.endswith("(C09) and more") and "C10" not in text
+
+
+def test_a_server_that_ignores_the_filter_never_names_another_session():
+    api, _ = _listing(_row("ffff0000-0000-4000-8000-000000000001", "Elsewhere"))
+    with pytest.raises(cli.UsageError, match=r"^No session matches abcd$"):
+        cli.resolve_session_id(api, "abcd")
+
+
+def test_a_value_that_cannot_start_an_id_is_bad_usage_with_the_servers_reason():
+    why = "Must be the start of a session id: 4 to 31 of its hexadecimal digits, hyphens allowed."
+    api, _ = _listing(status=400, body={"id_prefix": [why]})
+    with pytest.raises(cli.UsageError) as raised:
+        cli.resolve_session_id(api, "abc")
+    assert str(raised.value) == f"Session id abc: {why}"
+
+
+def _project_with(children: list[dict], monkeypatch) -> list[httpx.Request]:
+    """A server whose project has the component ``shop`` with ``children``."""
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        if request.url.path == "/api/components/":
+            parent = request.url.params.get("parent_component")
+            rows = children if parent == "c1" else [{"id": "c1", "module_name": "shop"}]
+            return httpx.Response(200, json={"results": rows, "next": None})
+        return httpx.Response(201, json={"id": SID, "type": "ContextTestingSessions"})
+
+    monkeypatch.setattr(
+        cli,
+        "Api",
+        lambda url, token, **kw: Api(url, token, transport=httpx.MockTransport(handler), **kw),
+    )
+    return seen
+
+
+@pytest.mark.parametrize(
+    ("children", "why"),
+    [
+        ([], "shop is not a context: it has no child components"),
+        (
+            [{"id": "c2", "module_name": "shop.a", "excluded": True}],
+            "shop is not a context: every one of its child components is excluded",
+        ),
+    ],
+)
+def test_a_component_without_children_to_test_is_not_run_and_no_session_is_made(
+    monkeypatch, tmp_path, capsys, children, why
+):
+    seen = _project_with(children, monkeypatch)
+
+    code = cli.main(
+        ["run", "--project", "p", "--context", "shop", "--repo", str(tmp_path), "--token", "t"]
+    )
+
+    assert code == 1
+    assert capsys.readouterr().err == f"spawnctl: {why}\n"
+    assert [r.method for r in seen] == ["GET", "GET"]
+    assert seen[1].url.params["parent_component"] == "c1"
+
+
+def test_a_child_without_the_excluded_field_counts_as_included(monkeypatch, tmp_path):
+    seen = _project_with([{"id": "c2", "module_name": "shop.a"}], monkeypatch)
+    monkeypatch.setattr(cli, "_drive", lambda *args: (cli.Outcome("complete"), None))
+
+    code = cli.main(
+        ["run", "--project", "p", "--context", "shop", "--repo", str(tmp_path), "--token", "t"]
+    )
+
+    assert code == 0
+    assert [(r.method, r.url.path) for r in seen][-1] == ("POST", "/api/sessions/")
+
+
+def test_a_repo_that_is_not_a_directory_is_refused_before_a_session_is_made(
+    monkeypatch, tmp_path, capsys
+):
+    seen = _project_with([{"id": "c2", "module_name": "shop.a"}], monkeypatch)
+    missing = tmp_path / "nowhere"
+
+    code = cli.main(
+        ["run", "--project", "p", "--context", "shop", "--repo", str(missing), "--token", "t"]
+    )
+
+    assert code == 2
+    assert f"--repo {missing} is not a directory" in capsys.readouterr().err
+    assert seen == []

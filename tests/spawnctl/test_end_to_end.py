@@ -190,7 +190,7 @@ def test_two_work_processes_share_a_context_without_running_a_child_twice(worksp
     workers = [
         workspace.spawnctl(
             "work",
-            context["id"],
+            context["id"][:8],  # the short id, as the admin shows it
             "--repo",
             str(clone),
             "--jobs",
@@ -477,3 +477,53 @@ def test_a_server_that_restarts_mid_run_loses_no_finished_work(workspace):
     assert generated == collections.Counter(f"Shop.Harbor.{name}" for name in names)
     test_files = sorted(child["state"]["test_file"] for child in children.values())
     assert workspace.origin_files(session["state"]["branch_name"]) == ["README", *test_files]
+
+
+def test_a_session_is_named_by_its_short_id(workspace):
+    context = workspace.server.context("Ledger", [("Entry", 1)])
+    other = "1111" if context["id"].startswith("0") else "0000"
+
+    shown = workspace.run("status", context["id"][:8], "--json")
+    unknown = workspace.run("status", f"{other}ffff")
+    bad = workspace.run("status", "zz-top")
+
+    assert shown.returncode == 0, shown.stdout
+    assert json.loads(shown.stdout)["session"]["id"] == context["id"]
+    assert unknown.returncode == 2
+    assert f"spawnctl: No session matches {other}ffff" in unknown.stdout
+    assert bad.returncode == 2
+    assert "spawnctl: Session id zz-top: Must be the start of a session id" in bad.stdout
+
+
+def test_run_checks_its_repo_and_that_the_component_is_a_context_before_making_a_session(
+    workspace,
+):
+    server = workspace.server
+    shop = server.post(
+        "components/",
+        {"project": server.project, "name": "Shop", "module_name": "shop", "type": "context"},
+    )
+    server.post(
+        "components/",
+        {"project": server.project, "name": "Lonely", "module_name": "lonely", "type": "context"},
+    )
+    server.post(
+        "components/",
+        {
+            "project": server.project,
+            "name": "Cart",
+            "module_name": "shop.cart",
+            "type": "module",
+            "parent_component": shop["id"],
+        },
+    )
+    start = ("run", "--project", server.project, "--context")
+
+    no_repo = workspace.run(*start, "shop", "--repo", str(workspace.root / "nowhere"))
+    lonely = workspace.run(*start, "lonely", "--repo", str(workspace.work))
+
+    assert no_repo.returncode == 2, no_repo.stdout
+    assert "is not a directory" in no_repo.stdout
+    assert lonely.returncode == 1, lonely.stdout
+    assert "spawnctl: lonely is not a context: it has no child components" in lonely.stdout
+    assert server.get("sessions/")["count"] == 0
