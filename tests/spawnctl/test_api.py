@@ -378,6 +378,32 @@ def test_children_and_components_read_every_page():
     assert seen[1].url.params["project"] == "p"
 
 
+def test_children_follow_the_pages_and_the_summary_is_read_alone():
+    first = {
+        "summary": {"total": 3, "complete": 3},
+        "results": [{"id": "a"}, {"id": "b"}],
+        "next": "http://server:8000/api/sessions/s/children/?page=2",
+    }
+    second = {"summary": {"total": 3, "complete": 3}, "results": [{"id": "c"}], "next": None}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json=second if request.url.params.get("page") else first)
+
+    api, seen = api_answering(handler)
+
+    children = api.children("s")
+    assert [child.id for child in children.results] == ["a", "b", "c"]
+    assert children.summary == {"total": 3, "complete": 3}
+    assert api.children_summary("s") == {"total": 3, "complete": 3}
+    assert seen[-1].url.params["page_size"] == "1"
+
+
+def test_components_of_one_parent():
+    api, seen = api_answering(lambda r: httpx.Response(200, json={"results": [], "next": None}))
+    api.components("p", parent_component="c1")
+    assert dict(seen[0].url.params) == {"project": "p", "parent_component": "c1"}
+
+
 def test_a_session_without_component_is_named_by_its_short_id():
     session = Session({"id": SID, "component": None, "type": "ContextTestingSessions"})
     assert session.name == SID[:8] and session.is_context and session.attempt == 1

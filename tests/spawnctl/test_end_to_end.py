@@ -527,3 +527,21 @@ def test_run_checks_its_repo_and_that_the_component_is_a_context_before_making_a
     assert lonely.returncode == 1, lonely.stdout
     assert "spawnctl: lonely is not a context: it has no child components" in lonely.stdout
     assert server.get("sessions/")["count"] == 0
+
+
+def test_a_stop_while_the_server_is_away_does_not_wait_for_it(workspace):
+    server = workspace.server
+    context = server.context("Tide", [("Ebb", 2), ("Flow", 1)])
+    runner = _start_and_wait_for_agents(workspace, context["id"], 2)
+    server.stop()
+    try:
+        time.sleep(1)
+        stopped = time.monotonic()
+        runner.send_signal(signal.SIGTERM)
+        output, _ = runner.communicate(timeout=60)
+    finally:
+        server.start()
+
+    assert runner.returncode == 143, output
+    assert time.monotonic() - stopped < STOP_GRACE_SECONDS + 10  # not --server-timeout's 300 s
+    assert "released unfinished (stopped)" in output

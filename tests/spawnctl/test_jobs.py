@@ -442,3 +442,19 @@ def test_a_server_gone_past_the_wait_stops_every_child_and_ends_the_drive(tmp_pa
     released = {e.name: e.why for e in seen if isinstance(e, events.Released)}
     assert released == {"Quick": "the server was unreachable", "Slow": "stopped"}
     assert server.routes().count("release") == 2
+
+
+def test_the_bar_is_counted_again_from_the_server_each_time_a_child_ends(tmp_path):
+    summary = {"total": 7, "active": 2, "complete": 4, "failed": 0, "cancelled": 1}
+    server = FakeServer(
+        claim_child=[_claimed("Quick", "true"), httpx.Response(204)],
+        result=[_verdict("ok", "complete")],
+        children=[httpx.Response(200, json={"summary": summary, "results": []})],
+    )
+    config, seen = config_for(server, tmp_path, lease_seconds=60, poll_seconds=0.1)
+
+    ChildrenDriver(config, "ctx", jobs=1).drive()
+
+    assert events.ChildrenCounted("ctx", 7, 4, 0, 1, active=2) in seen
+    asked = [body for route, body in server.calls if route == "children"]
+    assert len(asked) == 1
