@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -26,6 +27,11 @@ MAX_PAUSE_SECONDS = 10.0
 MAX_RETRY_AFTER = 30.0
 # Answers of a proxy or a server that is restarting, overloaded or has lost its database.
 OUTAGE_STATUSES = (502, 503, 504)
+# Every POST names itself by a key of its own, the same on each of its tries: the server runs
+# it once and answers a repeat with the first answer (a result, a claim, a new session).
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+# The server's 409 while the first try of a key still runs: asked again, it gets its answer.
+IN_PROGRESS = "A request with this Idempotency-Key is in progress"
 _LEASED_BY = re.compile(r"^Session is leased by (?P<runner>.+) until (?P<until>\S+)$", re.S)
 
 CONTEXT_TESTING_SESSIONS = "ContextTestingSessions"
@@ -56,6 +62,8 @@ class Unreachable(ApiError):
 
     @property
     def explanation(self) -> str:
+        if self.seconds < 1:
+            return f"the server at {self.url} could not be reached: {self.cause}"
         return f"the server at {self.url} was unreachable for {self.seconds:.0f} s: {self.cause}"
 
 
@@ -424,16 +432,21 @@ class Api:
     def _request(
         self, method: str, path: str, *, wait: bool = True, **kwargs: Any
     ) -> httpx.Response:
-        """The server's answer, sent again while the server is away (see the class) or
-        throttles (429, as long as its Retry-After asks, within ``server_timeout``).
+        """The server's answer, sent again while the server is away (see the class), or
+        busy (429, as long as its Retry-After asks; or the first try of this POST still
+        running) within ``server_timeout``.
 
-        Every request is sent again, writes included: one whose answer was lost may have
-        been applied, and the server answers its repeat as it would any repeat (a result
-        already reported is a 409 the job reads as first-wins; a repeated claim-child leases
-        another child, and the first stays leased to this runner until its lease expires).
-        ``wait`` False: one try, for a request its caller sends again anyway (a heartbeat)."""
+        Every request is sent again, writes included, though one whose answer was lost may
+        have been applied: a POST carries its own ``Idempotency-Key`` on every try, so the
+        server answers a repeat with the first answer. (A server that keeps no keys answers a
+        repeated result with the 409 the job reads as first-wins, and leases another child to
+        a repeated claim-child, the first staying leased to this runner until its lease
+        expires.) ``wait`` False: one try, for a request its caller sends again anyway (a
+        heartbeat)."""
+        if method == "POST":
+            kwargs["headers"] = {**kwargs.get("headers", {}), IDEMPOTENCY_HEADER: uuid.uuid4().hex}
         pause = self.first_pause
-        throttled_until = time.monotonic() + self.server_timeout
+        busy_until = time.monotonic() + self.server_timeout
         while True:
             try:
                 response = self.client.request(method, path, **kwargs)
@@ -443,16 +456,21 @@ class Api:
             except httpx.TransportError as error:
                 cause = _cause(error)
             else:
-                if response.status_code not in (429, *OUTAGE_STATUSES):
+                busy = response.status_code == 429 or (
+                    response.status_code == 409 and _detail(response) == IN_PROGRESS
+                )
+                if not busy and response.status_code not in OUTAGE_STATUSES:
                     self._answered()
                     return response
                 retry_after = _retry_after(response, pause)
-                if response.status_code == 429:
+                if busy:
                     self._answered()
-                    if not wait or time.monotonic() + retry_after > throttled_until:
+                    if not wait or time.monotonic() + retry_after > busy_until:
                         return response
                     if self._wait(retry_after):
                         return response
+                    if response.status_code == 409:
+                        pause = min(pause * 2, self.max_pause)
                     continue
                 cause = f"{response.status_code}: {_detail(response)}"
                 pause = max(pause, retry_after)

@@ -444,3 +444,37 @@ def test_a_server_that_stays_throttled_is_an_error_once_the_wait_is_over(clock):
     assert error.value.status == 429
     assert error.value.detail == "Request was throttled."
     assert len(seen) == 3 and clock.pauses == [1.0, 1.0]
+
+
+def test_each_post_has_a_key_of_its_own_and_keeps_it_on_every_try(clock):
+    answers = iter([None, None])
+
+    def lost_twice(request: httpx.Request) -> httpx.Response:
+        if next(answers, "answered") is None:
+            raise httpx.ReadTimeout("slow", request=request)
+        return httpx.Response(200, json={"id": SID})
+
+    api, seen = api_answering(lost_twice)
+
+    api.release(SID, runner="me")
+    api.release(SID, runner="me")
+    api.get_session(SID)
+
+    keys = [request.headers.get("Idempotency-Key") for request in seen]
+    assert len(keys) == 5
+    assert keys[0] == keys[1] == keys[2] and keys[3] != keys[0]  # three tries, then another
+    assert all(keys[:4]) and keys[4] is None  # a read needs none
+
+
+def test_a_repeat_whose_first_try_still_runs_is_asked_again(clock):
+    in_progress = {"detail": "A request with this Idempotency-Key is in progress"}
+    answers = iter([httpx.Response(409, json=in_progress), httpx.Response(409, json=in_progress)])
+    claimed = {"session": {"id": "c1"}, "interaction": {"id": "i1"}}
+    api, seen = api_answering(
+        lambda request: next(answers, None) or httpx.Response(200, json=claimed)
+    )
+
+    answer = api.claim_child(SID, runner="me")
+
+    assert answer is not None and answer.session.id == "c1"
+    assert len(seen) == 3 and clock.pauses == [0.5, 1.0]
