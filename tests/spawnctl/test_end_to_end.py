@@ -4,6 +4,7 @@ the service hands out run for real (git, pytest), the agent is the stand-in in b
 from __future__ import annotations
 
 import collections
+import itertools
 import json
 import signal
 import subprocess
@@ -545,3 +546,40 @@ def test_a_stop_while_the_server_is_away_does_not_wait_for_it(workspace):
     assert runner.returncode == 143, output
     assert time.monotonic() - stopped < STOP_GRACE_SECONDS + 10  # not --server-timeout's 300 s
     assert "released unfinished (stopped)" in output
+
+
+def test_an_agent_that_always_fails_ends_its_session_failed_after_max_step_attempts(
+    workspace, tmp_path
+):
+    """The agent itself fails every call for one component (an API that is down): the child
+    fails after the project's max_step_attempts with the exact text, the runner paused
+    between the attempts (1 s, then 2 s), and the run ends 1 naming the child."""
+    server = workspace.server
+    context = server.context("Cart", [("Basket", 2), ("Coupon", 1)])
+    times = tmp_path / "times.log"
+
+    done = workspace.run(
+        "run", context["id"], "--repo", str(workspace.work), "--jobs", "2",
+        "--lease-seconds", "20",
+        STAND_IN_CRASH="Shop.Cart.Coupon", STAND_IN_TIMES=str(times),
+    )  # fmt: skip
+
+    assert done.returncode == 1, done.stdout
+    reason = "GenerateTestsAndFixtures failed 3 times: claude: API Error 529 overloaded"
+    children = _names(server.children(context["id"]))
+    assert children["Coupon"]["status"] == "failed"
+    assert children["Coupon"]["state"]["error"] == reason
+    assert children["Basket"]["status"] == "complete"
+    assert (
+        server.steps(children["Coupon"]["id"]) == ["Initialize"] + ["GenerateTestsAndFixtures"] * 3
+    )
+    calls = [
+        float(line.split()[2])
+        for line in times.read_text().splitlines()
+        if line.startswith("Shop.Cart.Coupon GenerateTestsAndFixtures")
+    ]
+    pauses = [later - earlier for earlier, later in itertools.pairwise(calls)]
+    assert len(pauses) == 2
+    assert pauses[0] >= 1.0 and pauses[1] >= 2.0, pauses
+    assert f"Child sessions failed: Coupon ({reason})" in done.stdout
+    assert "Coupon: GenerateTestsAndFixtures failed; trying again in 1 s" in done.stdout
