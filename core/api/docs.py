@@ -94,8 +94,18 @@ def document_idempotency_key(result: dict, generator: Any, request: Any, public:
         "status and body, header Idempotent-Replayed) without running again; the key with "
         "another request is a 422; while the first try runs, a 409.",
     }
+    error = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+    answers = {
+        "409": "A request with this Idempotency-Key is in progress (or another conflict).",
+        "422": "The Idempotency-Key was used for a different request (or the step cannot "
+        "proceed).",
+    }
     for item in result.get("paths", {}).values():
         operation = item.get("post")
-        if operation is not None:
-            operation.setdefault("parameters", []).append(header)
+        if operation is None:
+            continue
+        operation.setdefault("parameters", []).append(header)
+        responses = operation.setdefault("responses", {})
+        for code, description in answers.items():
+            responses.setdefault(code, {"description": description, "content": error})
     return result

@@ -89,8 +89,9 @@ def test_every_operation_documents_its_error_answers(openapi):
 )
 def test_actions_document_their_step_errors_and_conflicts(openapi, path, codes):
     # Any request can also be refused for its charset or coding, throttled, or meet the
-    # database away (core.api.docs.ANY_REQUEST_ERRORS).
-    any_request = {"400", "414", "415", "429", "503"}
+    # database away (core.api.docs.ANY_REQUEST_ERRORS); any POST can meet its Idempotency-Key
+    # in progress (409) or used for another request (422).
+    any_request = {"400", "414", "415", "429", "503", "409", "422"}
     assert set(openapi["paths"][path]["post"]["responses"]) == codes | any_request
 
 
