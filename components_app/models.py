@@ -13,6 +13,8 @@ from core import safety
 
 MODULE_NAME_TAKEN = "A component with this module name already exists in the project."
 MAX_STEP_ATTEMPTS = 10
+MAX_TEST_RUNS = 20
+MAX_IMPROVE_ATTEMPTS = 10
 
 
 @deconstructible
@@ -92,6 +94,24 @@ def validate_base_branch(value: str) -> None:
 validate_test_command_template = CommandTemplateValidator("test_file")
 validate_test_path_template = PathTemplateValidator(*test_paths.PLACEHOLDERS)
 validate_agent_command_template = CommandTemplateValidator("prompt")
+COVERAGE_PLACEHOLDERS = ("test_file", "source_path", "report_file")
+validate_coverage_command_template = CommandTemplateValidator(*COVERAGE_PLACEHOLDERS)
+# coverage.py measures branch coverage of the test file's run and writes its JSON report, for
+# the component's code only; the run's own exit code is the command's, report or not. The data
+# file is the shell's own ($$), so children running at once in one working copy keep theirs
+# apart.
+DEFAULT_COVERAGE_COMMAND = (
+    "data=.spawnctl/coverage.$$; "
+    "python -m coverage run --branch --data-file=$data -m pytest {test_file}; code=$?; "
+    "python -m coverage json --data-file=$data --include={source_path} -q -o {report_file}; "
+    "rm -f $data; exit $code"
+)
+
+
+class CoverageReportFormat(models.TextChoices):
+    COVERAGE_PY_JSON = "coverage.py-json", "coverage.py JSON"
+    LCOV = "lcov", "LCOV"
+    COBERTURA = "cobertura", "Cobertura XML"
 
 
 class CodePointOrder(Func):
@@ -149,6 +169,46 @@ class Project(models.Model):
         validators=[MinValueValidator(1), MaxValueValidator(MAX_STEP_ATTEMPTS)],
         help_text="A step whose result is an error this many times in a row fails its session.",
     )
+    # The quality bar VerifyTests judges a component's tests by.
+    min_line_coverage = models.PositiveSmallIntegerField(
+        null=True,
+        blank=True,
+        default=80,
+        validators=[MaxValueValidator(100)],
+        help_text="Percent of the component's lines its tests must run; empty: not checked.",
+    )
+    min_branch_coverage = models.PositiveSmallIntegerField(
+        null=True,
+        blank=True,
+        validators=[MaxValueValidator(100)],
+        help_text="Percent of the component's branches its tests must take; empty: not checked.",
+    )
+    test_runs = models.PositiveSmallIntegerField(
+        default=3,
+        validators=[MinValueValidator(1), MaxValueValidator(MAX_TEST_RUNS)],
+        help_text="How many times VerifyTests runs the test file; every run must pass.",
+    )
+    require_assertions = models.BooleanField(
+        default=True, help_text="Every test function must assert something."
+    )
+    max_improve_attempts = models.PositiveSmallIntegerField(
+        default=3,
+        validators=[MaxValueValidator(MAX_IMPROVE_ATTEMPTS)],
+        help_text="ImproveTests rounds before tests below the bar fail the session.",
+    )
+    coverage_command_template = models.CharField(
+        max_length=500,
+        default=DEFAULT_COVERAGE_COMMAND,
+        validators=[validate_coverage_command_template],
+        help_text="Runs the test file measuring coverage and writes the report: {test_file}, "
+        "{source_path}, {report_file}.",
+    )
+    coverage_report_format = models.CharField(
+        max_length=20,
+        choices=CoverageReportFormat.choices,
+        default=CoverageReportFormat.COVERAGE_PY_JSON,
+        help_text="What the coverage command writes to {report_file}.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -159,6 +219,13 @@ class Project(models.Model):
             models.CheckConstraint(
                 condition=Q(max_step_attempts__gte=1, max_step_attempts__lte=MAX_STEP_ATTEMPTS),
                 name="project_max_step_attempts_range",
+            ),
+            models.CheckConstraint(
+                condition=(Q(min_line_coverage__isnull=True) | Q(min_line_coverage__lte=100))
+                & (Q(min_branch_coverage__isnull=True) | Q(min_branch_coverage__lte=100))
+                & Q(test_runs__gte=1, test_runs__lte=MAX_TEST_RUNS)
+                & Q(max_improve_attempts__lte=MAX_IMPROVE_ATTEMPTS),
+                name="project_quality_bar_ranges",
             ),
         ]
 

@@ -36,6 +36,13 @@ PROJECT_SETTINGS = (
     "agent_command_template",
     "base_branch",
     "max_step_attempts",
+    "min_line_coverage",
+    "min_branch_coverage",
+    "test_runs",
+    "require_assertions",
+    "max_improve_attempts",
+    "coverage_command_template",
+    "coverage_report_format",
 )
 PROJECT_UPDATABLE_FIELDS = ("name", *PROJECT_SETTINGS)
 

@@ -310,6 +310,17 @@ def _reparses(words: list[_Word], index: int, *, anywhere: bool = False) -> str 
     return None
 
 
+class _Placeholders(dict):
+    """``str.format_map`` values: the sentinel for the placeholder judged, a plain word for
+    any other (each is judged on its own call)."""
+
+    def __init__(self, judged: str) -> None:
+        super().__init__({judged: _SENTINEL})
+
+    def __missing__(self, name: str) -> str:
+        return "other"
+
+
 def shell_template_problem(template: str, placeholder: str) -> str | None:
     """Why ``template`` would let a value substituted for ``{placeholder}`` be parsed again by
     the shell, or None. The service quotes each value itself, so a placeholder must stand as a
@@ -318,7 +329,7 @@ def shell_template_problem(template: str, placeholder: str) -> str | None:
     field = "{" + placeholder + "}"
     if any(unicodedata.category(char) in ("Cc", "Cf") for char in template):
         return "Write the command on one line, without control characters."
-    rendered = template.format(**{placeholder: _SENTINEL})
+    rendered = template.format_map(_Placeholders(placeholder))
     try:
         words, comment = _shell_words(rendered)
     except _Unbalanced:

@@ -25,6 +25,7 @@ WORKFLOW_STATE_TYPES: dict[str, type] = {
     "test_file": str,
     "last_test_output": str,
     "fix_attempts": int,
+    "improve_attempts": int,
     "error": str,
     "previous_errors": list,
 }
@@ -186,6 +187,16 @@ class Session(models.Model):
         validators=[MinValueValidator(1), MaxValueValidator(MAX_PARALLEL_CHILDREN)],
         help_text="How many of a context session's children may run at once; empty: no limit.",
     )
+    # The latest verification of a component session's tests (VerifyTests), for the lists
+    # and summaries that show it without a query per session.
+    latest_verification = models.ForeignKey(
+        "Verification",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        editable=False,
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -316,3 +327,49 @@ class Interaction(models.Model):
     @property
     def is_pending(self) -> bool:
         return self.completed_at is None
+
+
+class Verification(models.Model):
+    """What one VerifyTests step measured of a component's tests, and the verdict against the
+    project's bar (``sessions_app.quality_bar``)."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    session = models.ForeignKey(Session, on_delete=models.CASCADE, related_name="verifications")
+    interaction = models.OneToOneField(
+        Interaction, on_delete=models.CASCADE, related_name="verification"
+    )
+    passed = models.BooleanField()
+    #: Each run's exit code, in order.
+    runs = models.JSONField(default=list)
+    source_path = models.CharField(max_length=safety.TEST_FILE_MAX_LENGTH, blank=True, default="")
+    lines_total = models.PositiveIntegerField(null=True, blank=True)
+    lines_covered = models.PositiveIntegerField(null=True, blank=True)
+    branches_total = models.PositiveIntegerField(null=True, blank=True)
+    branches_covered = models.PositiveIntegerField(null=True, blank=True)
+    #: Percent, rounded down to one decimal; null without data.
+    line_coverage = models.DecimalField(max_digits=4, decimal_places=1, null=True, blank=True)
+    branch_coverage = models.DecimalField(max_digits=4, decimal_places=1, null=True, blank=True)
+    missing_lines = models.JSONField(default=list)
+    tests_without_assertions = models.JSONField(default=list)
+    changed_files = models.JSONField(default=list)
+    #: The problems found, in the order the bar names them; empty when it passed.
+    problems = models.JSONField(default=list)
+    verified_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-verified_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(lines_covered__isnull=True)
+                | Q(lines_total__isnull=False, lines_covered__lte=F("lines_total")),
+                name="verification_lines_covered_within_total",
+            ),
+            models.CheckConstraint(
+                condition=Q(branches_covered__isnull=True)
+                | Q(branches_total__isnull=False, branches_covered__lte=F("branches_total")),
+                name="verification_branches_covered_within_total",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{'passed' if self.passed else 'below the bar'} ({self.verified_at:%Y-%m-%d %H:%M})"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from django.db.models import Count, F, OuterRef, Prefetch, Q, QuerySet, Subquery
 from django.db.models.fields.json import KT
@@ -15,6 +15,7 @@ from components_app.models import SPAWN_ORDER as COMPONENT_SPAWN_ORDER
 from components_app.models import CodePointOrder, Component
 from core.errors import InvalidInput
 from sessions_app.models import Interaction, Session, SessionStatus, stalled_at
+from sessions_app.quality_bar import percent
 from sessions_app.workflows.session_types import CONTEXT_TESTING_SESSIONS
 
 if TYPE_CHECKING:
@@ -117,7 +118,7 @@ def with_child_ids(queryset: QuerySet[Session]) -> QuerySet[Session]:
     """Sessions ready to render: component joined, children's ids prefetched in spawn order
     on ``CHILDREN_IN_SPAWN_ORDER`` (two queries whatever the number of sessions)."""
     children = Session.objects.order_by(*SPAWN_ORDER).only("id", "parent_session_id")
-    return queryset.select_related("component").prefetch_related(
+    return queryset.select_related("component", "latest_verification").prefetch_related(
         Prefetch("child_sessions", queryset=children, to_attr=CHILDREN_IN_SPAWN_ORDER)
     )
 
@@ -187,7 +188,7 @@ def child_sessions(*, session: Session) -> QuerySet[Session]:
     """
     return with_failure_reason(
         Session.objects.filter(parent_session_id=session.pk, project_id=session.project_id)
-        .select_related("component")
+        .select_related("component", "latest_verification")
         .order_by(*SPAWN_ORDER)
     )
 
@@ -239,8 +240,11 @@ class ChildrenSummary:
     cancelled: int
     #: Active children whose lease expired; counted in ``active`` too.
     stalled: int = 0
+    #: Over the children's latest verifications.
+    lines_total: int = 0
+    lines_covered: int = 0
 
-    def as_dict(self) -> dict[str, int]:
+    def as_dict(self) -> dict[str, Any]:
         return {
             "total": self.total,
             "active": self.active,
@@ -248,17 +252,32 @@ class ChildrenSummary:
             "complete": self.complete,
             "failed": self.failed,
             "cancelled": self.cancelled,
+            "coverage": {
+                "lines_total": self.lines_total,
+                "lines_covered": self.lines_covered,
+                "line_coverage": percent(self.lines_covered, self.lines_total),
+            },
         }
 
 
 def summarize(children: list[Session], *, now: datetime | None = None) -> ChildrenSummary:
     now = now or timezone.now()
     counts = {status: 0 for status in SessionStatus.values}
-    stalled = 0
+    stalled = lines_total = lines_covered = 0
     for child in children:
         counts[child.status] += 1
         stalled += child.is_stalled(now)
-    return ChildrenSummary(total=len(children), stalled=stalled, **counts)
+        verification = child.latest_verification if child.latest_verification_id else None
+        if verification is not None and verification.lines_total is not None:
+            lines_total += verification.lines_total
+            lines_covered += verification.lines_covered or 0
+    return ChildrenSummary(
+        total=len(children),
+        stalled=stalled,
+        lines_total=lines_total,
+        lines_covered=lines_covered,
+        **counts,
+    )
 
 
 def with_children_progress(queryset: QuerySet[Session]) -> QuerySet[Session]:

@@ -405,7 +405,7 @@ def submit_result(
 
         workflow = get_workflow(session.type)
         step = workflow.step(interaction.step_name)
-        outcome = step.handle_result(scope, session, result)
+        outcome = step.handle_result(scope, session, result, interaction=interaction)
         final = outcome.result
         if final.status == "error" and not final.error_message:
             final = final.with_error(derived_error_message(final))
@@ -563,8 +563,9 @@ def _reopen(sessions: list[Session]) -> None:
         if "error" in state:
             previous.append(state.pop("error"))
         state["previous_errors"] = previous
-        # The fix loop's budget is per attempt.
+        # The fix and improvement loops' budgets are per attempt.
         state.pop("fix_attempts", None)
+        state.pop("improve_attempts", None)
         session.state = state
         session.status = SessionStatus.ACTIVE
         session.attempt += 1

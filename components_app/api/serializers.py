@@ -8,7 +8,14 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from components_app import selectors
-from components_app.models import MAX_STEP_ATTEMPTS, Component, Project
+from components_app.models import (
+    MAX_IMPROVE_ATTEMPTS,
+    MAX_STEP_ATTEMPTS,
+    MAX_TEST_RUNS,
+    Component,
+    CoverageReportFormat,
+    Project,
+)
 from components_app.services import BULK_MAX_ROWS, PROJECT_SETTINGS
 from core.api.fields import VisibleObjectField, int32_field
 from core.api.serializers import UNKNOWN_FIELD, KnownFieldsOnly
@@ -53,6 +60,46 @@ class ProjectUpdateSerializer(KnownFieldsOnly, serializers.Serializer):
         max_value=MAX_STEP_ATTEMPTS,
         required=False,
         help_text="A step whose result is an error this many times in a row fails its session.",
+    )
+    min_line_coverage = serializers.IntegerField(
+        min_value=0,
+        max_value=100,
+        allow_null=True,
+        required=False,
+        help_text="Percent of a component's lines its tests must run; null: not checked.",
+    )
+    min_branch_coverage = serializers.IntegerField(
+        min_value=0,
+        max_value=100,
+        allow_null=True,
+        required=False,
+        help_text="Percent of a component's branches its tests must take; null: not checked.",
+    )
+    test_runs = serializers.IntegerField(
+        min_value=1,
+        max_value=MAX_TEST_RUNS,
+        required=False,
+        help_text="How many times VerifyTests runs the test file; every run must pass.",
+    )
+    require_assertions = serializers.BooleanField(
+        required=False, help_text="Every test function must assert something."
+    )
+    max_improve_attempts = serializers.IntegerField(
+        min_value=0,
+        max_value=MAX_IMPROVE_ATTEMPTS,
+        required=False,
+        help_text="ImproveTests rounds before tests below the bar fail the session.",
+    )
+    coverage_command_template = serializers.CharField(
+        max_length=500,
+        required=False,
+        help_text="Runs the test file measuring coverage: {test_file}, {source_path}, "
+        "{report_file}.",
+    )
+    coverage_report_format = serializers.ChoiceField(
+        choices=CoverageReportFormat.choices,
+        required=False,
+        help_text="What the coverage command writes to {report_file}.",
     )
 
 

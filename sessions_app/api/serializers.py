@@ -43,8 +43,25 @@ class SessionComponentSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+class VerificationSerializer(serializers.Serializer):
+    passed = serializers.BooleanField()
+    line_coverage = serializers.FloatField(
+        allow_null=True, help_text="Percent of the component's lines run, rounded down."
+    )
+    branch_coverage = serializers.FloatField(allow_null=True)
+    runs = serializers.ListField(child=serializers.IntegerField(), help_text="Exit codes.")
+    problems = serializers.ListField(child=serializers.CharField())
+    verified_at = serializers.DateTimeField()
+
+
 class SessionSerializer(serializers.ModelSerializer):
     component = SessionComponentSerializer(read_only=True, allow_null=True)
+    verification = VerificationSerializer(
+        source="latest_verification",
+        read_only=True,
+        allow_null=True,
+        help_text="A component session's latest VerifyTests verdict; null before one.",
+    )
     child_session_ids = serializers.SerializerMethodField(
         help_text="The children's ids in spawn order: priority descending, then name."
     )
@@ -66,6 +83,7 @@ class SessionSerializer(serializers.ModelSerializer):
             "child_session_ids",
             "external_conversation_id",
             "branch",
+            "verification",
             "attempt",
             "runner",
             "leased_until",
@@ -109,6 +127,12 @@ class ChildSessionSerializer(SessionSerializer):
         return selectors.shown_failure_reason(child)
 
 
+class CoverageSummarySerializer(serializers.Serializer):
+    lines_total = serializers.IntegerField()
+    lines_covered = serializers.IntegerField()
+    line_coverage = serializers.FloatField(allow_null=True)
+
+
 class ChildrenSummarySerializer(serializers.Serializer):
     total = serializers.IntegerField()
     active = serializers.IntegerField()
@@ -116,6 +140,9 @@ class ChildrenSummarySerializer(serializers.Serializer):
     complete = serializers.IntegerField()
     failed = serializers.IntegerField()
     cancelled = serializers.IntegerField()
+    coverage = CoverageSummarySerializer(
+        help_text="Over the children's latest verifications: their lines, and the share run."
+    )
 
 
 class ChildrenSerializer(serializers.Serializer):

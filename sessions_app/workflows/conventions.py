@@ -72,6 +72,22 @@ def test_command(project: Project, test_file: str) -> str:
     return template.format(test_file=shlex.quote(checked_test_file(test_file)))
 
 
+def coverage_command(
+    project: Project, test_file: str, source_path: str | None, report_file: str
+) -> str:
+    """The project's coverage command for one component's test file. Without a source path it
+    measures everything (``*``): VerifyTests then checks no coverage minimum."""
+    template = project.coverage_command_template
+    for placeholder in ("test_file", "source_path", "report_file"):
+        if problem := safety.shell_template_problem(template, placeholder):
+            raise StepError(f"The project's coverage command template cannot be used: {problem}")
+    return template.format(
+        test_file=shlex.quote(checked_test_file(test_file)),
+        source_path=shlex.quote(checked_test_file(source_path) if source_path else "*"),
+        report_file=shlex.quote(checked_test_file(report_file)),
+    )
+
+
 def agent_command(project: Project, prompt: str) -> str:
     """The project's coding-agent command line with ``prompt`` as one quoted word."""
     template = project.agent_command_template

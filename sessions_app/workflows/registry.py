@@ -17,11 +17,13 @@ from sessions_app.workflows.session_types import (
 from sessions_app.workflows.steps.finalize import FinalizeComponent, FinalizeContext
 from sessions_app.workflows.steps.fix_compilation_errors import FixCompilationErrors
 from sessions_app.workflows.steps.generate_tests_and_fixtures import GenerateTestsAndFixtures
+from sessions_app.workflows.steps.improve_tests import ImproveTests
 from sessions_app.workflows.steps.initialize import Initialize
 from sessions_app.workflows.steps.run_tests import ENVIRONMENT_ERROR, RunTests
 from sessions_app.workflows.steps.spawn_component_testing_sessions import (
     SpawnComponentTestingSessions,
 )
+from sessions_app.workflows.steps.verify_tests import BELOW_BAR, VerifyTests
 
 
 @dataclass(frozen=True)
@@ -82,14 +84,19 @@ WORKFLOWS: dict[str, Workflow] = {
             GenerateTestsAndFixtures(),
             RunTests(),
             FixCompilationErrors(),
+            VerifyTests(),
+            ImproveTests(),
             FinalizeComponent(),
         ),
         routes={
-            ("RunTests", "ok"): "Finalize",
+            ("RunTests", "ok"): "VerifyTests",
             ("RunTests", "error"): "FixCompilationErrors",
             # The test run could not judge the tests: the agent cannot fix that.
             ("RunTests", ENVIRONMENT_ERROR): "RunTests",
             ("FixCompilationErrors", "ok"): "RunTests",
+            ("VerifyTests", "ok"): "Finalize",
+            ("VerifyTests", BELOW_BAR): "ImproveTests",
+            ("ImproveTests", "ok"): "RunTests",
         },
     ),
 }

@@ -441,6 +441,7 @@ def test_children_summary_and_json_show_stalled_children(api, context_session):
         "complete": 0,
         "failed": 0,
         "cancelled": 0,
+        "coverage": {"lines_total": 0, "lines_covered": 0, "line_coverage": None},
     }
     assert [(c["component"]["name"], c["stalled"]) for c in body["results"]] == [
         ("User", False),

@@ -8,7 +8,7 @@ import pytest
 from django.contrib.auth.models import Permission
 
 from components_app import services
-from components_app.models import Component, Project
+from components_app.models import DEFAULT_COVERAGE_COMMAND, Component, Project
 from components_app.test_paths import DEFAULT_TEMPLATE
 from core.errors import InvalidInput
 from tests.api.conftest import client_for
@@ -22,6 +22,13 @@ PROJECT_KEYS = {
     "agent_command_template",
     "base_branch",
     "max_step_attempts",
+    "min_line_coverage",
+    "min_branch_coverage",
+    "test_runs",
+    "require_assertions",
+    "max_improve_attempts",
+    "coverage_command_template",
+    "coverage_report_format",
     "created_at",
     "updated_at",
 }
@@ -33,6 +40,13 @@ DEFAULTS = {
     ),
     "base_branch": "main",
     "max_step_attempts": 3,
+    "min_line_coverage": 80,
+    "min_branch_coverage": None,
+    "test_runs": 3,
+    "require_assertions": True,
+    "max_improve_attempts": 3,
+    "coverage_command_template": DEFAULT_COVERAGE_COMMAND,
+    "coverage_report_format": "coverage.py-json",
 }
 EVERY_SETTING = {
     "name": "Shop (renamed)",
@@ -41,6 +55,13 @@ EVERY_SETTING = {
     "agent_command_template": "claude -p {prompt} --model opus",
     "base_branch": "release/2.x",
     "max_step_attempts": 7,
+    "min_line_coverage": 90,
+    "min_branch_coverage": 75,
+    "test_runs": 5,
+    "require_assertions": False,
+    "max_improve_attempts": 0,
+    "coverage_command_template": "npx jest --coverage {test_file} --outputFile={report_file}",
+    "coverage_report_format": "lcov",
 }
 SNAKE_ONLY = "tests/test_{module_snake}.py"
 CLICK_TAKEN = "Test file tests/test_click_utils.py is already the test file of click._utils"
@@ -264,7 +285,7 @@ def test_two_bad_settings_are_both_named(api, project, unchanged_db):
 
 
 @pytest.mark.parametrize(
-    "key", ["id", "created_at", "updated_at", "members", "components", "min_line_coverage"]
+    "key", ["id", "created_at", "updated_at", "members", "components", "min_mutation_score"]
 )
 def test_a_key_that_is_not_a_setting_is_a_400(api, project, unchanged_db, key):
     with unchanged_db():
@@ -502,9 +523,11 @@ def admin_url(project) -> str:
 
 
 def admin_form(project, **changes) -> dict:
+    # A form posts an empty box for null, and a checkbox only when it is ticked.
+    posted = {key: "" if value is None else value for key, value in DEFAULTS.items()}
     return {
         "name": project.name,
-        **DEFAULTS,
+        **posted,
         "Project_members-TOTAL_FORMS": "0",
         "Project_members-INITIAL_FORMS": "0",
         **changes,

@@ -28,6 +28,13 @@ def test_create_makes_the_caller_a_member(api, user):
         "agent_command_template",
         "base_branch",
         "max_step_attempts",
+        "min_line_coverage",
+        "min_branch_coverage",
+        "test_runs",
+        "require_assertions",
+        "max_improve_attempts",
+        "coverage_command_template",
+        "coverage_report_format",
         "created_at",
         "updated_at",
     }

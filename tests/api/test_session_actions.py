@@ -122,6 +122,7 @@ def test_children_in_spawn_order_with_summary_and_reasons(api, context_session):
         "complete": 1,
         "failed": 1,
         "cancelled": 1,
+        "coverage": {"lines_total": 0, "lines_covered": 0, "line_coverage": None},
     }
     assert [c["component"]["name"] for c in body["results"]] == SPAWN_ORDER
     assert [(c["status"], c["failure_reason"]) for c in body["results"]] == [
@@ -160,6 +161,7 @@ def test_no_children_yet(api, context_session):
             "complete": 0,
             "failed": 0,
             "cancelled": 0,
+            "coverage": {"lines_total": 0, "lines_covered": 0, "line_coverage": None},
         },
         "results": [],
     }
@@ -322,10 +324,16 @@ def test_state_a_step_could_not_read_is_400(api, context_session, unchanged_db):
 
 def drive_child_to_the_end(api, child_id, *, finalize="ok"):
     steps = []
-    for status in ("ok", "ok", "ok", finalize):
+    for status in ("ok", "ok", "ok", "ok", finalize):
         body = step(api, child_id, status=status, code=0 if status == "ok" else 1)
         steps.append(body["interaction"]["step_name"])
-    assert steps == ["Initialize", "GenerateTestsAndFixtures", "RunTests", "Finalize"]
+    assert steps == [
+        "Initialize",
+        "GenerateTestsAndFixtures",
+        "RunTests",
+        "VerifyTests",
+        "Finalize",
+    ]
     if finalize == "error":
         # A failing step is tried again up to the project's max_step_attempts (3).
         for _ in range(2):
@@ -376,6 +384,7 @@ def test_a_context_session_from_creation_to_complete(api, project, context):
         "complete": 3,
         "failed": 1,
         "cancelled": 0,
+        "coverage": {"lines_total": 0, "lines_covered": 0, "line_coverage": None},
     }
     assert children["results"][-1]["failure_reason"] == failed["state"]["error"]
 

@@ -26,6 +26,7 @@ SESSION_KEYS = {
     "child_session_ids",
     "external_conversation_id",
     "branch",
+    "verification",
     "attempt",
     "runner",
     "leased_until",

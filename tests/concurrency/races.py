@@ -49,7 +49,7 @@ COMPONENTS = [
     ("Search", 1),
 ]
 SPAWN_ORDER = ["User", "Session", "Token", "Billing", "Search", "Audit"]
-COMPONENT_STEPS = ["Initialize", "GenerateTestsAndFixtures", "RunTests", "Finalize"]
+COMPONENT_STEPS = ["Initialize", "GenerateTestsAndFixtures", "RunTests", "VerifyTests", "Finalize"]
 CONTEXT_STEPS = ["Initialize", "SpawnComponentTestingSessions", "Finalize"]
 
 

@@ -295,6 +295,7 @@ def test_a_context_session_commands_run_as_they_stand(scope, project, workspace)
         "RunTests",
         "FixCompilationErrors",
         "RunTests",
+        "VerifyTests",
         "Finalize",
     ]
     failed_run = checkout.interactions.filter(step_name="RunTests").order_by("created_at")[0]
@@ -323,6 +324,7 @@ def test_commands_that_touch_git_ask_for_the_repository_lock(scope, project, wor
         ("ComponentTestSessions", "Initialize"): True,
         ("ComponentTestSessions", "GenerateTestsAndFixtures"): False,
         ("ComponentTestSessions", "RunTests"): False,
+        ("ComponentTestSessions", "VerifyTests"): False,
         ("ComponentTestSessions", "Finalize"): True,
     }
 

@@ -745,7 +745,15 @@ def test_the_summary_counts_stalled_children_among_the_active(scope, context_ses
         selectors.with_children_progress(Session.objects.filter(pk=context_session.pk)).get()
     )
 
-    expected = {"total": 4, "active": 3, "stalled": 1, "complete": 0, "failed": 1, "cancelled": 0}
+    expected = {
+        "total": 4,
+        "active": 3,
+        "stalled": 1,
+        "complete": 0,
+        "failed": 1,
+        "cancelled": 0,
+        "coverage": {"lines_total": 0, "lines_covered": 0, "line_coverage": None},
+    }
     assert summary.as_dict() == expected
     assert annotated.as_dict() == expected
 

@@ -78,8 +78,13 @@ class TestRouting:
         assert workflow.next_step("GenerateTestsAndFixtures", "ok") == "RunTests"
         assert workflow.next_step("RunTests", "error") == "FixCompilationErrors"
         assert workflow.next_step("FixCompilationErrors", "ok") == "RunTests"
-        assert workflow.next_step("RunTests", "ok") == "Finalize"
-        assert workflow.next_step("RunTests", "warning") == "Finalize"
+        assert workflow.next_step("RunTests", "ok") == "VerifyTests"
+        assert workflow.next_step("RunTests", "warning") == "VerifyTests"
+        assert workflow.next_step("VerifyTests", "ok") == "Finalize"
+        assert workflow.next_step("VerifyTests", "below_bar") == "ImproveTests"
+        assert workflow.next_step("VerifyTests", "error") == "VerifyTests"
+        assert workflow.next_step("ImproveTests", "ok") == "RunTests"
+        assert workflow.next_step("ImproveTests", "error") == "ImproveTests"
         assert workflow.next_step("Finalize", "ok") == COMPLETE
         assert workflow.next_step("Finalize", "error") == "Finalize"
 
@@ -92,7 +97,7 @@ class TestRouting:
         failing_tests = {"status": "error", "error_message": "Tests failed (exit code 1)"}
         assert workflow.following("RunTests", environment_error) == "RunTests"
         assert workflow.following("RunTests", failing_tests) == "FixCompilationErrors"
-        assert workflow.following("RunTests", {"status": "ok"}) == "Finalize"
+        assert workflow.following("RunTests", {"status": "ok"}) == "VerifyTests"
 
     def test_an_unregistered_type_is_refused(self, scope):
         with pytest.raises(InvalidInput) as error:
@@ -163,6 +168,7 @@ def test_context_session_runs_from_creation_to_complete_through_the_service(
         "Initialize",
         "GenerateTestsAndFixtures",
         "RunTests",
+        "VerifyTests",
         "Finalize",
     ]
     assert step_names(histories["Ledger"]) == [
@@ -171,6 +177,7 @@ def test_context_session_runs_from_creation_to_complete_through_the_service(
         "RunTests",
         "FixCompilationErrors",
         "RunTests",
+        "VerifyTests",
         "Finalize",
     ]
     fix = histories["Ledger"][3]

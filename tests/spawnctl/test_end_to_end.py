@@ -14,13 +14,20 @@ from pathlib import Path
 from spawnctl.execute import STOP_GRACE_SECONDS
 from tests.spawnctl.conftest import agent_calls, git
 
-COMPONENT_STEPS = ["Initialize", "GenerateTestsAndFixtures", "RunTests", "Finalize"]
+COMPONENT_STEPS = [
+    "Initialize",
+    "GenerateTestsAndFixtures",
+    "RunTests",
+    "VerifyTests",
+    "Finalize",
+]
 FIXED_STEPS = [
     "Initialize",
     "GenerateTestsAndFixtures",
     "RunTests",
     "FixCompilationErrors",
     "RunTests",
+    "VerifyTests",
     "Finalize",
 ]
 

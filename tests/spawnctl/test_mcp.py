@@ -50,7 +50,13 @@ TOOLS = {
     "retry",
     "retry_children",
 }
-COMPONENT_STEPS = ["Initialize", "GenerateTestsAndFixtures", "RunTests", "Finalize"]
+COMPONENT_STEPS = [
+    "Initialize",
+    "GenerateTestsAndFixtures",
+    "RunTests",
+    "VerifyTests",
+    "Finalize",
+]
 
 
 class Agent:

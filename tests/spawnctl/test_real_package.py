@@ -100,6 +100,9 @@ def test_import_and_run_on_click_keeps_every_test_and_starts_from_main(workspace
         json={
             "agent_command_template": f"python3 {AGENT} -p {{prompt}}",
             "test_command_template": "python -m pytest -q {test_file}",
+            # The scripted agent's tests only import their module: what this run proves is
+            # that every test lands on the branch. The bar has end-to-end tests of its own.
+            "min_line_coverage": None,
         },
     )
     assert settings.status_code == 200, settings.text

@@ -1,0 +1,61 @@
+"""ImproveTests: hand the agent what kept its tests below the project's bar (the problems, the
+lines its tests do not run) and ask for better tests, not changed code."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from core.scope import Scope
+from sessions_app import quality_bar
+from sessions_app.models import Session
+from sessions_app.workflows.steps.common import agent_command
+from sessions_app.workflows.steps.run_tests import current_test_file
+from sessions_app.workflows.types import Command, Result, StepOutcome
+
+
+def build_prompt(session: Session, test_file: str) -> str:
+    component = session.component
+    subject = f"{component.name} ({component.module_name})" if component else "this component"
+    verification = session.latest_verification
+    problems = verification.problems if verification else []
+    lines = [
+        f"The tests in {test_file} for {subject} do not meet the project's bar yet:",
+        *(f"- {problem}" for problem in problems),
+    ]
+    if verification and verification.missing_lines and verification.source_path:
+        lines.append(
+            f"Lines of {verification.source_path} no test runs: "
+            f"{quality_bar.line_ranges(verification.missing_lines)}."
+        )
+    lines += [
+        f"Improve the tests in {test_file} until every test passes every time, asserts what "
+        "the code does, and runs the lines named above.",
+        "Do not change the code under test, and change no file but the test file.",
+    ]
+    return "\n".join(lines)
+
+
+class ImproveTests:
+    name = "ImproveTests"
+
+    def get_command(self, scope: Scope, session: Session, **opts: Any) -> Command:
+        test_file = current_test_file(scope, session)
+        attempt = session.state.get("improve_attempts", 0) + 1
+        return agent_command(
+            self.name,
+            scope.project,
+            build_prompt(session, test_file),
+            test_file=test_file,
+            attempt=attempt,
+        )
+
+    def handle_result(
+        self, scope: Scope, session: Session, result: Result, **opts: Any
+    ) -> StepOutcome:
+        if result.status == "error":
+            return StepOutcome(session_updates={}, result=result)
+        attempts = session.state.get("improve_attempts", 0) + 1
+        return StepOutcome(
+            session_updates={"state": {**session.state, "improve_attempts": attempts}},
+            result=result,
+        )
