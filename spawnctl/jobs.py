@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from spawnctl import events
+from spawnctl import events, verify
 from spawnctl.api import (
     COMPONENT_TEST_SESSIONS,
     Api,
@@ -262,6 +262,10 @@ def result_of(execution: Execution, timeout: float | None = None) -> dict[str, A
     return result
 
 
+def _not_started(error: OSError) -> dict[str, Any]:
+    return {"status": "error", "error_message": f"Could not start the command: {error}"}
+
+
 # A spawn step handler: given the job and the spawn interaction, it either reports the step's
 # result itself (Submitted) or ends the job (Halt); None when the run was stopped.
 SpawnHandler = Callable[["SessionJob", Interaction, Heartbeat], "Submitted | Halt | None"]
@@ -411,24 +415,53 @@ class SessionJob:
         return self._submit(interaction, result)
 
     def _execute(self, interaction: Interaction, beat: Heartbeat) -> dict[str, Any] | None:
+        """The command's result; None when it was stopped (nothing is reported then)."""
         config = self.config
         halt = AnyOf(config.stop, beat.lost)
         env = command_env(config.env, self.session, interaction)
         shell = shell_line(interaction.command)
+        plan = verify.plan_of(interaction.step_name, interaction.metadata)
+        if isinstance(plan, str):
+            return {"status": "error", "error_message": plan}
         locked = interaction.metadata.get("repository_lock") is True
         lock = repository_lock(config.repo, halt) if locked else contextlib.nullcontext(True)
         with lock as held:
             if not held:
                 return None
+            if plan is not None:
+                return self._verify(plan, shell, env, halt)
             try:
                 execution = execute(
                     shell, cwd=config.repo, env=env, stop=halt, timeout=config.command_timeout
                 )
             except OSError as error:
-                return {"status": "error", "error_message": f"Could not start the command: {error}"}
+                return _not_started(error)
         if execution.stopped:
             return None
         return result_of(execution, config.command_timeout)
+
+    def _verify(
+        self, plan: verify.Plan, shell: str, env: dict[str, str], halt: AnyOf
+    ) -> dict[str, Any] | None:
+        """VerifyTests: the command run ``plan.runs`` times, every run to its end (a failing
+        one too: the server counts the failures), then what they measured."""
+        config = self.config
+        problem = verify.prepare(config.repo, plan, env)
+        if problem is not None:
+            return {"status": "error", "error_message": problem}
+        executions: list[Execution] = []
+        for _ in range(plan.runs):
+            verify.clear_report(config.repo, plan)
+            try:
+                execution = execute(
+                    shell, cwd=config.repo, env=env, stop=halt, timeout=config.command_timeout
+                )
+            except OSError as error:
+                return _not_started(error)
+            if execution.stopped:
+                return None
+            executions.append(execution)
+        return verify.result(config.repo, plan, executions)
 
     def _submit(self, interaction: Interaction, result: dict[str, Any]) -> Session:
         config = self.config

@@ -4,6 +4,9 @@ working copy's lock, and a step stopped when its lease is lost."""
 from __future__ import annotations
 
 import json
+import os
+import shlex
+import shutil
 import subprocess
 import sys
 import threading
@@ -458,3 +461,205 @@ def test_the_bar_is_counted_again_from_the_server_each_time_a_child_ends(tmp_pat
     assert events.ChildrenCounted("ctx", 7, 4, 0, 1, active=2) in seen
     asked = [body for route, body in server.calls if route == "children"]
     assert len(asked) == 1
+
+
+# --- VerifyTests: the test file run again and again, then measured -------------------------
+
+SAMPLE = Path(__file__).resolve().parent / "fixtures" / "coverage" / "sample"
+
+
+def verify_step(shell: str, **metadata) -> Interaction:
+    metadata = {
+        "test_file": "tests/test_pricing.py",
+        "source_path": "src/shop/pricing.py",
+        "runs": 2,
+        "report_file": ".spawnctl/coverage-t.json",
+        "report_format": "coverage.py-json",
+        "assertion_check": "python",
+        **metadata,
+    }
+    return Interaction(
+        {
+            "id": "i1",
+            "step_name": "VerifyTests",
+            "command": {"command": shell, "metadata": metadata},
+        }
+    )
+
+
+def sent_result(server: FakeServer) -> dict:
+    [sent] = [body for route, body in server.calls if route == "result"]
+    return sent
+
+
+def _sample_repo(tmp_path: Path) -> Path:
+    """The coverage fixtures' sample as a git work tree: its module, its checks as the test
+    file."""
+    repo = tmp_path / "repo"
+    shutil.copytree(SAMPLE / "src", repo / "src", ignore=shutil.ignore_patterns("__pycache__"))
+    (repo / "tests").mkdir()
+    shutil.copy(SAMPLE / "checks" / "check_pricing.py", repo / "tests" / "test_pricing.py")
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    return repo
+
+
+# What each format's report is made with, by coverage.py itself.
+REPORTS = {"coverage.py-json": "json", "lcov": "lcov", "cobertura": "xml"}
+
+
+@pytest.mark.parametrize("report_format", list(REPORTS))
+def test_verify_tests_runs_the_test_file_each_time_and_reports_what_coverage_measured(
+    tmp_path, report_format
+):
+    pytest.importorskip("coverage", reason="measuring needs coverage.py (the dev extras)")
+    if shutil.which("git") is None:
+        pytest.skip("needs git")
+    repo = _sample_repo(tmp_path)
+    python = shlex.quote(sys.executable)
+    data, report = ".spawnctl/coverage-t.data", ".spawnctl/coverage-t.report"
+    shell = (
+        f"{python} -m coverage run --branch --data-file={data} -m pytest -p no:cacheprovider "
+        f"tests/test_pricing.py; code=$?; {python} -m coverage {REPORTS[report_format]} "
+        f"--data-file={data} --include=src/shop/pricing.py -q -o {report}; exit $code"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
+    # The sample's pytest needs none of this suite's plugins.
+    env.update(PYTHONPATH="src", PYTEST_DISABLE_PLUGIN_AUTOLOAD="1")
+    server = FakeServer()
+    config, _ = config_for(server, repo, lease_seconds=60, env=env)
+    step = verify_step(shell, report_file=report, report_format=report_format)
+
+    assert SessionJob(config, component_session(), is_child=True)._run_step(step) is not None
+
+    sent = sent_result(server)
+    assert "2 passed" in sent.pop("stdout")
+    assert sent.pop("duration_ms") > 0
+    assert sent == {
+        "status": "ok",
+        "code": 0,
+        "stderr": "",
+        "data": {
+            "verification": {
+                "runs": [0, 0],
+                "coverage": {
+                    "source_path": "src/shop/pricing.py",
+                    "lines_total": 8,
+                    "lines_covered": 4,
+                    "missing_lines": [9, 13, 14, 15],
+                    "branches_total": 4,
+                    "branches_covered": 1,
+                },
+                "tests_without_assertions": ["test_smoke"],
+                "changed_files": [],
+            }
+        },
+    }
+    assert ".spawnctl/" in (repo / ".git" / "info" / "exclude").read_text().splitlines()
+
+
+def test_verify_tests_runs_every_time_and_reports_the_first_failing_run(tmp_path):
+    # The first of three runs writes a report, the second fails, the third writes none.
+    report = shlex.quote(str(SAMPLE.parent / "coverage.lcov"))
+    shell = (
+        "n=$(($(cat count 2>/dev/null || echo 0) + 1)); echo $n > count; "
+        f'echo "out $n"; echo "err $n" >&2; [ $n -eq 1 ] && cp {report} .spawnctl/r.info; '
+        "[ $n -ne 2 ]"
+    )
+    server = FakeServer()
+    config, _ = config_for(server, tmp_path, lease_seconds=60)
+    step = verify_step(shell, runs=3, report_file=".spawnctl/r.info", report_format="lcov")
+
+    SessionJob(config, component_session(), is_child=True)._run_step(step)
+
+    sent = sent_result(server)
+    assert (tmp_path / "count").read_text() == "3\n"  # every run ran, the failing one too
+    assert sent["data"] == {
+        "verification": {
+            "runs": [0, 1, 0],
+            # Only the first run wrote a report: what is read is the last run's, none.
+            "coverage": None,
+            # The test file is missing: nothing can be said of its functions.
+            "tests_without_assertions": [],
+            "changed_files": [],
+        }
+    }
+    assert (sent["status"], sent["code"], sent["stdout"], sent["stderr"]) == (
+        "ok",
+        1,
+        "out 2\n",
+        "err 2\n",
+    )
+    assert not (tmp_path / ".spawnctl" / "r.info").exists()
+
+
+def test_a_stop_during_verify_tests_ends_its_runs_and_reports_nothing(tmp_path):
+    marker = tmp_path / "ran"
+    server = FakeServer()
+    config, seen = config_for(server, tmp_path, lease_seconds=60)
+    threading.Timer(0.5, config.stop.set).start()
+    started = time.monotonic()
+
+    step = verify_step(f"echo x >> {marker}; sleep 2", runs=5)
+    assert SessionJob(config, component_session(), is_child=True)._run_step(step) is None
+
+    assert time.monotonic() - started < 10
+    assert marker.read_text() == "x\n"  # the first run was stopped; no other started
+    assert "result" not in server.routes()
+    assert server.routes()[-1] == "release"
+    assert events.Released("s1", "User", "stopped", True) in seen
+
+
+def test_verify_tests_whose_report_would_leave_its_directory_runs_nothing(tmp_path):
+    victim = tmp_path / "victim"
+    victim.write_text("kept")
+    server = FakeServer()
+    config, _ = config_for(server, tmp_path, lease_seconds=60)
+    step = verify_step(f"touch {tmp_path / 'ran'}", report_file="../victim")
+
+    SessionJob(config, component_session(), is_child=True)._run_step(step)
+
+    assert sent_result(server) == {
+        "status": "error",
+        "error_message": (
+            "VerifyTests: report_file must be a relative path under .spawnctl/, not '../victim'"
+        ),
+    }
+    assert victim.read_text() == "kept"
+    assert not (tmp_path / "ran").exists()
+
+
+def test_verify_tests_in_a_working_copy_whose_spawnctl_leads_elsewhere_runs_nothing(tmp_path):
+    repo, elsewhere = tmp_path / "repo", tmp_path / "elsewhere"
+    repo.mkdir()
+    elsewhere.mkdir()
+    (repo / ".spawnctl").symlink_to(elsewhere)
+    server = FakeServer()
+    config, _ = config_for(server, repo, lease_seconds=60)
+
+    SessionJob(config, component_session(), is_child=True)._run_step(
+        verify_step(f"touch {tmp_path / 'ran'}")
+    )
+
+    assert sent_result(server) == {
+        "status": "error",
+        "error_message": (
+            "VerifyTests: .spawnctl/coverage-t.json is not inside the repository's .spawnctl/"
+        ),
+    }
+    assert not (tmp_path / "ran").exists()
+
+
+def test_verify_tests_whose_command_cannot_start_says_so(tmp_path, monkeypatch):
+    def cannot_start(*args, **kwargs):
+        raise OSError("no sh here")
+
+    monkeypatch.setattr("spawnctl.jobs.execute", cannot_start)
+    server = FakeServer()
+    config, _ = config_for(server, tmp_path, lease_seconds=60)
+
+    SessionJob(config, component_session(), is_child=True)._run_step(verify_step("true"))
+
+    assert sent_result(server) == {
+        "status": "error",
+        "error_message": "Could not start the command: no sh here",
+    }
