@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from django.db.models import Count, F, OuterRef, Prefetch, Q, QuerySet, Subquery
+from django.db.models import Count, F, OuterRef, Prefetch, Q, QuerySet, Subquery, Sum
+from django.db.models.functions import Coalesce
 from django.db.models.fields.json import KT
 from django.utils import timezone
 
@@ -290,8 +291,14 @@ def with_children_progress(queryset: QuerySet[Session]) -> QuerySet[Session]:
         for status in SessionStatus.values
     }
     stalled = Count("child_sessions", filter=stalled_at(timezone.now(), through="child_sessions"))
+    # One verification per child at most (its latest), so the sums count each child once.
+    lines = "child_sessions__latest_verification__lines_"
     return queryset.annotate(
-        children_total=Count("child_sessions"), children_stalled=stalled, **counts
+        children_total=Count("child_sessions"),
+        children_stalled=stalled,
+        children_lines_total=Coalesce(Sum(f"{lines}total"), 0),
+        children_lines_covered=Coalesce(Sum(f"{lines}covered"), 0),
+        **counts,
     )
 
 
@@ -300,6 +307,8 @@ def children_progress(session: Session) -> ChildrenSummary:
     return ChildrenSummary(
         total=session.children_total,
         stalled=session.children_stalled,
+        lines_total=session.children_lines_total,
+        lines_covered=session.children_lines_covered,
         **{status: getattr(session, f"children_{status}") for status in SessionStatus.values},
     )
 

@@ -189,6 +189,7 @@ def run_etag(*, session: Session, now: datetime | None = None) -> str:
             "state",
             "component",
             "branch",
+            "latest_verification",
         )
     )
     for row in sessions:

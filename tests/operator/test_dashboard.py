@@ -101,3 +101,31 @@ def test_the_dashboard_costs_a_fixed_number_of_queries_per_project(
     # Projects, in flight, stalled, the week's finished sessions; one for each project's runs.
     with django_assert_num_queries(5):
         dashboards_for(scope.user)
+
+
+def test_each_latest_run_shows_its_children_s_coverage(staff_client, known_run):
+    from sessions_app.models import Interaction, Session, Verification
+
+    covered = []
+    for child, (total, lines) in zip(
+        Session.objects.filter(parent_session=known_run.parent).order_by("created_at")[:2],
+        [(100, 90), (50, 20)],
+        strict=True,
+    ):
+        step = Interaction.objects.create(session=child, step_name="VerifyTests", command={})
+        covered.append(
+            Verification.objects.create(
+                session=child,
+                interaction=step,
+                passed=True,
+                runs=[0],
+                lines_total=total,
+                lines_covered=lines,
+            )
+        )
+        Session.objects.filter(pk=child.pk).update(latest_verification=covered[-1])
+
+    html = staff_client.get("/").content.decode()
+
+    # 110 of 150 lines over the run's children.
+    assert '<td class="run-coverage">73.3% covered</td>' in html

@@ -227,3 +227,30 @@ def test_the_run_page_names_the_run_s_branch_once_initialize_has_set_it(staff_cl
 
     html = staff_client.get(run_url(context)).content.decode()
     assert '<code class="run-branch">agentic-tests/shop-1234abcd</code>' in html
+
+
+def test_each_child_shows_its_coverage_and_the_run_its_total(staff_client, scope, known_run):
+    from sessions_app.models import Verification
+
+    child = Session.objects.filter(parent_session=known_run.parent).order_by("created_at")[0]
+    interaction = Interaction.objects.create(
+        session=child, step_name="VerifyTests", command={"command": "x"}
+    )
+    verification = Verification.objects.create(
+        session=child,
+        interaction=interaction,
+        passed=False,
+        runs=[0, 0, 0],
+        lines_total=120,
+        lines_covered=100,
+        line_coverage=83.3,
+        problems=["Tests without assertions: test_a"],
+    )
+    Session.objects.filter(pk=child.pk).update(latest_verification=verification)
+
+    html = staff_client.get(run_url(known_run.parent)).content.decode()
+
+    row = rows_of(html)[child.component.name]
+    assert '<span class="coverage-value">83.3%</span>' in row
+    assert 'title="Tests without assertions: test_a">below the bar<' in row
+    assert "Coverage 83.3% of 120 lines" in text(html)
