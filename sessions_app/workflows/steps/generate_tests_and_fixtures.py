@@ -28,6 +28,8 @@ def build_prompt(session: Session, test_file: str) -> str:
             f"It belongs to the context {parent.name} (module {parent.module_name})"
             + (f": {parent.description}" if parent.description else ".")
         )
+    if component.source_path:
+        lines.append(f"Its code is in {component.source_path}.")
     lines += [
         f"Write the tests in {test_file}, with any fixtures they need, following the "
         "project's existing test conventions.",
