@@ -66,6 +66,9 @@ class TreeRow:
     last_session_id: uuid.UUID | None
     last_run_at: datetime | None
     last_status: str | None
+    #: The newest verification's line coverage (percent) of any of its sessions; None when
+    #: never measured.
+    last_line_coverage: float | None = None
 
 
 def component_tree(*, scope: Scope) -> list[TreeRow]:
@@ -75,6 +78,9 @@ def component_tree(*, scope: Scope) -> list[TreeRow]:
     # relation instead of an import.
     sessions = Component._meta.get_field("sessions").related_model.objects
     newest = sessions.filter(component=OuterRef("pk")).order_by("-created_at", "-pk")
+    measured = sessions.filter(
+        component=OuterRef("pk"), latest_verification__line_coverage__isnull=False
+    ).order_by("-latest_verification__verified_at")
     counted = (
         sessions.filter(component=OuterRef("pk"))
         .order_by()
@@ -89,6 +95,7 @@ def component_tree(*, scope: Scope) -> list[TreeRow]:
             last_session_id=Subquery(newest.values("pk")[:1]),
             last_run_at=Subquery(newest.values("created_at")[:1]),
             last_status=Subquery(newest.values("status")[:1]),
+            last_line_coverage=Subquery(measured.values("latest_verification__line_coverage")[:1]),
         )
         .order_by(*SPAWN_ORDER)
     )
@@ -113,6 +120,7 @@ def component_tree(*, scope: Scope) -> list[TreeRow]:
                 last_session_id=component.last_session_id,
                 last_run_at=component.last_run_at,
                 last_status=component.last_status,
+                last_line_coverage=component.last_line_coverage,
             )
         )
         pending.extend((c, depth + 1) for c in reversed(children.get(component.pk, [])))

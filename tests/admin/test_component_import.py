@@ -92,6 +92,26 @@ def test_each_component_shows_its_last_run_and_status(staff_client, scope, proje
     assert "never" in html
 
 
+def test_each_component_shows_its_last_measured_coverage(staff_client, scope, project, context):
+    from sessions_app.models import Interaction, Session, Verification
+
+    context_session = make_context_session(scope, context)
+    user = context.child_components.get(name="User")
+    child = make_child(context_session, user, status=SessionStatus.COMPLETE)
+    step = Interaction.objects.create(session=child, step_name="VerifyTests", command={})
+    measured = Verification.objects.create(
+        session=child, interaction=step, passed=True, runs=[0], line_coverage=91.6
+    )
+    Session.objects.filter(pk=child.pk).update(latest_verification=measured)
+
+    response = staff_client.get(change_url(project))
+
+    rows = {row.component.name: row for row in response.context["component_tree"]}
+    assert float(rows["User"].last_line_coverage) == 91.6
+    assert rows["Token"].last_line_coverage is None
+    assert '<td class="component-coverage">91.6%</td>' in response.content.decode()
+
+
 def test_the_newest_session_is_the_one_shown(staff_client, scope, project, context):
     make_context_session(scope, context, status=SessionStatus.FAILED)
     newest = make_context_session(scope, context, status=SessionStatus.COMPLETE)
