@@ -97,8 +97,7 @@ def document_idempotency_key(result: dict, generator: Any, request: Any, public:
     error = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
     answers = {
         "409": "A request with this Idempotency-Key is in progress (or another conflict).",
-        "422": "The Idempotency-Key was used for a different request (or the step cannot "
-        "proceed).",
+        "422": "The Idempotency-Key was used for another request (or the step cannot go on).",
     }
     for item in result.get("paths", {}).values():
         operation = item.get("post")
