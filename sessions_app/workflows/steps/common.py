@@ -23,6 +23,30 @@ def agent_command(module: str, project: Project, prompt: str, **metadata: Any) -
     )
 
 
+class AgentRound:
+    """An agent step that reworks the component's test file, numbered by a state counter
+    (``counter``): FixCompilationErrors, ImproveTests. Subclasses write ``build_prompt``."""
+
+    name: str
+    counter: str
+
+    def build_prompt(self, session: Any, test_file: str) -> str:
+        raise NotImplementedError
+
+    def get_command(self, scope: Any, session: Any, **opts: Any) -> Command:
+        # Imported here: run_tests imports this module.
+        from sessions_app.workflows.steps.run_tests import current_test_file
+
+        test_file = current_test_file(scope, session)
+        return agent_command(
+            self.name,
+            scope.project,
+            self.build_prompt(session, test_file),
+            test_file=test_file,
+            attempt=session.state.get(self.counter, 0) + 1,
+        )
+
+
 def clip(text: str, limit: int = MAX_OUTPUT_CHARS) -> str:
     if len(text) <= limit:
         return text

@@ -6,9 +6,8 @@ from typing import Any
 
 from core.scope import Scope
 from sessions_app.models import Session
-from sessions_app.workflows.steps.common import agent_command
-from sessions_app.workflows.steps.run_tests import current_test_file
-from sessions_app.workflows.types import Command, Result, StepOutcome
+from sessions_app.workflows.steps.common import AgentRound
+from sessions_app.workflows.types import Result, StepOutcome
 
 
 def build_prompt(session: Session, test_file: str) -> str:
@@ -28,19 +27,12 @@ def build_prompt(session: Session, test_file: str) -> str:
     )
 
 
-class FixCompilationErrors:
+class FixCompilationErrors(AgentRound):
     name = "FixCompilationErrors"
+    counter = "fix_attempts"
 
-    def get_command(self, scope: Scope, session: Session, **opts: Any) -> Command:
-        test_file = current_test_file(scope, session)
-        attempt = session.state.get("fix_attempts", 0) + 1
-        return agent_command(
-            self.name,
-            scope.project,
-            build_prompt(session, test_file),
-            test_file=test_file,
-            attempt=attempt,
-        )
+    def build_prompt(self, session: Session, test_file: str) -> str:
+        return build_prompt(session, test_file)
 
     def handle_result(
         self, scope: Scope, session: Session, result: Result, **opts: Any

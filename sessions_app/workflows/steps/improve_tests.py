@@ -8,9 +8,8 @@ from typing import Any
 from core.scope import Scope
 from sessions_app import quality_bar
 from sessions_app.models import Session
-from sessions_app.workflows.steps.common import agent_command
-from sessions_app.workflows.steps.run_tests import current_test_file
-from sessions_app.workflows.types import Command, Result, StepOutcome
+from sessions_app.workflows.steps.common import AgentRound
+from sessions_app.workflows.types import Result, StepOutcome
 
 
 def build_prompt(session: Session, test_file: str) -> str:
@@ -35,19 +34,12 @@ def build_prompt(session: Session, test_file: str) -> str:
     return "\n".join(lines)
 
 
-class ImproveTests:
+class ImproveTests(AgentRound):
     name = "ImproveTests"
+    counter = "improve_attempts"
 
-    def get_command(self, scope: Scope, session: Session, **opts: Any) -> Command:
-        test_file = current_test_file(scope, session)
-        attempt = session.state.get("improve_attempts", 0) + 1
-        return agent_command(
-            self.name,
-            scope.project,
-            build_prompt(session, test_file),
-            test_file=test_file,
-            attempt=attempt,
-        )
+    def build_prompt(self, session: Session, test_file: str) -> str:
+        return build_prompt(session, test_file)
 
     def handle_result(
         self, scope: Scope, session: Session, result: Result, **opts: Any
