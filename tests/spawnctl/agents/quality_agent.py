@@ -58,6 +58,9 @@ def main() -> int:
     else:
         body = GOOD
     path = Path(os.environ["SPAWNCTL_TEST_FILE"])
+    if not path.name.startswith("test_"):
+        print(f"quality agent: {path} is not a test file", file=sys.stderr)
+        return 3
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(body.format(module=module))
     print(json.dumps({"type": "result", "subtype": "success", "result": f"wrote {path}"}))
