@@ -86,6 +86,20 @@ def validate_source_path(value: str) -> None:
         raise ValidationError(f"Must be a relative path inside the repository: {problem}.")
 
 
+MAX_EXISTING_TESTS = 50
+
+
+def validate_existing_tests(value: object) -> None:
+    if not isinstance(value, list) or len(value) > MAX_EXISTING_TESTS:
+        raise ValidationError(f"Must be a list of at most {MAX_EXISTING_TESTS} test file paths.")
+    for path in value:
+        problem = safety.test_file_problem(path) if isinstance(path, str) else "not a string"
+        if problem:
+            raise ValidationError(
+                f"{path!r} must be a relative path inside the repository: {problem}."
+            )
+
+
 def validate_base_branch(value: str) -> None:
     if problem := safety.branch_name_problem(value):
         raise ValidationError(f"Not a valid git branch name: {problem}.")
@@ -259,6 +273,13 @@ class Component(models.Model):
         blank=True,
         validators=[validate_source_path],
         help_text="The component's code, relative to the repository (e.g. src/shop/user.py).",
+    )
+    existing_tests = models.JSONField(
+        default=list,
+        blank=True,
+        validators=[validate_existing_tests],
+        help_text="Test files that already exercise the component (the importer finds them); "
+        "the agent is pointed at them.",
     )
     excluded = models.BooleanField(
         default=False,

@@ -12,7 +12,12 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from components_app import selectors, test_paths
-from components_app.models import MODULE_NAME_TAKEN, Component, Project
+from components_app.models import (
+    MODULE_NAME_TAKEN,
+    Component,
+    Project,
+    validate_existing_tests,
+)
 from components_app.signals import components_excluded
 from core.errors import Conflict, InvalidInput, NotFound, refuse_unchangeable
 from core.json_values import unstorable_reason
@@ -28,6 +33,7 @@ UPDATABLE_FIELDS = (
     "parent_component",
     "source_path",
     "excluded",
+    "existing_tests",
 )
 # A project's settings: what GET and PATCH /api/projects/{id}/ read and change.
 PROJECT_SETTINGS = (
@@ -123,6 +129,7 @@ def create_component(
     parent_component: Component | None = None,
     source_path: str | None = None,
     excluded: bool = False,
+    existing_tests: list[str] | None = None,
 ) -> Component:
     with transaction.atomic():
         component = Component(
@@ -135,6 +142,7 @@ def create_component(
             parent_component=parent_component,
             source_path=source_path,
             excluded=excluded,
+            existing_tests=existing_tests or [],
         )
         return _save(component, force_insert=True)
 
@@ -200,6 +208,7 @@ ROW_FIELDS = (
     "parent_module_name",
     "source_path",
     "excluded",
+    "existing_tests",
 )
 _REQUIRED_TEXT = ("module_name", "name", "type")
 # The priority column is a 32-bit integer on PostgreSQL; the API's single create refuses the
@@ -324,6 +333,13 @@ def _clean_row(row: Any) -> tuple[dict[str, Any], dict[str, list[str]]]:
             clean["excluded"] = row["excluded"]
         else:
             errors["excluded"] = [NOT_A_BOOLEAN]
+    if "existing_tests" in row:
+        try:
+            validate_existing_tests(row["existing_tests"])
+        except ValidationError as error:
+            errors["existing_tests"] = list(error.messages)
+        else:
+            clean["existing_tests"] = list(row["existing_tests"])
     if "priority" in row:
         priority = row["priority"]
         low, high = _PRIORITY_RANGE
@@ -525,7 +541,15 @@ def _bulk_upsert(*, scope: Scope, rows: list[Any], prune: bool) -> BulkUpsertRes
         module_name = clean["module_name"]
         values: dict[str, Any] = {
             key: clean[key]
-            for key in ("name", "type", "priority", "description", "source_path", "excluded")
+            for key in (
+                "name",
+                "type",
+                "priority",
+                "description",
+                "source_path",
+                "excluded",
+                "existing_tests",
+            )
             if key in clean
         }
         if "parent_module_name" in clean:

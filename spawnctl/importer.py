@@ -207,6 +207,62 @@ def _module_files(directory: Path) -> list[Path]:
     )
 
 
+# At most this many existing test files are named per component (the server's limit).
+MAX_EXISTING_TESTS = 50
+
+
+def _test_files(repo: Path, ignored: IgnoreCheck) -> list[Path]:
+    """The repository's Python test files: ``test_*.py``, ``*_test.py`` and whatever sits
+    under a ``tests``/``test`` directory; hidden directories, environments and what git
+    ignores left out."""
+    found = []
+    for path in sorted(repo.rglob("*.py")):
+        parts = path.relative_to(repo).parts
+        if any(p.startswith(".") or p in ("node_modules", "site-packages") for p in parts[:-1]):
+            continue
+        if any(_is_environment(repo.joinpath(*parts[:i])) for i in range(1, len(parts))):
+            continue
+        in_tests = any(p in ("tests", "test") for p in parts[:-1])
+        if in_tests or _is_test_file(path.name):
+            found.append(path)
+    left_out = ignored([_rel(repo, path) for path in found])
+    return [path for path in found if _rel(repo, path) not in left_out]
+
+
+def _imported_modules(path: Path) -> set[str]:
+    """The dotted names a file imports (``from a.b import c`` names ``a.b`` and ``a.b.c``);
+    nothing when it does not parse."""
+    try:
+        tree = ast.parse(path.read_bytes())
+    except (SyntaxError, ValueError):
+        return set()
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return names
+
+
+def existing_tests(repo: Path, modules: Iterable[str], ignored: IgnoreCheck) -> dict[str, list]:
+    """For each module name, the test files that import it (or something inside it)."""
+    wanted = set(modules)
+    found: dict[str, list[str]] = {module: [] for module in wanted}
+    for path in _test_files(repo, ignored):
+        for name in _imported_modules(path):
+            parts = name.split(".")
+            for end in range(len(parts), 0, -1):
+                module = ".".join(parts[:end])
+                if module in wanted:
+                    relative = _rel(repo, path)
+                    if relative not in found[module]:
+                        found[module].append(relative)
+                    break
+    return {module: sorted(paths)[:MAX_EXISTING_TESTS] for module, paths in found.items()}
+
+
 def scan_python_repo(repo: Path, *, ignored: IgnoreCheck | None = None) -> Scan:
     """Rows for a Python codebase: each package (a directory with ``__init__.py``) that has
     modules is a context, each of its modules a component under it.
@@ -214,7 +270,8 @@ def scan_python_repo(repo: Path, *, ignored: IgnoreCheck | None = None) -> Scan:
     A context's module_name is the package's dotted name, a module's the module's; the name is
     the last part, the description the docstring's first line, the priority ``priority_of``
     (a context: the sum of its modules'), the source_path the file's path in the repository
-    (a context's: its ``__init__.py``). Left out: tests (``tests/``, ``test/``,
+    (a context's: its ``__init__.py``), and a module's existing_tests the test files that
+    import it (read with ``ast`` too). Left out: tests (``tests/``, ``test/``,
     ``test_*.py``, ``*_test.py``, ``conftest.py``, ``tests.py``), ``migrations/``, hidden
     directories, virtualenvs, ``__init__.py`` itself, files outside packages, and what
     .gitignore ignores (``git check-ignore`` in a git work tree, else ``gitignore_fallback``).
@@ -261,6 +318,10 @@ def scan_python_repo(repo: Path, *, ignored: IgnoreCheck | None = None) -> Scan:
             "source_path": _rel(repo, init),
         }
         scan.rows += [context, *modules]
+    tests = existing_tests(repo, [row["module_name"] for row in scan.rows], check)
+    for row in scan.rows:
+        if row["type"] == MODULE:
+            row["existing_tests"] = tests[row["module_name"]]
     return scan
 
 

@@ -9,6 +9,7 @@ from rest_framework import serializers
 
 from components_app import selectors
 from components_app.models import (
+    MAX_EXISTING_TESTS,
     MAX_IMPROVE_ATTEMPTS,
     MAX_STEP_ATTEMPTS,
     MAX_TEST_RUNS,
@@ -117,6 +118,7 @@ class ComponentSerializer(serializers.ModelSerializer):
             "parent_component",
             "source_path",
             "excluded",
+            "existing_tests",
             "created_at",
             "updated_at",
         ]
@@ -149,6 +151,12 @@ class ComponentUpdateSerializer(KnownFieldsOnly, serializers.Serializer):
         required=False,
         help_text="Left out of runs; excluding a component cancels its active child sessions.",
     )
+    existing_tests = serializers.ListField(
+        child=serializers.CharField(max_length=500),
+        max_length=MAX_EXISTING_TESTS,
+        required=False,
+        help_text="Test files that already exercise it; the agent is pointed at them.",
+    )
 
 
 class ComponentCreateSerializer(ComponentUpdateSerializer):
@@ -175,6 +183,12 @@ class ComponentCreateSerializer(ComponentUpdateSerializer):
         help_text="The component's code, relative to the repository; null when unknown.",
     )
     excluded = serializers.BooleanField(default=False, help_text="Left out of runs.")
+    existing_tests = serializers.ListField(
+        child=serializers.CharField(max_length=500),
+        max_length=MAX_EXISTING_TESTS,
+        default=list,
+        help_text="Test files that already exercise it; the agent is pointed at them.",
+    )
 
 
 class BulkComponentRowSerializer(serializers.Serializer):
@@ -198,6 +212,9 @@ class BulkComponentRowSerializer(serializers.Serializer):
         allow_null=True, required=False, help_text="Left out: kept, or none."
     )
     excluded = serializers.BooleanField(required=False, help_text="Left out: kept, or false.")
+    existing_tests = serializers.ListField(
+        child=serializers.CharField(), required=False, help_text="Left out: kept, or none."
+    )
 
 
 @extend_schema_field(BulkComponentRowSerializer(many=True))

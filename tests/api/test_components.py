@@ -18,6 +18,7 @@ COMPONENT_KEYS = {
     "parent_component",
     "source_path",
     "excluded",
+    "existing_tests",
     "created_at",
     "updated_at",
 }

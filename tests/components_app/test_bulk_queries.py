@@ -9,9 +9,9 @@ from components_app.models import Component
 from components_app.services import bulk_upsert_components
 from tests.factories import make_component
 
-# Both sizes fit in one of the database's insert batches (SQLite: 999 parameters, 83 rows of
-# this model's 12 columns); past that Django adds one INSERT per batch, which no design avoids.
-SIZES = (3, 80)
+# Both sizes fit in one of the database's insert batches (SQLite: 999 parameters, 76 rows of
+# this model's 13 columns); past that Django adds one INSERT per batch, which no design avoids.
+SIZES = (3, 70)
 
 
 def rows(count: int, *, priority: int = 0) -> list[dict]:

@@ -573,3 +573,27 @@ class TestQueryCounts:
                 interaction_id=pending.pk,
                 result=Result(status="ok"),
             )
+
+
+def test_the_first_prompt_names_the_code_and_the_tests_that_already_exercise_it(scope, project):
+    context = make_component(project, "Shop", module_name="shop", type="context")
+    make_component(
+        project,
+        "Cart",
+        module_name="shop.cart",
+        parent_component=context,
+        source_path="src/shop/cart.py",
+        existing_tests=["tests/test_checkout.py"],
+    )
+    session = make_context_session(scope, context)
+    child_id = services.spawn_child_sessions(scope=scope, session_id=session.pk).metadata[
+        "child_session_ids"
+    ][0]
+    child = Session.objects.get(pk=child_id)
+    step_once(scope, child)
+
+    generate, _ = services.next_command(scope=scope, session_id=child.pk)
+
+    prompt = generate.command["metadata"]["prompt"]
+    assert "Its code is in src/shop/cart.py." in prompt
+    assert "Tests that already exercise it: tests/test_checkout.py." in prompt

@@ -738,3 +738,27 @@ def test_spawnctl_import_takes_exclude_on_its_command_line():
         ["import", "--repo", ".", "--project", "p", "--exclude", "a.*", "--exclude", "b"]
     )
     assert args.exclude == ["a.*", "b"]
+
+
+def test_a_scan_names_the_tests_that_already_exercise_each_module(tmp_path, scope):
+    write_src_layout(tmp_path)
+    tests = tmp_path / "tests"
+    tests.mkdir()
+    (tests / "test_helpers.py").write_text(
+        "from clicky import utils\nfrom clicky._utils import x\n"
+    )
+    (tests / "test_core.py").write_text("import clicky.core\n")
+    (tests / "conftest.py").write_text("from clicky.utils import helper\n")
+    (tests / "broken.py").write_text("def (:\n")
+    (tmp_path / "src" / "clicky" / "check_test.py").write_text("import os\n")
+
+    rows = {row["module_name"]: row for row in scan_python_repo(tmp_path).rows}
+
+    assert rows["clicky.utils"]["existing_tests"] == ["tests/conftest.py", "tests/test_helpers.py"]
+    assert rows["clicky._utils"]["existing_tests"] == ["tests/test_helpers.py"]
+    assert rows["clicky.core"]["existing_tests"] == ["tests/test_core.py"]
+    assert rows["clicky._winconsole"]["existing_tests"] == []
+    assert "existing_tests" not in rows["clicky"]
+    bulk_upsert_components(scope=scope, rows=list(rows.values()))
+    stored = Component.objects.get(project=scope.project, module_name="clicky.core")
+    assert stored.existing_tests == ["tests/test_core.py"]

@@ -30,6 +30,12 @@ def build_prompt(session: Session, test_file: str) -> str:
         )
     if component.source_path:
         lines.append(f"Its code is in {component.source_path}.")
+    if component.existing_tests:
+        lines.append(
+            "Tests that already exercise it: "
+            + ", ".join(component.existing_tests)
+            + ". Read them first: keep to their conventions and do not repeat what they test."
+        )
     lines += [
         f"Write the tests in {test_file}, with any fixtures they need, following the "
         "project's existing test conventions.",
