@@ -32,6 +32,11 @@ OUTAGE_STATUSES = (502, 503, 504)
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 # The server's 409 while the first try of a key still runs: asked again, it gets its answer.
 IN_PROGRESS = "A request with this Idempotency-Key is in progress"
+# The server's 409 once its own retries of a deadlock ran out: nothing was written (only a
+# success is kept under a key), so the same request asked again may well go through.
+KEPT_CONFLICTING = "The request kept conflicting with concurrent writes; try again"
+# The 409s that mean "not now" rather than "no": asked again within the wait for the server.
+BUSY_CONFLICTS = (IN_PROGRESS, KEPT_CONFLICTING)
 _LEASED_BY = re.compile(r"^Session is leased by (?P<runner>.+) until (?P<until>\S+)$", re.S)
 
 CONTEXT_TESTING_SESSIONS = "ContextTestingSessions"
@@ -69,6 +74,11 @@ class Unreachable(ApiError):
 
 class NotFound(ApiError):
     pass
+
+
+class Redirected(ApiError):
+    """A 3xx: the client never follows one (the token would go along), so the person who
+    gave the URL is told where it points."""
 
 
 class Unauthorized(ApiError):
@@ -250,6 +260,10 @@ class Api:
             headers={"Authorization": f"Token {token}", "Accept": "application/json"},
             timeout=timeout,
             transport=transport,
+            # A redirect followed would carry the token where the answer points (httpx keeps
+            # it on the same origin and on an http to https move of the host) and turn a POST
+            # into a GET: each is an error instead, naming where it points (``_redirected``).
+            follow_redirects=False,
         )
 
     def close(self) -> None:
@@ -272,7 +286,7 @@ class Api:
         results = list(body.get("results") or [])
         page = body
         while page.get("next"):
-            page = self._json("GET", page["next"])
+            page = self._next_page(page["next"])
             results += page.get("results") or []
         return Children(
             summary=dict(body.get("summary") or {}),
@@ -403,7 +417,24 @@ class Api:
             found += page.get("results") or []
             if not page.get("next"):
                 return found
-            page = self._json("GET", page["next"])
+            page = self._next_page(page["next"])
+
+    def _next_page(self, link: object) -> dict[str, Any]:
+        """The page a ``next`` link names, asked only of the origin this client was given:
+        the token goes with every request, so a link elsewhere (another scheme, host or port,
+        a proxy's or an attacker's) is refused, never requested."""
+        ours = self.client.base_url
+        try:
+            url = ours.join(str(link))
+        except httpx.InvalidURL:
+            raise ApiError(None, f"The server sent a next link that is not a URL: {link}") from None
+        if _origin(url) != _origin(ours):
+            raise ApiError(
+                None,
+                f"The server sent a link to another origin ({url}); the token is sent only "
+                f"to {_origin_text(ours)}",
+            )
+        return self._json("GET", str(url))
 
     def _lease_call(
         self,
@@ -433,8 +464,8 @@ class Api:
         self, method: str, path: str, *, wait: bool = True, **kwargs: Any
     ) -> httpx.Response:
         """The server's answer, sent again while the server is away (see the class), or
-        busy (429, as long as its Retry-After asks; or the first try of this POST still
-        running) within ``server_timeout``.
+        busy (429, as long as its Retry-After asks; the first try of this POST still running;
+        the server's own retries of a deadlock run out) within ``server_timeout``.
 
         Every request is sent again, writes included, though one whose answer was lost may
         have been applied: a POST carries its own ``Idempotency-Key`` on every try, so the
@@ -457,7 +488,7 @@ class Api:
                 cause = _cause(error)
             else:
                 busy = response.status_code == 429 or (
-                    response.status_code == 409 and _detail(response) == IN_PROGRESS
+                    response.status_code == 409 and _detail(response) in BUSY_CONFLICTS
                 )
                 if not busy and response.status_code not in OUTAGE_STATUSES:
                     self._answered()
@@ -506,6 +537,8 @@ class Api:
 
     def _body(self, response: httpx.Response) -> dict[str, Any]:
         status = response.status_code
+        if 300 <= status < 400:
+            raise self._redirected(response)
         if 200 <= status < 300:
             try:
                 body = response.json()
@@ -524,6 +557,31 @@ class Api:
         kind = {401: Unauthorized, 403: Unauthorized, 404: NotFound, 409: Conflict}
         raise kind.get(status, ApiError)(status, detail, body)
 
+    def _redirected(self, response: httpx.Response) -> Redirected:
+        """Where a 3xx points and, when it points at another root (http to https, another
+        host or prefix), the ``--url`` that names it: a redirect's reason phrase alone
+        ("Moved Permanently") says nothing a person can act on."""
+        status = response.status_code
+        location = response.headers.get("Location")
+        if not location:
+            return Redirected(
+                status, f"the server answered {status} {response.reason_phrase} with no Location"
+            )
+        try:
+            target = response.request.url.join(location)
+        except httpx.InvalidURL:
+            return Redirected(status, f"the server redirects to {location}, which is not a URL")
+        detail = f"the server redirects to {target}"
+        # The same route under the root the redirect names: the route is the request's path
+        # below ours.
+        root_path = self.client.base_url.path[: -len("api/")]
+        route = response.request.url.path[len(root_path) :]
+        if route and target.path.endswith(route):
+            root = target.copy_with(path=target.path[: -len(route)], query=None, fragment=None)
+            if root != self.client.base_url.copy_with(path=root_path):
+                detail += f"; use --url {str(root).rstrip('/')}"
+        return Redirected(status, detail)
+
 
 def _retry_after(response: httpx.Response, default: float) -> float:
     """The pause an answer asks for (``Retry-After`` in seconds), within bounds."""
@@ -536,6 +594,17 @@ def _retry_after(response: httpx.Response, default: float) -> float:
 
 def _cause(error: httpx.HTTPError) -> str:
     return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
+    return url.scheme, url.host, url.port or _DEFAULT_PORTS.get(url.scheme)
+
+
+def _origin_text(url: httpx.URL) -> str:
+    return str(url.copy_with(path="/", query=None, fragment=None)).rstrip("/")
 
 
 def base_url(url: str) -> str:

@@ -1,24 +1,29 @@
 """The ``spawnctl`` command line: ``run``, ``work`` and ``status``.
 
 Exit codes: 0 the session ended complete (``work``: every child finished), 1 it ended failed or
-cancelled or cannot go on (or cannot start), 2 bad usage or a server that cannot be reached
-(or refuses the token), 130 / 143 stopped by Ctrl-C / SIGTERM.
+cancelled or cannot go on (or cannot start), 2 bad usage (a URL the token may not be sent to,
+a token file that holds none, a server that redirects elsewhere) or a server that cannot be
+reached (or refuses the token), 130 / 143 stopped by Ctrl-C / SIGTERM.
 """
 
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import os
 import signal
 import socket
+import stat
 import sys
 import threading
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
+import httpx
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -29,14 +34,16 @@ from spawnctl.api import (
     Api,
     ApiError,
     NotFound,
+    Redirected,
     Session,
     Unauthorized,
     Unreachable,
+    base_url,
 )
 from spawnctl.jobs import STOPPED, RunnerConfig
 from spawnctl.progress import Reporter, reporter_for, summary_table
 from spawnctl.run import CANNOT_CONTINUE, Outcome, run_session
-from spawnctl.text import printable
+from spawnctl.text import one_line
 from spawnctl.work import ALL_FINISHED, NotAContext, work_context
 
 DEFAULT_URL = "http://127.0.0.1:8000"
@@ -46,6 +53,18 @@ MAX_LEASE_SECONDS = 86_400
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 EXIT_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}
 NO_TOKEN = "No API token: give --token or set SPAWNCTL_TOKEN"
+TOKEN_ORDER = "--token, --token-file, $SPAWNCTL_TOKEN, $SPAWNCTL_TOKEN_FILE"
+# Plain http lets anyone on the path read the token: only to this machine, or when asked.
+INSECURE_HTTP = (
+    "{url} is plain http to {host}, which is not this machine: the API token would travel in "
+    "clear text. Use an https:// URL, or give --insecure-http (or set SPAWNCTL_INSECURE_HTTP=1) "
+    "on a network you trust"
+)
+NOT_HTTP = "{url} is not a server URL: it must start with https:// (or http://)"
+LOOPBACK_NAMES = ("localhost",)
+# Read permissions for the file's group and the others: ssh refuses such a key; a token file
+# is still read (a shared CI box may have no other way), with a warning.
+OTHERS_READ = stat.S_IRGRP | stat.S_IROTH
 # How long the commands that are not runners (status, import, mcp) wait for a server that is
 # away: a person or an agent is waiting on the answer.
 QUICK_SERVER_TIMEOUT = 5.0
@@ -94,6 +113,10 @@ def _non_negative(text: str) -> float:
     return value
 
 
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
 def build_parser() -> argparse.ArgumentParser:
     server = argparse.ArgumentParser(add_help=False)
     server.add_argument(
@@ -103,8 +126,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     server.add_argument(
         "--token",
-        default=os.environ.get("SPAWNCTL_TOKEN"),
-        help="an API token (default: $SPAWNCTL_TOKEN)",
+        help="an API token (shows in ps: --token-file keeps it off the command line); "
+        f"the first given of {TOKEN_ORDER} is used",
+    )
+    server.add_argument(
+        "--token-file",
+        type=Path,
+        metavar="PATH",
+        help="a file whose first line is the API token (keep it chmod 600); "
+        f"the first given of {TOKEN_ORDER} is used",
+    )
+    server.add_argument(
+        "--insecure-http",
+        action="store_true",
+        default=_env_flag("SPAWNCTL_INSECURE_HTTP"),
+        help="allow a plain http:// URL to a host other than this machine: the token then "
+        "travels in clear text (default: $SPAWNCTL_INSECURE_HTTP=1)",
     )
 
     runner = argparse.ArgumentParser(add_help=False)
@@ -222,10 +259,12 @@ def _add_import(commands: argparse._SubParsersAction, server: argparse.ArgumentP
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        if not args.token:
+        url = server_url(args.url, insecure_http=args.insecure_http)
+        token = api_token(args)
+        if not token:
             raise UsageError(NO_TOKEN)
         server_timeout = getattr(args, "server_timeout", QUICK_SERVER_TIMEOUT)
-        with Api(args.url, args.token, server_timeout=server_timeout) as api:
+        with Api(url, token, server_timeout=server_timeout) as api:
             return args.handler(args, api)
     except UsageError as error:
         _say(f"spawnctl: {error}", error=True)
@@ -239,11 +278,82 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Unreachable as error:
         _say(f"spawnctl: {error.explanation}", error=True)
         return EXIT_USAGE
+    except Redirected as error:
+        # Another URL names the server: the one given is the mistake.
+        _say(f"spawnctl: {error.detail}", error=True)
+        return EXIT_USAGE
     except ApiError as error:
         _say(f"spawnctl: {error.detail}", error=True)
         # An id that names nothing is bad usage; anything else the server refused is a
         # failure.
         return EXIT_USAGE if isinstance(error, NotFound) else EXIT_FAILED
+
+
+def server_url(url: str, *, insecure_http: bool = False) -> str:
+    """The server's root as given, if the token may be sent there: https anywhere, plain
+    http to this machine (or anywhere with ``insecure_http``), nothing else."""
+    root = base_url(url)
+    try:
+        parsed = httpx.URL(root)
+    except httpx.InvalidURL:
+        raise UsageError(NOT_HTTP.format(url=url.strip())) from None
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise UsageError(NOT_HTTP.format(url=url.strip()))
+    if parsed.scheme == "http" and not insecure_http and not is_loopback(parsed.host):
+        raise UsageError(INSECURE_HTTP.format(url=root, host=parsed.host))
+    return root
+
+
+def is_loopback(host: str) -> bool:
+    """``localhost``, 127.0.0.0/8 or ::1: a host whose traffic never leaves this machine."""
+    if host.lower().rstrip(".") in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def api_token(args: argparse.Namespace, environ: Mapping[str, str] = os.environ) -> str | None:
+    """The first given of --token, --token-file, $SPAWNCTL_TOKEN, $SPAWNCTL_TOKEN_FILE: this
+    command line's word over the environment's (a shell's exports outlive the command), and in
+    each the token over a file."""
+    if args.token:
+        return args.token
+    if args.token_file is not None:
+        return read_token_file(args.token_file, "--token-file")
+    if environ.get("SPAWNCTL_TOKEN"):
+        return environ["SPAWNCTL_TOKEN"]
+    if environ.get("SPAWNCTL_TOKEN_FILE"):
+        return read_token_file(Path(environ["SPAWNCTL_TOKEN_FILE"]), "SPAWNCTL_TOKEN_FILE")
+    return None
+
+
+def read_token_file(path: Path, given_by: str) -> str:
+    """The token on the first line of ``path``; a file that others may read is used, with
+    a warning, as ssh warns of a key (but ssh refuses it)."""
+    path = path.expanduser()
+    try:
+        # utf-8-sig: an editor's byte-order mark is no part of the token.
+        with path.open(encoding="utf-8-sig") as handle:
+            mode = os.fstat(handle.fileno()).st_mode
+            first = handle.readline()
+    except FileNotFoundError:
+        raise UsageError(f"{given_by} {path}: no such file") from None
+    except OSError as error:
+        raise UsageError(f"{given_by} {path}: cannot read it: {error.strerror}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"{given_by} {path}: is not a text file") from None
+    token = first.strip()
+    if not token:
+        raise UsageError(f"{given_by} {path}: its first line holds no token")
+    if os.name == "posix" and mode & OTHERS_READ:
+        _say(
+            f"spawnctl: warning: the token file {path} can be read by others "
+            f"(permissions {stat.S_IMODE(mode):04o}); chmod 600 {path} keeps it yours",
+            error=True,
+        )
+    return token
 
 
 def _repo(args: argparse.Namespace) -> Path:
@@ -416,10 +526,17 @@ def cmd_work(args: argparse.Namespace, api: Api) -> int:
 
 
 def _say(line: str, *, error: bool = False) -> None:
-    """One line, unwrapped (a log keeps it whole), made safe for a terminal."""
+    """One line, unwrapped (a log keeps it whole), made safe for a terminal: a newline in a
+    value it carries is escaped, so no value prints a line of its own."""
     stream = sys.stderr if error else sys.stdout
-    stream.write(printable(line) + "\n")
+    stream.write(one_line(line) + "\n")
     stream.flush()
+
+
+def _say_lines(text: str, *, error: bool = False) -> None:
+    """Text of several lines written here (the importer's), each said as one."""
+    for line in str(text).split("\n"):
+        _say(line, error=error)
 
 
 def cmd_status(args: argparse.Namespace, api: Api) -> int:
@@ -438,19 +555,19 @@ def cmd_status(args: argparse.Namespace, api: Api) -> int:
     facts = Table.grid(padding=(0, 2))
     facts.add_column(style="bold")
     facts.add_column()
-    facts.add_row("session", Text(f"{session.id} ({session.type})"))
+    # Every value is the server's: a Text, as rich reads markup in a str; one line, as a
+    # value must not print a line of its own.
+    facts.add_row("session", Text(one_line(f"{session.id} ({session.type})")))
     if session.component:
-        facts.add_row("component", Text(printable(f"{session.name} ({session.module_name})")))
-    facts.add_row("status", Text(f"{session.status}, attempt {session.attempt}"))
+        facts.add_row("component", Text(one_line(f"{session.name} ({session.module_name})")))
+    facts.add_row("status", Text(one_line(f"{session.status}, attempt {session.attempt}")))
     if session.runner:
-        facts.add_row(
-            "leased", Text(printable(f"by {session.runner} until {session.leased_until}"))
-        )
+        facts.add_row("leased", Text(one_line(f"by {session.runner} until {session.leased_until}")))
     if session.state.get("error"):
-        facts.add_row("reason", Text(printable(session.state["error"])))
+        facts.add_row("reason", Text(one_line(session.state["error"])))
     if children is not None:
         counts = ", ".join(f"{count} {name}" for name, count in children.summary.items())
-        facts.add_row("children", counts)
+        facts.add_row("children", Text(one_line(counts)))
     console.print(facts)
     if children is not None and children.results:
         console.print(summary_table(children.results))
@@ -467,26 +584,40 @@ def cmd_import(args: argparse.Namespace, api: Api) -> int:
     try:
         scan = importer.collect_rows(repo=args.repo, manifest=args.manifest, exclude=args.exclude)
     except importer.ManifestError as error:
-        _say(error.message, error=True)
+        _say_lines(error.message, error=True)
         return EXIT_FAILED
     for warning in scan.warnings:
         _say(f"warning: {warning}", error=True)
 
+    # The importer writes lines of its own (a plan is a table) around the server's values:
+    # those are made one line each before it sees them, so its lines are the only ones.
     def post_bulk(rows: list[dict], prune: bool, dry_run: bool) -> dict:
         try:
-            return api.bulk_components(args.project, rows, prune=prune, dry_run=dry_run)
+            answer = api.bulk_components(args.project, rows, prune=prune, dry_run=dry_run)
         except ApiError as error:
             if error.status in (400, 409):
-                raise importer.ImportRejected(error.status, error.body) from None
+                raise importer.ImportRejected(error.status, _one_line_values(error.body)) from None
             raise
+        return _one_line_values(answer)
 
     return importer.run_import(
         rows=scan.rows,
         post_bulk=post_bulk,
         dry_run=args.dry_run,
         prune=args.prune,
-        out=lambda line: _say(str(line)),
+        out=_say_lines,
     )
+
+
+def _one_line_values(value: Any) -> Any:
+    """``value`` (a JSON answer) with every string in it, keys too, made one line."""
+    if isinstance(value, str):
+        return one_line(value)
+    if isinstance(value, dict):
+        return {_one_line_values(k): _one_line_values(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_one_line_values(item) for item in value]
+    return value
 
 
 if __name__ == "__main__":  # pragma: no cover

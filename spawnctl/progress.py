@@ -1,5 +1,9 @@
 """Events turned into output: a live view on a terminal (one line per running child, an
-overall bar), one plain line per event otherwise; and the summary table at the end."""
+overall bar), one plain line per event otherwise; and the summary table at the end.
+
+Every value shown passes through ``one_line``: names, reasons and errors come from the server
+(or from a client that wrote them there), and one holding a newline would otherwise print a
+line this runner never wrote."""
 
 from __future__ import annotations
 
@@ -18,7 +22,7 @@ from rich.text import Text
 
 from spawnctl import events
 from spawnctl.api import Session
-from spawnctl.text import printable
+from spawnctl.text import one_line
 
 
 def describe(event: events.Event) -> str | None:
@@ -103,7 +107,7 @@ class PlainReporter:
             return
         with self._lock:
             stamp = datetime.now().strftime("%H:%M:%S")
-            self.stream.write(f"{stamp} {printable(line)}\n")
+            self.stream.write(f"{stamp} {one_line(line)}\n")
             self.stream.flush()
 
     def close(self) -> None:
@@ -114,7 +118,7 @@ class PlainReporter:
             for child in children:
                 reason = f": {child.failure_reason}" if child.failure_reason else ""
                 self.stream.write(
-                    printable(f"{child.name}: {child.status}, attempt {child.attempt}{reason}")
+                    one_line(f"{child.name}: {child.status}, attempt {child.attempt}{reason}")
                     + "\n"
                 )
             self.stream.flush()
@@ -174,8 +178,8 @@ class LiveReporter:
         now = time.monotonic()
         for running in tally.running.values():
             rows.add_row(
-                Text(printable(running.name)),
-                Text(printable(running.step)),
+                Text(one_line(running.name)),
+                Text(one_line(running.step)),
                 f"{now - running.started:.0f}s",
             )
         return Group(rows, self._bar.get_renderable())
@@ -190,7 +194,7 @@ class LiveReporter:
         if failed_step or isinstance(event, _LOGGED_ON_TERMINAL):
             line = describe(event)
             if line is not None:
-                self._live.console.print(Text(printable(line)))
+                self._live.console.print(Text(one_line(line)))
         if not self._live.auto_refresh:
             self._live.refresh()
 
@@ -210,10 +214,10 @@ def summary_table(children: Iterable[Session]) -> Table:
         table.add_column(column)
     for child in children:
         table.add_row(
-            Text(printable(child.name)),
-            Text(child.status, style=_STATUS_STYLE.get(child.status, "")),
+            Text(one_line(child.name)),
+            Text(one_line(child.status), style=_STATUS_STYLE.get(child.status, "")),
             str(child.attempt),
-            Text(printable(child.failure_reason or "")),
+            Text(one_line(child.failure_reason or "")),
         )
     return table
 

@@ -478,3 +478,31 @@ def test_a_repeat_whose_first_try_still_runs_is_asked_again(clock):
 
     assert answer is not None and answer.session.id == "c1"
     assert len(seen) == 3 and clock.pauses == [0.5, 1.0]
+
+
+@pytest.mark.parametrize("method", ["POST", "GET"])
+def test_a_request_that_kept_conflicting_on_the_server_is_asked_again(clock, method):
+    # The server retried a deadlock itself and gave up: nothing was written, try again.
+    kept = {"detail": "The request kept conflicting with concurrent writes; try again"}
+    answers = iter([httpx.Response(409, json=kept), httpx.Response(409, json=kept)])
+    session = {"id": SID, "status": "active"}
+    api, seen = api_answering(
+        lambda request: next(answers, None) or httpx.Response(200, json=session)
+    )
+
+    answer = api.release(SID, runner="me") if method == "POST" else api.get_session(SID)
+
+    assert isinstance(answer, Session) and answer.id == SID
+    assert len(seen) == 3 and clock.pauses == [0.5, 1.0]
+    assert len({request.headers.get("Idempotency-Key") for request in seen}) == 1
+
+
+def test_a_request_that_keeps_conflicting_is_a_conflict_once_the_wait_is_over(clock):
+    kept = {"detail": "The request kept conflicting with concurrent writes; try again"}
+    api, seen = api_answering(lambda request: httpx.Response(409, json=kept), server_timeout=3)
+
+    with pytest.raises(Conflict) as raised:
+        api.retry(SID)
+
+    assert raised.value.detail == kept["detail"]
+    assert len(seen) == 3 and sum(clock.pauses) <= 3

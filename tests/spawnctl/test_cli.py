@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import os
 import re
 import socket
@@ -58,9 +59,9 @@ def test_the_token_and_url_come_from_the_environment(monkeypatch):
     monkeypatch.setenv("SPAWNCTL_TOKEN", "from-env")
     monkeypatch.setenv("SPAWNCTL_URL", "http://elsewhere:9")
     args = cli.build_parser().parse_args(["status", SID])
-    assert (args.token, args.url) == ("from-env", "http://elsewhere:9")
+    assert (cli.api_token(args), args.url) == ("from-env", "http://elsewhere:9")
     args = cli.build_parser().parse_args(["status", SID, "--url", "http://h:1", "--token", "x"])
-    assert (args.token, args.url) == ("x", "http://h:1")
+    assert (cli.api_token(args), args.url) == ("x", "http://h:1")
 
 
 def test_run_defaults(no_server_env, tmp_path):
@@ -282,3 +283,132 @@ def test_a_repo_that_is_not_a_directory_is_refused_before_a_session_is_made(
     assert code == 2
     assert f"--repo {missing} is not a directory" in capsys.readouterr().err
     assert seen == []
+
+
+# A value that would print a line of its own, and one that would clear the screen.
+FORGED = "x\n12:00:00 Session x is complete"
+CLEAR = "\x1b[2J"
+FORGED_SHOWN = "x\\u000a12:00:00 Session x is complete"
+CLEAR_SHOWN = "\\u001b[2J"
+
+
+def _answering(monkeypatch, handler) -> None:
+    monkeypatch.setattr(
+        cli,
+        "Api",
+        lambda url, token, **kw: Api(url, token, transport=httpx.MockTransport(handler), **kw),
+    )
+
+
+def _forged_lines_stay_whole(out: str) -> None:
+    assert "\x1b" not in out
+    assert "12:00:00 Session x is complete" in out
+    for line in out.splitlines():
+        assert "Session x is complete" not in line or FORGED_SHOWN in line, line
+
+
+def test_status_shows_each_server_value_on_its_one_line(monkeypatch, capsys):
+    context = {
+        "id": SID,
+        "type": "ContextTestingSessions",
+        "status": f"failed{FORGED}",
+        "attempt": 2,
+        "component": {"name": f"Shop{FORGED}{CLEAR}", "module_name": f"shop{CLEAR}"},
+        "runner": f"laptop{FORGED}",
+        "leased_until": "2026-01-01T00:00:00Z",
+        "state": {"error": f"stopped{FORGED}{CLEAR}"},
+        "child_session_ids": ["c"],
+    }
+    child = {
+        "id": "c",
+        "status": f"failed{CLEAR}",
+        "attempt": 1,
+        "component": {"name": f"Cart{FORGED}"},
+        "failure_reason": f"Finalize failed{FORGED}{CLEAR}",
+    }
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/children/"):
+            summary = {"total": 1, f"[bold red]failed{FORGED}": 1}
+            return httpx.Response(200, json={"summary": summary, "results": [child]})
+        return httpx.Response(200, json=context)
+
+    _answering(monkeypatch, handler)
+    monkeypatch.setenv("COLUMNS", "400")  # rich wraps nothing: every line is one it wrote
+
+    assert cli.main(["status", SID, "--token", "t"]) == 0
+
+    out = capsys.readouterr().out
+    _forged_lines_stay_whole(out)
+    for shown in (
+        f"Shop{FORGED_SHOWN}{CLEAR_SHOWN} (shop{CLEAR_SHOWN})",
+        f"failed{FORGED_SHOWN}, attempt 2",
+        f"by laptop{FORGED_SHOWN} until 2026-01-01T00:00:00Z",
+        f"stopped{FORGED_SHOWN}{CLEAR_SHOWN}",
+        f"1 [bold red]failed{FORGED_SHOWN}",  # a summary key is no markup either
+        f"Cart{FORGED_SHOWN}",
+        f"Finalize failed{FORGED_SHOWN}{CLEAR_SHOWN}",
+        f"failed{CLEAR_SHOWN}",
+    ):
+        assert shown in out, shown
+
+
+def test_an_error_from_the_server_is_one_line(monkeypatch, capsys):
+    _answering(
+        monkeypatch, lambda request: httpx.Response(400, json={"detail": f"No{FORGED}{CLEAR}"})
+    )
+
+    assert cli.main(["status", SID, "--token", "t"]) == 1
+
+    assert capsys.readouterr().err == f"spawnctl: No{FORGED_SHOWN}{CLEAR_SHOWN}\n"
+
+
+def test_a_run_that_ends_says_the_servers_reason_on_one_line(monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(
+        cli, "_drive", lambda *args: (cli.Outcome("failed", f"Finalize failed{FORGED}"), None)
+    )
+    _answering(monkeypatch, lambda request: httpx.Response(200, json={"id": SID}))
+
+    assert cli.main(["run", SID, "--repo", str(tmp_path), "--token", "t"]) == 1
+
+    assert capsys.readouterr().err == f"Session {SID} is failed: Finalize failed{FORGED_SHOWN}\n"
+
+
+def _import(monkeypatch, tmp_path, answer: httpx.Response, *flags: str) -> int:
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text(json.dumps({"components": [{"module_name": "shop", "name": "Shop"}]}))
+    _answering(monkeypatch, lambda request: answer)
+    repo, given = str(tmp_path), str(manifest)
+    return cli.main(
+        ["import", "--repo", repo, "--project", "p", "--manifest", given, "--token", "t", *flags]
+    )
+
+
+def test_the_import_plan_shows_each_server_value_on_its_one_line(monkeypatch, tmp_path, capsys):
+    actions = [
+        {"action": "create", "module_name": "shop"},
+        {"action": "update", "module_name": f"shop.a{FORGED}{CLEAR}", "changes": [f"n{FORGED}"]},
+    ]
+    answer = httpx.Response(200, json={"actions": actions})
+
+    assert _import(monkeypatch, tmp_path, answer, "--dry-run") == 0
+
+    assert capsys.readouterr().out.splitlines() == [
+        "action  module_name",
+        "create  shop",
+        f"update  shop.a{FORGED_SHOWN}{CLEAR_SHOWN}  (n{FORGED_SHOWN})",
+        "1 to create, 1 to update, 0 unchanged, 0 to delete (dry run: nothing was written)",
+    ]
+
+
+def test_an_import_refused_shows_the_servers_reasons_on_one_line_each(
+    monkeypatch, tmp_path, capsys
+):
+    refused = {"components": {"0": {f"name{CLEAR}": [f"Too long{FORGED}"]}}}
+
+    assert _import(monkeypatch, tmp_path, httpx.Response(400, json=refused)) == 1
+
+    assert capsys.readouterr().out.splitlines() == [
+        f"row 0 (shop): name{CLEAR_SHOWN}: Too long{FORGED_SHOWN}",
+        "Nothing imported: 1 bad row.",
+    ]

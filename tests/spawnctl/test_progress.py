@@ -9,6 +9,7 @@ from rich.console import Console
 from spawnctl import events
 from spawnctl.api import Session
 from spawnctl.progress import LiveReporter, PlainReporter, describe, reporter_for
+from spawnctl.text import one_line, printable
 
 RUN = [
     events.Spawned("ctx", ("User", "Token", "Audit")),
@@ -214,3 +215,113 @@ def test_the_contexts_step_shows_while_it_runs():
     )
     report.close()
     assert "Accounts" not in snapshot(report)
+
+
+# A value that would print a line of its own, and one that would clear the screen.
+FORGED = "x\n12:00:00 Session x is complete"
+CLEAR = "\x1b[2J"
+FORGED_SHOWN = "x\\u000a12:00:00 Session x is complete"
+CLEAR_SHOWN = "\\u001b[2J"
+
+
+def test_one_line_escapes_what_printable_keeps():
+    assert one_line(FORGED + CLEAR) == FORGED_SHOWN + CLEAR_SHOWN
+    assert one_line("a\tb\r\u2028c\u2029d\u202ee") == ("a\\u0009b\\u000d\\u2028c\\u2029d\\u202ee")
+    # printable keeps a text's own lines (the server's commit messages need them).
+    assert printable(FORGED) == FORGED
+
+
+def _forged_events() -> list[events.Event]:
+    name = f"User{FORGED}{CLEAR}"
+    return [
+        events.Spawned("ctx", (name, "Token")),
+        events.StepStarted("u", name, "RunTests", True),
+        events.StepEnded("u", name, "RunTests", "error", 1, 10, f"boom{FORGED}", True),
+        events.SessionEnded("u", name, "failed", f"reason{FORGED}{CLEAR}", 1, True),
+        events.LeaseHeld("u", name, f"runner{FORGED}", "2026-01-01T00:00:00Z"),
+        events.Notice(f"User RunTests: the server said{FORGED}{CLEAR}"),
+    ]
+
+
+def _forged_children() -> list[Session]:
+    return [
+        Session(
+            {
+                "id": "a",
+                "status": f"failed{CLEAR}",
+                "attempt": 2,
+                "component": {"name": f"Audit{FORGED}"},
+                "failure_reason": f"Finalize failed{FORGED}{CLEAR}",
+            }
+        )
+    ]
+
+
+def test_a_server_value_never_prints_a_line_of_its_own_in_plain_lines():
+    out = io.StringIO()
+    report = PlainReporter(out)
+    events_sent = _forged_events()
+
+    for event in events_sent:
+        report(event)
+
+    lines = out.getvalue().splitlines()
+    assert len(lines) == len(events_sent)
+    assert all(FORGED_SHOWN in line for line in lines)
+    assert "\x1b" not in out.getvalue()
+    assert lines[3].split(" ", 1)[1] == (
+        f"User{FORGED_SHOWN}{CLEAR_SHOWN}: session failed (attempt 1): "
+        f"reason{FORGED_SHOWN}{CLEAR_SHOWN}"
+    )
+
+
+def test_a_server_value_never_prints_a_line_of_its_own_in_the_plain_summary():
+    out = io.StringIO()
+    PlainReporter(out).summary(_forged_children())
+    assert out.getvalue() == (
+        f"Audit{FORGED_SHOWN}: failed{CLEAR_SHOWN}, attempt 2: "
+        f"Finalize failed{FORGED_SHOWN}{CLEAR_SHOWN}\n"
+    )
+
+
+def wide_terminal() -> Console:
+    # Wide enough that rich wraps nothing: every line seen is one the reporter wrote.
+    return Console(
+        file=io.StringIO(), record=True, force_terminal=True, width=400, color_system=None
+    )
+
+
+def _forged_lines_stay_whole(screen: str) -> None:
+    assert "\x1b" not in screen
+    assert "12:00:00 Session x is complete" in screen
+    for line in screen.splitlines():
+        assert "Session x is complete" not in line or FORGED_SHOWN in line, line
+
+
+def test_a_server_value_never_prints_a_line_of_its_own_in_the_live_view():
+    console = wide_terminal()
+    report = LiveReporter(console, refresh_per_second=1)
+    for event in [*_forged_events(), events.StepStarted("t", f"Token{FORGED}", "Fix", True)]:
+        report(event)
+
+    screen = snapshot_of(report)
+    report.close()
+
+    _forged_lines_stay_whole(console.export_text())
+    _forged_lines_stay_whole(screen)
+    assert f"Token{FORGED_SHOWN}" in screen
+
+
+def test_a_server_value_never_prints_a_line_of_its_own_in_the_summary_table():
+    console = wide_terminal()
+    LiveReporter(console).summary(_forged_children())
+    screen = console.export_text()
+    _forged_lines_stay_whole(screen)
+    assert f"failed{CLEAR_SHOWN}" in screen
+    assert f"Finalize failed{FORGED_SHOWN}{CLEAR_SHOWN}" in screen
+
+
+def snapshot_of(report: LiveReporter) -> str:
+    console = wide_terminal()
+    console.print(report.render())
+    return console.export_text()
