@@ -34,7 +34,7 @@ SPAWN_COMMAND = "spawn_sessions"
 STOPPED = "stopped"
 # Variables a command never inherits from the runner: the runner's credentials are not the
 # agent's, and the per-command ones are set fresh for each command.
-PRIVATE_ENV = ("SPAWNCTL_TOKEN",)
+PRIVATE_ENV = ("SPAWNCTL_TOKEN", "SPAWNCTL_TOKEN_FILE")
 COMMAND_ENV = (
     "SPAWNCTL_SESSION_ID",
     "SPAWNCTL_INTERACTION_ID",

@@ -69,7 +69,12 @@ def test_a_shell_command_runs_as_it_stands():
 
 
 def test_each_command_gets_its_session_step_component_and_test_file():
-    base = {"PATH": "/bin", "SPAWNCTL_TOKEN": "secret", "SPAWNCTL_TEST_FILE": "stale"}
+    base = {
+        "PATH": "/bin",
+        "SPAWNCTL_TOKEN": "secret",
+        "SPAWNCTL_TOKEN_FILE": "/home/me/.spawnctl-token",
+        "SPAWNCTL_TEST_FILE": "stale",
+    }
 
     env = command_env(base, component_session(), interaction("RunTests", test_file="tests/t.py"))
 
