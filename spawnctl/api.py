@@ -148,6 +148,12 @@ class Session:
         return component["name"] if component else self.id[:8]
 
     @property
+    def branch(self) -> str | None:
+        """The run's branch (a child's is its context's), once its Initialize has run."""
+        branch = self.data.get("branch")
+        return branch if isinstance(branch, str) and branch else None
+
+    @property
     def module_name(self) -> str | None:
         component = self.component
         return component.get("module_name") if component else None

@@ -15,6 +15,7 @@ import os
 import signal
 import socket
 import stat
+import subprocess
 import sys
 import threading
 import uuid
@@ -28,7 +29,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from spawnctl import events
+from spawnctl import events, worktrees
 from spawnctl.api import (
     SERVER_TIMEOUT_SECONDS,
     Api,
@@ -40,11 +41,12 @@ from spawnctl.api import (
     Unreachable,
     base_url,
 )
-from spawnctl.jobs import STOPPED, RunnerConfig
+from spawnctl.jobs import STOPPED, RunnerConfig, repository_lock
 from spawnctl.progress import Reporter, reporter_for, summary_table
 from spawnctl.run import CANNOT_CONTINUE, Outcome, run_session
 from spawnctl.text import one_line
 from spawnctl.work import ALL_FINISHED, NotAContext, work_context
+from spawnctl.worktrees import WorktreeError, Worktrees
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 DEFAULT_JOBS = 4
@@ -74,6 +76,11 @@ NO_SESSION = "No session matches {prefix}"
 AMBIGUOUS_ID = "Session id {prefix} is ambiguous; it matches {matches}"
 MAX_NAMED_MATCHES = 10
 NOT_A_CONTEXT = "{module} is not a context: it has no child components"
+WORKTREE, SHARED = "worktree", "shared"
+NOT_A_GIT_REPO = (
+    "--repo {repo} is not a git working copy: each child runs in a git worktree of it "
+    "(--isolation shared runs every child in --repo itself)"
+)
 ALL_EXCLUDED = "{module} is not a context: every one of its child components is excluded"
 
 
@@ -173,6 +180,24 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="how long a server that is away (or answers 502/503/504) is waited for "
         f"(default {SERVER_TIMEOUT_SECONDS:g})",
+    )
+    runner.add_argument(
+        "--isolation",
+        choices=(WORKTREE, SHARED),
+        default=WORKTREE,
+        help="worktree (default): each child runs in a git worktree of its own; shared: every "
+        "child runs in --repo itself",
+    )
+    runner.add_argument(
+        "--worktrees",
+        type=Path,
+        metavar="DIR",
+        help="where the children's worktrees go (default: .git/spawnctl/worktrees of --repo)",
+    )
+    runner.add_argument(
+        "--keep-worktrees",
+        action="store_true",
+        help="leave a failed child's worktree in place, and say where, for a look",
     )
     runner.add_argument("--poll-seconds", type=_seconds, default=2.0, help=argparse.SUPPRESS)
     runner.add_argument("--retry-pause", type=_non_negative, default=1.0, help=argparse.SUPPRESS)
@@ -363,11 +388,27 @@ def _repo(args: argparse.Namespace) -> Path:
     return repo.resolve()
 
 
+def _worktrees(args: argparse.Namespace, repo: Path) -> Worktrees | None:
+    """The children's worktrees (None with ``--isolation shared``): --repo must be a git
+    working copy then, checked before anything starts."""
+    if args.isolation == SHARED:
+        return None
+    if worktrees.git_common_dir(repo) is None:
+        raise UsageError(NOT_A_GIT_REPO.format(repo=repo))
+    root = args.worktrees.expanduser().resolve() if args.worktrees else None
+    if root is not None and root.exists() and not root.is_dir():
+        raise UsageError(f"--worktrees {root} is not a directory")
+    return Worktrees(repo, root, repository_lock=lambda: repository_lock(repo))
+
+
 def _config(args: argparse.Namespace, api: Api, reporter: Reporter) -> RunnerConfig:
+    repo = _repo(args)
     return RunnerConfig(
         api=api,
         runner=args.runner,
-        repo=_repo(args),
+        repo=repo,
+        worktrees=_worktrees(args, repo),
+        keep_worktrees=args.keep_worktrees,
         emit=reporter,
         lease_seconds=args.lease_seconds,
         # A stop also ends a request's wait for a server that is away.
@@ -440,6 +481,15 @@ def _drive(
         for signum in EXIT_SIGNAL:
             previous[signum] = signal.signal(signum, on_signal)
     try:
+        if config.worktrees is not None:
+            # Before any child is taken over: what a runner that died left behind.
+            try:
+                pruned = config.worktrees.prune()
+            except (WorktreeError, OSError, subprocess.SubprocessError) as error:
+                reporter(events.Notice(f"could not prune old worktrees: {error}"))
+            else:
+                if pruned:
+                    reporter(events.WorktreesPruned(tuple(str(path) for path in pruned)))
         try:
             outcome = loop(config)
         except ApiError:
@@ -490,7 +540,8 @@ def _start_context_session(args: argparse.Namespace, api: Api) -> str:
 
 
 def cmd_run(args: argparse.Namespace, api: Api) -> int:
-    _repo(args)  # before a session is created for a run that could not start
+    # Before a session is created for a run that could not start.
+    _worktrees(args, _repo(args))
     args.session_id = _start_context_session(args, api)
     outcome, signalled = _drive(
         args, api, lambda config: run_session(config, args.session_id, jobs=args.jobs)

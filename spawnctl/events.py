@@ -97,6 +97,22 @@ class Released:
 
 
 @dataclass(frozen=True)
+class WorktreeKept:
+    """A failed child's worktree, left in place for a look (``--keep-worktrees``)."""
+
+    session_id: str
+    name: str
+    path: str
+
+
+@dataclass(frozen=True)
+class WorktreesPruned:
+    """Worktrees left by runners that stopped, removed before this one starts."""
+
+    paths: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class LeaseHeld:
     """Waiting for a session another runner holds; it is taken over once ``until`` passes."""
 
@@ -133,6 +149,8 @@ Event = (
     | Retrying
     | SessionEnded
     | Released
+    | WorktreeKept
+    | WorktreesPruned
     | LeaseHeld
     | Waiting
     | CannotContinue

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import os
 import shlex
-import tempfile
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -17,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from spawnctl import events, verify
+from spawnctl import events, verify, worktrees
 from spawnctl.api import (
     COMPONENT_TEST_SESSIONS,
     Api,
@@ -29,6 +28,7 @@ from spawnctl.api import (
     Submitted,
 )
 from spawnctl.execute import Execution, execute
+from spawnctl.worktrees import Worktree, WorktreeError, Worktrees, lock_path
 
 SPAWN_COMMAND = "spawn_sessions"
 STOPPED = "stopped"
@@ -63,6 +63,10 @@ class RunnerConfig:
     poll_seconds: float = 2.0
     # The pause before a step that just failed runs again (doubled per failure in a row).
     retry_pause: float = 1.0
+    # Where component sessions get a working copy each; None: they share ``repo``.
+    worktrees: Worktrees | None = None
+    # A failed child's worktree is left in place (and said where) instead of removed.
+    keep_worktrees: bool = False
 
     @property
     def heartbeat_seconds(self) -> float:
@@ -180,15 +184,6 @@ class Heartbeat:
         self.lost.set()
 
 
-def lock_path(repo: Path) -> Path:
-    """The lock file of a working copy: in its .git directory, else one per path in /tmp."""
-    git_dir = repo / ".git"
-    if git_dir.is_dir():
-        return git_dir / "spawnctl.lock"
-    digest = hashlib.sha256(str(repo.resolve()).encode()).hexdigest()[:16]
-    return Path(tempfile.gettempdir()) / f"spawnctl-{digest}.lock"
-
-
 @contextlib.contextmanager
 def repository_lock(repo: Path, stop: AnyOf | None = None) -> Iterator[bool]:
     """Hold the working copy's exclusive lock (``flock``) for a command that changes its git
@@ -262,6 +257,32 @@ def result_of(execution: Execution, timeout: float | None = None) -> dict[str, A
     return result
 
 
+WORKTREE_FAILED = "Could not make this child's worktree"
+SETUP_FAILED = "Worktree setup command failed"
+
+
+def setup_failed(execution: Execution, timeout: float | None) -> dict[str, Any]:
+    """The step's result when the project's setup command failed in a new worktree: an error
+    with the command's output, counted like the step's own."""
+    result = result_of(execution, timeout)
+    result["status"] = "error"
+    if execution.timed_out:
+        result["error_message"] = f"{SETUP_FAILED}: timed out after {timeout:g} s"
+    else:
+        last = next(
+            (
+                line.strip()
+                for line in reversed((execution.stderr or execution.stdout).splitlines())
+                if line.strip()
+            ),
+            "",
+        )
+        result["error_message"] = f"{SETUP_FAILED} (exit code {execution.code})" + (
+            f": {last}" if last else ""
+        )
+    return result
+
+
 def _not_started(error: OSError) -> dict[str, Any]:
     return {"status": "error", "error_message": f"Could not start the command: {error}"}
 
@@ -292,14 +313,31 @@ class SessionJob:
         self.wait_for_lease = wait_for_lease
         self.halt: Halt | None = None
         self.backoff = Backoff(config.retry_pause)
+        self.worktree: Worktree | None = None
 
     @property
     def name(self) -> str:
         return self.session.name
 
+    @property
+    def isolated(self) -> bool:
+        """Whether this session's commands run in a worktree of its own: a component session,
+        when the runner gives each one."""
+        return self.config.worktrees is not None and self.session.type == COMPONENT_TEST_SESSIONS
+
+    @property
+    def workdir(self) -> Path:
+        return self.worktree.path if self.worktree is not None else self.config.repo
+
     def run(self, interaction: Interaction | None = None) -> str:
         """The status the session ended with, ``STOPPED`` when it was given up unfinished,
         or the ``Halt``'s status (``self.halt`` says why)."""
+        try:
+            return self._drive(interaction)
+        finally:
+            self._close_worktree()
+
+    def _drive(self, interaction: Interaction | None) -> str:
         config = self.config
         while True:
             if config.stop.is_set():
@@ -423,7 +461,12 @@ class SessionJob:
         plan = verify.plan_of(interaction.step_name, interaction.metadata)
         if isinstance(plan, str):
             return {"status": "error", "error_message": plan}
+        if self.isolated:
+            failed = self._ready_worktree(interaction, env, halt)
+            if failed is not None or halt.is_set():
+                return failed
         locked = interaction.metadata.get("repository_lock") is True
+        # One lock per clone, its worktrees' too: the steps that move refs take turns.
         lock = repository_lock(config.repo, halt) if locked else contextlib.nullcontext(True)
         with lock as held:
             if not held:
@@ -432,7 +475,7 @@ class SessionJob:
                 return self._verify(plan, shell, env, halt)
             try:
                 execution = execute(
-                    shell, cwd=config.repo, env=env, stop=halt, timeout=config.command_timeout
+                    shell, cwd=self.workdir, env=env, stop=halt, timeout=config.command_timeout
                 )
             except OSError as error:
                 return _not_started(error)
@@ -440,28 +483,87 @@ class SessionJob:
             return None
         return result_of(execution, config.command_timeout)
 
+    def _ready_worktree(
+        self, interaction: Interaction, env: dict[str, str], halt: AnyOf
+    ) -> dict[str, Any] | None:
+        """Make the session's worktree and run the project's setup command in it, once, before
+        the first step run here; the step's result when either failed (None: ready, or
+        stopped, with ``halt`` set)."""
+        config = self.config
+        assert config.worktrees is not None
+        if self.worktree is None:
+            branch = self.session.branch
+            starts = [f"refs/heads/{branch}", f"refs/remotes/origin/{branch}"] if branch else []
+            try:
+                self.worktree = config.worktrees.open(self.session.id, self.session.attempt, starts)
+            except (WorktreeError, OSError, subprocess.SubprocessError) as error:
+                return {"status": "error", "error_message": f"{WORKTREE_FAILED}: {error}"}
+        worktree = self.worktree
+        if worktree.ready:
+            return None
+        setup = interaction.metadata.get("worktree_setup_command")
+        if isinstance(setup, str) and setup.strip():
+            try:
+                execution = execute(
+                    setup, cwd=worktree.path, env=env, stop=halt, timeout=config.command_timeout
+                )
+            except OSError as error:
+                return _not_started(error)
+            if execution.stopped:
+                return None
+            if not execution.ok:
+                return setup_failed(execution, config.command_timeout)
+        try:
+            worktree.baseline = worktrees.snapshot(worktree.path, env)
+        except (WorktreeError, OSError, subprocess.SubprocessError) as error:
+            return {"status": "error", "error_message": f"{WORKTREE_FAILED}: {error}"}
+        worktree.ready = True
+        return None
+
+    def _close_worktree(self) -> None:
+        worktree, self.worktree = self.worktree, None
+        config = self.config
+        if worktree is None or config.worktrees is None:
+            return
+        keep = config.keep_worktrees and self.session.status == "failed"
+        try:
+            config.worktrees.close(worktree, keep=keep)
+        except (WorktreeError, OSError, subprocess.SubprocessError) as error:
+            config.emit(events.Notice(f"{self.name}: {error}"))
+            return
+        if keep:
+            config.emit(events.WorktreeKept(self.session.id, self.name, str(worktree.path)))
+
     def _verify(
         self, plan: verify.Plan, shell: str, env: dict[str, str], halt: AnyOf
     ) -> dict[str, Any] | None:
         """VerifyTests: the command run ``plan.runs`` times, every run to its end (a failing
-        one too: the server counts the failures), then what they measured."""
+        one too: the server counts the failures), then what they measured (with a worktree of
+        its own, which files the child changed besides its test file)."""
         config = self.config
-        problem = verify.prepare(config.repo, plan, env)
+        workdir = self.workdir
+        problem = verify.prepare(workdir, plan, env)
         if problem is not None:
             return {"status": "error", "error_message": problem}
         executions: list[Execution] = []
         for _ in range(plan.runs):
-            verify.clear_report(config.repo, plan)
+            verify.clear_report(workdir, plan)
             try:
                 execution = execute(
-                    shell, cwd=config.repo, env=env, stop=halt, timeout=config.command_timeout
+                    shell, cwd=workdir, env=env, stop=halt, timeout=config.command_timeout
                 )
             except OSError as error:
                 return _not_started(error)
             if execution.stopped:
                 return None
             executions.append(execution)
-        return verify.result(config.repo, plan, executions)
+        changed: list[str] = []
+        if self.worktree is not None:
+            try:
+                changed = worktrees.changed_files(self.worktree, plan.test_file, env)
+            except (WorktreeError, OSError, subprocess.SubprocessError) as error:
+                return {"status": "error", "error_message": f"VerifyTests: {error}"}
+        return verify.result(workdir, plan, executions, changed_files=changed)
 
     def _submit(self, interaction: Interaction, result: dict[str, Any]) -> Session:
         config = self.config

@@ -48,6 +48,12 @@ def describe(event: events.Event) -> str | None:
             return line + (f": {reason}" if reason else "")
         case events.Released(name=name, why=why):
             return f"{name}: released unfinished ({why})"
+        case events.WorktreeKept(name=name, path=path):
+            return f"{name}: worktree kept at {path}"
+        case events.WorktreesPruned(paths=paths):
+            return f"Removed {len(paths)} worktree(s) left by a runner that stopped: " + ", ".join(
+                paths
+            )
         case events.LeaseHeld(name=name, runner=runner, until=until):
             return f"{name}: leased by {runner} until {until}; waiting to take it over"
         case events.Waiting(message=message) | events.CannotContinue(message=message):
@@ -130,6 +136,8 @@ _LOGGED_ON_TERMINAL = (
     events.Retrying,
     events.SessionEnded,
     events.Released,
+    events.WorktreeKept,
+    events.WorktreesPruned,
     events.LeaseHeld,
     events.Waiting,
     events.CannotContinue,

@@ -137,10 +137,18 @@ def clear_report(repo: Path, plan: Plan) -> None:
         (repo / plan.report_file).unlink()
 
 
-def result(repo: Path, plan: Plan, executions: Sequence[Execution]) -> dict[str, Any]:
+def result(
+    repo: Path,
+    plan: Plan,
+    executions: Sequence[Execution],
+    *,
+    changed_files: Sequence[str] = (),
+) -> dict[str, Any]:
     """The step's result once every run ended: ``ok`` whatever the runs did (the server judges
     them), ``code`` the first non-zero exit code, the output of the first failing run (else the
-    last), the runs' time together."""
+    last), the runs' time together. ``changed_files``: what the child changed besides its test
+    file, known when it has a worktree of its own (a shared working copy holds the other
+    children's files too: none are reported then)."""
     failing = next((run for run in executions if run.code != 0), None)
     shown = failing or executions[-1]
     return {
@@ -154,9 +162,7 @@ def result(repo: Path, plan: Plan, executions: Sequence[Execution]) -> dict[str,
                 "runs": [run.code for run in executions],
                 "coverage": coverage(repo, plan),
                 "tests_without_assertions": without_assertions(repo, plan),
-                # Which files the runs changed is known once each child has a working copy of
-                # its own; a shared one holds the other children's files too.
-                "changed_files": [],
+                "changed_files": list(changed_files),
             }
         },
     }

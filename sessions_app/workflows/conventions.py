@@ -5,22 +5,31 @@ arguments joined with ``shlex.join``; every value that comes from a request (a b
 file) is checked again here, so a value stored before the rules existed is refused with a
 step error instead of being handed out.
 
-Git and parallel children. Children of one context may run at once in one working copy, or in
-other clones of the same origin. The runner holds a per-working-copy lock while it runs a
-command whose metadata says ``repository_lock``; those are the ones below that touch git state
-(Initialize, Finalize). With that:
+Git and parallel children. Children of one context run at once: each in a git worktree of its
+own (``spawnctl``'s default), in one shared working copy (``--isolation shared``), or in other
+clones of the same origin (``spawnctl work`` elsewhere). The runner holds the repository's
+lock (one per clone, shared by its worktrees) while it runs a command whose metadata says
+``repository_lock``: the ones below, which move refs (Initialize, Finalize). The same commands
+serve every layout because a run's branch is never checked out while the run goes on:
 
-- Initialize puts the working copy on the context's branch: the branch as it is when the
-  working copy or ``origin`` has it, else a new branch started from the project's
-  ``base_branch`` (origin's copy when origin has it), never from whatever the working copy had
-  checked out, so that the branch holds only its run's commits. A context's Initialize
-  publishes the branch it creates.
-- A child's Finalize commits its own test file (that path only) and pushes the branch,
+- Every working copy holds the branch *detached* at its last commit, so that a child's Finalize
+  in one worktree can move the branch without leaving another working copy's index behind it
+  (git moves a checked-out branch only from the worktree that has it). A command first detaches
+  the working copy it runs in, and refuses, with the path, a branch checked out in another.
+- Initialize makes the branch when neither the working copy nor ``origin`` has it, from the
+  project's ``base_branch`` (origin's copy when origin has it), never from whatever the working
+  copy had checked out, so that the branch holds only its run's commits; a context's Initialize
+  publishes the branch it creates. The local branch is brought up to origin's copy (a
+  fast-forward); then the working copy is moved onto it.
+- A child's Finalize moves its working copy onto the branch as it now stands (what other
+  children committed meanwhile; uncommitted files ride along), commits its own test file (that
+  path only, whatever else is changed or staged), moves the branch to that commit and pushes it,
   rebasing onto the remote branch and trying again, a bounded number of times, when another
-  child pushed first.
-- The context's Finalize starts from the pushed branch, adds whichever test files are still
-  uncommitted, makes the context's commit (empty when the children committed everything) and
-  pushes it the same way.
+  clone pushed first.
+- The context's Finalize does the same with whichever test files are still uncommitted (none
+  when every child committed its own) and the context's commit (empty when there is nothing
+  left). It starts from the branch, never from HEAD's history: a person who switched the working
+  copy to a branch of their own meanwhile gets none of its commits onto the run's branch.
 
 Without an ``origin`` remote nothing is fetched or pushed; everything stays local. Every push
 names its refs in full (``refs/heads/<b>:refs/heads/<b>``). Git's own errors reach the
@@ -132,10 +141,10 @@ def _fetch(branch: str) -> str:
 
 
 def _catch_up(branch: str) -> str:
-    """Bring HEAD (on ``branch``) up to the fetched remote branch: nothing when it already
-    holds it, a fast-forward when it is behind, a rebase of its own commits when both moved.
-    Uncommitted changes (other children's files being written) are left in place; a rebase
-    stashes changes to tracked files around itself."""
+    """Bring HEAD (the branch's commit plus this working copy's own) up to the fetched remote
+    branch: nothing when it already holds it, a fast-forward when it is behind, a rebase of its
+    own commits when both moved. Uncommitted changes are left in place; a rebase stashes
+    changes to tracked files around itself."""
     remote = _remote_ref(branch)
     return (
         f"{{ {_sh('git', 'merge-base', '--is-ancestor', remote, 'HEAD')}"
@@ -149,12 +158,54 @@ def _is_local(branch: str) -> str:
     return _sh("git", "show-ref", "--verify", "--quiet", f"refs/heads/{branch}")
 
 
-def _switch(branch: str) -> str:
-    """Onto ``branch``, creating it from HEAD when it does not exist. ``git switch`` takes no
-    ``--`` before a branch; the name is a checked branch name, which never starts with "-"
-    or "+"."""
-    switch, create = _sh("git", "switch", "-q", branch), _sh("git", "switch", "-q", "-c", branch)
-    return f"if {_is_local(branch)}; then {switch}; else {create}; fi"
+def _move_branch(branch: str, to: str = "HEAD") -> str:
+    return _sh("git", "update-ref", f"refs/heads/{branch}", to)
+
+
+CHECKED_OUT_ELSEWHERE = (
+    "Branch {branch} is checked out in {path}: a run's branch must not be checked out while "
+    "the run goes on (git switch --detach there)"
+)
+
+
+def _detach(branch: str) -> str:
+    """Detach this working copy (at the commit it is on; nothing in a repository with no
+    commit yet) and make sure no other working copy has ``branch`` checked out."""
+    before, after = CHECKED_OUT_ELSEWHERE.format(branch=branch, path="\0").split("\0")
+    refuse = f"printf '%s\\n' {shlex.quote('fatal: ' + before)}\"$tree\"{shlex.quote(after)} >&2"
+    return "\n".join(
+        [
+            f"if {_sh('git', 'rev-parse', '-q', '--verify', 'HEAD')} >/dev/null;"
+            f" then {_sh('git', 'switch', '-q', '--detach')}; fi",
+            f"{_sh('git', 'worktree', 'list', '--porcelain')} | while IFS= read -r line; do",
+            '  case "$line" in',
+            '    "worktree "*) tree=${line#worktree } ;;',
+            f"    {shlex.quote(f'branch refs/heads/{branch}')}) {refuse}; exit 1 ;;",
+            "  esac",
+            "done",
+        ]
+    )
+
+
+def _sync_local(branch: str) -> str:
+    """When origin has the branch: fetch it, and make the local branch origin's copy when the
+    local one is missing or behind it (a local branch ahead of it, or diverged, is kept: its
+    next push rebases it)."""
+    remote = _remote_ref(branch)
+    return (
+        f"if {_has_origin()} && {_on_origin(branch)}; then\n"
+        f"  {_fetch(branch)}\n"
+        f"  if ! {_is_local(branch)} ||"
+        f" {_sh('git', 'merge-base', '--is-ancestor', f'refs/heads/{branch}', remote)}; then"
+        f" {_move_branch(branch, remote)}; fi\n"
+        "fi"
+    )
+
+
+def _onto(branch: str) -> str:
+    """Move the working copy onto the branch's commit, detached; uncommitted changes go along
+    (git refuses, saying which files, when one would be overwritten)."""
+    return _sh("git", "switch", "-q", "--detach", f"refs/heads/{branch}")
 
 
 def _push_ref(branch: str) -> str:
@@ -162,12 +213,12 @@ def _push_ref(branch: str) -> str:
 
 
 def _publish(branch: str) -> str:
-    return _sh("git", "push", "-q", "-u", REMOTE, _push_ref(branch))
+    return _sh("git", "push", "-q", REMOTE, _push_ref(branch))
 
 
 def _push(branch: str) -> str:
-    """Push ``branch``; when the remote branch moved meanwhile, fetch it, rebase onto it and
-    try again, at most ``PUSH_ATTEMPTS`` times. Nothing when there is no origin."""
+    """Push ``branch`` (at HEAD); when the remote branch moved meanwhile, fetch it, rebase onto
+    it and try again, at most ``PUSH_ATTEMPTS`` times. Nothing when there is no origin."""
     return "\n".join(
         [
             f"if {_has_origin()}; then",
@@ -177,7 +228,7 @@ def _push(branch: str) -> str:
             f" echo {shlex.quote(PUSH_GAVE_UP)} >&2; exit 1; fi",
             '    sleep "$((attempt - 1))"',
             "    attempt=$((attempt + 1))",
-            f"    {_fetch(branch)} && {_catch_up(branch)} || exit 1",
+            f"    {_fetch(branch)} && {_catch_up(branch)} && {_move_branch(branch)} || exit 1",
             "  done",
             "fi",
         ]
@@ -189,75 +240,72 @@ def base_branch_missing(base: str) -> str:
 
 
 def switch_branch_command(branch: str, *, base: str, publish: bool = False) -> str:
-    """Initialize: onto ``branch``. A branch the working copy has is switched to (and brought
-    up to origin's copy); one only origin has is taken from there; a new one starts from
-    ``base`` on origin when origin has it, else from the local ``base``, and never from HEAD,
-    which may be another run's branch (or nothing at all, in a clone of an origin whose HEAD
-    names no branch). With ``publish`` (a context's own branch) a new branch is pushed, so that
-    children in other clones start from the same commit."""
+    """Initialize: onto ``branch``, detached. A branch the working copy or origin has is taken
+    as it stands (the local one brought up to origin's); a new one starts from ``base`` on
+    origin when origin has it, else from the local ``base``, and never from HEAD, which may be
+    another run's branch (or nothing at all, in a clone of an origin whose HEAD names no
+    branch). With ``publish`` (a context's own branch) a new branch is pushed, so that children
+    in other clones start from the same commit."""
     branch, base = checked_branch(branch), checked_branch(base)
     if branch == base:
         raise StepError(BRANCH_IS_BASE.format(name=base))
-    on_origin = f"{_has_origin()} && {_on_origin(branch)}"
     new_from = [
+        f"if ! {_is_local(branch)}; then",
         f"  if {_has_origin()} && {_on_origin(base)}; then",
         f"    {_fetch(base)}",
-        f"    {_sh('git', 'switch', '-q', '--no-track', '-c', branch, _remote_ref(base))}",
-        f"  elif {_is_local(base)}; then",
-        f"    {_sh('git', 'switch', '-q', '--no-track', '-c', branch, f'refs/heads/{base}')}",
+        f"    {_move_branch(branch, _remote_ref(base))}",
+        f"  elif {_sh('git', 'show-ref', '--verify', '--quiet', f'refs/heads/{base}')}; then",
+        f"    {_move_branch(branch, f'refs/heads/{base}')}",
         "  else",
         f"    echo {shlex.quote('fatal: ' + base_branch_missing(base))} >&2; exit 1",
         "  fi",
     ]
     if publish:
         new_from.append(f"  if {_has_origin()}; then {_publish(branch)}; fi")
-    return "\n".join(
-        [
-            "set -e",
-            f"if {_is_local(branch)}; then",
-            f"  {_sh('git', 'switch', '-q', branch)}",
-            f"  if {on_origin}; then {_fetch(branch)} && {_catch_up(branch)}; fi",
-            f"elif {on_origin}; then",
-            f"  {_fetch(branch)}",
-            f"  {_sh('git', 'switch', '-q', '-c', branch, _remote_ref(branch))}",
-            "else",
-            *new_from,
-            "fi",
-        ]
-    )
+    new_from.append("fi")
+    return "\n".join(["set -e", _detach(branch), _sync_local(branch), *new_from, _onto(branch)])
 
 
 def commit_component_command(branch: str, test_file: str, message: str) -> str:
-    """A child's Finalize: commit its own test file (that path only, whatever else is staged)
-    on the branch and push it. A file already committed as it stands is not committed again,
-    so the step can run twice."""
+    """A child's Finalize: onto the branch as it stands, commit its own test file (that path
+    only, whatever else is staged) and push it. A file already committed as it stands is not
+    committed again, so the step can run twice."""
     branch, test_file = checked_branch(branch), checked_test_file(test_file)
     return "\n".join(
         [
             "set -e",
-            _switch(branch),
+            _detach(branch),
+            _sync_local(branch),
+            _onto(branch),
             _sh("git", "add", "--", test_file),
             f"{_sh('git', 'diff', '--cached', '--quiet', '--', test_file)}"
             f" || {_sh('git', 'commit', '-q', '-m', message, '--', test_file)}",
+            _move_branch(branch),
             _push(branch),
         ]
     )
 
 
 def commit_context_command(branch: str, files: list[str], message: str) -> str:
-    """The context's Finalize: start from the branch its children pushed, add the test files
-    still uncommitted, commit (empty when there is nothing left, so the context's commit always
-    exists) and push."""
+    """The context's Finalize: onto the branch its children pushed, add the test files still
+    uncommitted that this working copy has, commit them (empty when there is nothing left, so
+    the context's commit always exists; nothing else that is staged) and push."""
     branch = checked_branch(branch)
     files = [checked_test_file(path) for path in files]
+    present = (
+        f"set --\nfor file in {' '.join(shlex.quote(path) for path in files)}; do"
+        ' if [ -e "$file" ] || [ -L "$file" ]; then set -- "$@" "$file"; fi; done'
+    )
     return "\n".join(
         [
             "set -e",
-            _switch(branch),
-            f"if {_has_origin()} && {_on_origin(branch)}; then"
-            f" {_fetch(branch)} && {_catch_up(branch)}; fi",
-            _sh("git", "add", "--", *files),
-            _sh("git", "commit", "-q", "--allow-empty", "-m", message, "--", *files),
+            _detach(branch),
+            _sync_local(branch),
+            _onto(branch),
+            present,
+            'if [ "$#" -gt 0 ]; then git add -- "$@"; fi',
+            _sh("git", "commit", "-q", "--allow-empty", "--only", "-m", message) + ' -- "$@"',
+            _move_branch(branch),
             _push(branch),
         ]
     )

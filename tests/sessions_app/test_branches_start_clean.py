@@ -61,7 +61,11 @@ def test_a_new_run_branch_starts_from_base_not_from_the_branch_checked_out(
     assert answered.result["status"] == "ok", answered.result
     branch = session.branch
     assert branch == session.state["branch_name"]
-    assert git("branch", "--show-current", cwd=work, env=env).strip() == branch
+    # The working copy holds the branch detached, so children elsewhere can move it.
+    assert git("branch", "--show-current", cwd=work, env=env).strip() == ""
+    assert git("rev-parse", "HEAD", cwd=work, env=env) == git(
+        "rev-parse", f"refs/heads/{branch}", cwd=work, env=env
+    )
     assert commits_of(branch, cwd=work, env=env) == ["initial"]
     # Published on origin, from the same commit.
     assert commits_of(branch, cwd=origin, env=env) == ["initial"]

@@ -22,6 +22,12 @@ REPO = Path(__file__).resolve().parents[2]
 SID = "11111111-1111-1111-1111-111111111111"
 
 
+def git_repo(path: Path) -> Path:
+    """``path`` made a git working copy: each child runs in a worktree of one by default."""
+    subprocess.run(["git", "init", "-q", str(path)], check=True, capture_output=True)
+    return path
+
+
 def test_spawnctl_needs_neither_django_nor_the_apps():
     env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
     probe = (
@@ -108,7 +114,7 @@ def test_a_server_that_stays_unreachable_is_waited_for_then_exit_2(tmp_path, cap
             "run",
             SID,
             "--repo",
-            str(tmp_path),
+            str(git_repo(tmp_path)),
             "--token",
             "t",
             "--url",
@@ -249,7 +255,8 @@ def test_a_component_without_children_to_test_is_not_run_and_no_session_is_made(
     seen = _project_with(children, monkeypatch)
 
     code = cli.main(
-        ["run", "--project", "p", "--context", "shop", "--repo", str(tmp_path), "--token", "t"]
+        ["run", "--project", "p", "--context", "shop", "--repo", str(git_repo(tmp_path))]
+        + ["--token", "t"]
     )
 
     assert code == 1
@@ -263,7 +270,8 @@ def test_a_child_without_the_excluded_field_counts_as_included(monkeypatch, tmp_
     monkeypatch.setattr(cli, "_drive", lambda *args: (cli.Outcome("complete"), None))
 
     code = cli.main(
-        ["run", "--project", "p", "--context", "shop", "--repo", str(tmp_path), "--token", "t"]
+        ["run", "--project", "p", "--context", "shop", "--repo", str(git_repo(tmp_path))]
+        + ["--token", "t"]
     )
 
     assert code == 0
@@ -369,7 +377,7 @@ def test_a_run_that_ends_says_the_servers_reason_on_one_line(monkeypatch, tmp_pa
     )
     _answering(monkeypatch, lambda request: httpx.Response(200, json={"id": SID}))
 
-    assert cli.main(["run", SID, "--repo", str(tmp_path), "--token", "t"]) == 1
+    assert cli.main(["run", SID, "--repo", str(git_repo(tmp_path)), "--token", "t"]) == 1
 
     assert capsys.readouterr().err == f"Session {SID} is failed: Finalize failed{FORGED_SHOWN}\n"
 
