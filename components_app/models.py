@@ -100,6 +100,11 @@ def validate_existing_tests(value: object) -> None:
             )
 
 
+def validate_command_line(value: str) -> None:
+    if problem := safety.command_line_problem(value):
+        raise ValidationError(problem)
+
+
 def validate_base_branch(value: str) -> None:
     if problem := safety.branch_name_problem(value):
         raise ValidationError(f"Not a valid git branch name: {problem}.")
@@ -222,6 +227,14 @@ class Project(models.Model):
         choices=CoverageReportFormat.choices,
         default=CoverageReportFormat.COVERAGE_PY_JSON,
         help_text="What the coverage command writes to {report_file}.",
+    )
+    worktree_setup_command = models.CharField(
+        max_length=safety.COMMAND_LINE_MAX_LENGTH,
+        blank=True,
+        default="",
+        validators=[validate_command_line],
+        help_text="Run in each child's new git worktree before its first step, e.g. "
+        "npm ci, or python -m venv .venv && .venv/bin/pip install -e . ; empty: nothing.",
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

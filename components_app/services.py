@@ -49,6 +49,7 @@ PROJECT_SETTINGS = (
     "max_improve_attempts",
     "coverage_command_template",
     "coverage_report_format",
+    "worktree_setup_command",
 )
 PROJECT_UPDATABLE_FIELDS = ("name", *PROJECT_SETTINGS)
 

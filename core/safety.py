@@ -361,6 +361,23 @@ def shell_template_problem(template: str, placeholder: str) -> str | None:
     return None
 
 
+COMMAND_LINE_MAX_LENGTH = 1000
+
+
+def command_line_problem(line: str) -> str | None:
+    """Why ``line`` cannot be a command a project runs as it stands (no placeholder: nothing
+    from a request is put in it), or None: one line, no control characters, valid shell."""
+    if len(line) > COMMAND_LINE_MAX_LENGTH:
+        return f"Write the command in at most {COMMAND_LINE_MAX_LENGTH} characters."
+    if any(unicodedata.category(char) in ("Cc", "Cf") for char in line):
+        return "Write the command on one line, without control characters."
+    try:
+        _shell_words(line)
+    except _Unbalanced:
+        return "The command is not valid shell: a quote, $( or ${ is not closed."
+    return None
+
+
 def template_fields(template: str) -> set[str] | None:
     """The placeholders ``template`` uses, or None when it is not a valid format string."""
     try:

@@ -32,6 +32,7 @@ from sessions_app.models import (
     client_state,
 )
 from sessions_app.result_rules import result_errors
+from sessions_app.workflows import conventions
 from sessions_app.workflows.registry import (
     SPAWN_STEP,
     get_workflow,
@@ -251,6 +252,7 @@ def _next_interaction(scope: Scope, session: Session) -> tuple[Interaction, bool
         raise Conflict(f"Session's workflow has ended ({step_name}); it has no next command")
     step = workflow.step(step_name)
     command = step.get_command(scope, session)
+    command.metadata.update(conventions.runner_metadata(scope.project, session.type))
     interaction = Interaction.objects.create(
         session=session, step_name=step.name, attempt=session.attempt, command=command.to_dict()
     )

@@ -21,6 +21,7 @@ from components_app.services import BULK_MAX_ROWS, PROJECT_SETTINGS
 from core.api.fields import VisibleObjectField, int32_field
 from core.api.serializers import UNKNOWN_FIELD, KnownFieldsOnly
 from core.errors import CANNOT_CHANGE
+from core.safety import COMMAND_LINE_MAX_LENGTH
 
 
 class ProjectSerializer(serializers.ModelSerializer):
@@ -102,6 +103,17 @@ class ProjectUpdateSerializer(KnownFieldsOnly, serializers.Serializer):
         required=False,
         help_text="What the coverage command writes to {report_file}.",
     )
+    worktree_setup_command = serializers.CharField(
+        max_length=COMMAND_LINE_MAX_LENGTH,
+        required=False,
+        allow_blank=True,
+        allow_null=True,
+        help_text="Run in each child's new git worktree before its first step (e.g. npm ci); "
+        '"" or null: nothing.',
+    )
+
+    def validate_worktree_setup_command(self, value: str | None) -> str:
+        return value or ""
 
 
 class ComponentSerializer(serializers.ModelSerializer):

@@ -45,6 +45,7 @@ from components_app.models import Component, Project
 from core import safety
 from core.errors import StepError
 from sessions_app.models import BRANCH_IS_BASE
+from sessions_app.workflows.session_types import COMPONENT_TEST_SESSIONS
 
 REMOTE = "origin"
 # How many times a push rejected because the branch moved is rebased and tried again.
@@ -103,6 +104,19 @@ def agent_command(project: Project, prompt: str) -> str:
     if problem := safety.shell_template_problem(template, "prompt"):
         raise StepError(f"The project's agent command template cannot be used: {problem}")
     return template.format(prompt=shlex.quote(prompt))
+
+
+def runner_metadata(project: Project, session_type: str) -> dict[str, object]:
+    """What every command of a session tells the runner besides the step's own metadata: for
+    a component session, the project's ``worktree_setup_command`` (when set), which the runner
+    runs in a child's new worktree before its first step there."""
+    setup = project.worktree_setup_command
+    if session_type != COMPONENT_TEST_SESSIONS or not setup.strip():
+        return {}
+    # Stored before it was validated: checked where it is used.
+    if problem := safety.command_line_problem(setup):
+        raise StepError(f"The project's worktree setup command cannot be used: {problem}")
+    return {"worktree_setup_command": setup}
 
 
 def branch_name(context: Component | None, session_id: object) -> str:

@@ -29,6 +29,7 @@ PROJECT_KEYS = {
     "max_improve_attempts",
     "coverage_command_template",
     "coverage_report_format",
+    "worktree_setup_command",
     "created_at",
     "updated_at",
 }
@@ -47,6 +48,7 @@ DEFAULTS = {
     "max_improve_attempts": 3,
     "coverage_command_template": DEFAULT_COVERAGE_COMMAND,
     "coverage_report_format": "coverage.py-json",
+    "worktree_setup_command": "",
 }
 EVERY_SETTING = {
     "name": "Shop (renamed)",
@@ -62,6 +64,7 @@ EVERY_SETTING = {
     "max_improve_attempts": 0,
     "coverage_command_template": "npx jest --coverage {test_file} --outputFile={report_file}",
     "coverage_report_format": "lcov",
+    "worktree_setup_command": "npm ci --silent && cp ../.env.test .env",
 }
 SNAKE_ONLY = "tests/test_{module_snake}.py"
 CLICK_TAKEN = "Test file tests/test_click_utils.py is already the test file of click._utils"
@@ -215,6 +218,31 @@ REFUSED = [
     ("test_command_template", "", "This field may not be blank."),
     ("agent_command_template", "", "This field may not be blank."),
     ("test_path_template", "", "This field may not be blank."),
+    (
+        "worktree_setup_command",
+        "pip install -e .\nrm -rf ~",
+        "Write the command on one line, without control characters.",
+    ),
+    (
+        "worktree_setup_command",
+        "pip install \u202e-e .",
+        "Write the command on one line, without control characters.",
+    ),
+    (
+        "worktree_setup_command",
+        "echo 'unclosed",
+        "The command is not valid shell: a quote, $( or ${ is not closed.",
+    ),
+    (
+        "worktree_setup_command",
+        "echo $(date",
+        "The command is not valid shell: a quote, $( or ${ is not closed.",
+    ),
+    (
+        "worktree_setup_command",
+        "x" * 1001,
+        "Ensure this field has no more than 1000 characters.",
+    ),
 ]
 
 
@@ -496,6 +524,17 @@ def test_the_service_refuses_what_the_api_refuses(scope, project, field, value):
     assert stored(project)[field] == DEFAULTS[field]
 
 
+@pytest.mark.parametrize("empty", ["", None])
+def test_an_empty_or_null_setup_command_means_none(api, project, empty):
+    Project.objects.filter(pk=project.pk).update(worktree_setup_command="make setup")
+
+    response = api.patch(url(project), {"worktree_setup_command": empty}, format="json")
+
+    assert response.status_code == 200, response.json()
+    assert response.json()["worktree_setup_command"] == ""
+    assert stored(project)["worktree_setup_command"] == ""
+
+
 def test_a_new_project_can_be_created_with_settings(user):
     created = services.create_project(user=user, name="Billing", base_branch="develop")
 
@@ -544,7 +583,12 @@ def test_the_admin_project_form_shows_every_setting_under_how_runs_work(admin_cl
     }
     assert fieldsets["How runs work"] == list(DEFAULTS)
     form = response.context["adminform"].form
-    for name in ("test_command_template", "test_path_template", "agent_command_template"):
+    for name in (
+        "test_command_template",
+        "test_path_template",
+        "agent_command_template",
+        "worktree_setup_command",
+    ):
         assert "width: 60em" in form.fields[name].widget.attrs["style"]
 
 
@@ -572,7 +616,13 @@ def test_the_admin_project_form_refuses_a_merging_template_with_the_same_text(
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("base_branch", "+main"), ("base_branch", "a..b"), ("max_step_attempts", "11")],
+    [
+        ("base_branch", "+main"),
+        ("base_branch", "a..b"),
+        ("max_step_attempts", "11"),
+        ("worktree_setup_command", "make setup\r\nrm -rf ~"),
+        ("worktree_setup_command", 'echo "open'),
+    ],
 )
 def test_the_admin_project_form_refuses_what_the_api_refuses(admin_client, project, field, value):
     response = admin_client.post(admin_url(project), admin_form(project, **{field: value}))

@@ -35,6 +35,7 @@ def test_create_makes_the_caller_a_member(api, user):
         "max_improve_attempts",
         "coverage_command_template",
         "coverage_report_format",
+        "worktree_setup_command",
         "created_at",
         "updated_at",
     }

@@ -15,6 +15,7 @@ import random
 import shutil
 import subprocess
 import sys
+import threading
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +24,10 @@ import pytest
 
 from sessions_app import services
 from sessions_app.models import Interaction, Session, SessionStatus
+from sessions_app.workflows import conventions
 from sessions_app.workflows.types import Result
+from spawnctl.jobs import repository_lock
+from spawnctl.worktrees import Worktrees
 from tests.factories import make_context, make_context_session
 from tests.sessions_app.workflow_driver import drive_to_end, history_of
 
@@ -397,3 +401,83 @@ def test_without_origin_everything_is_committed_locally(scope, project, tmp_path
     assert session.status == SessionStatus.COMPLETE
     kids = list(Session.objects.filter(parent_session=session).select_related("component"))
     assert_branch_holds_every_test_file_once(work, env, session, kids)
+
+
+# A worktree per child (spawnctl's default): the same commands, each child in its own.
+
+
+def child_worktrees(work: Path, env: dict[str, str], kids: list[Session]) -> list[Child]:
+    trees = Worktrees(work, env=env, repository_lock=lambda: repository_lock(work))
+    branch = Session.objects.get(pk=kids[0].parent_session_id).branch
+    return [Child(kid, trees.open(str(kid.pk), 1, [f"refs/heads/{branch}"]).path) for kid in kids]
+
+
+@pytest.mark.parametrize("with_origin", [True, False])
+def test_six_children_interleaved_in_worktrees_of_one_clone(scope, project, workspace, with_origin):
+    work, origin, env = workspace
+    if not with_origin:
+        git("remote", "remove", "origin", cwd=work, env=env)
+    session = make_context_session(scope, make_context(project, SIX))
+    kids = start_context(scope, session, work, env)
+    children = child_worktrees(work, env, kids)
+
+    Interleaved(scope, env, broken_first={"Invoice", "Refund"}, seed=3).run(children)
+
+    assert [c.session.status for c in children] == [SessionStatus.COMPLETE] * 6
+    # Each child wrote in its own worktree: the user's working copy got none of it.
+    for child in children:
+        assert (child.work / child.session.state["test_file"]).exists()
+        assert not (work / child.session.state["test_file"]).exists()
+    assert finish_context(scope, session, work, env).status == "ok"
+    session.refresh_from_db()
+    assert session.status == SessionStatus.COMPLETE
+    kids = [Session.objects.select_related("component").get(pk=k.pk) for k in kids]
+    assert_branch_holds_every_test_file_once(origin if with_origin else work, env, session, kids)
+    assert git("status", "--porcelain", cwd=work, env=env) == ""
+    assert git("rev-parse", "HEAD", cwd=work, env=env) == git(
+        "rev-parse", session.branch, cwd=work, env=env
+    )
+
+
+@pytest.mark.parametrize("with_origin", [True, False])
+def test_children_finalizing_at_once_in_their_worktrees_all_land_on_the_branch(
+    scope, project, workspace, with_origin
+):
+    """Eight Finalize commands on eight threads at once, each in its own worktree, under the
+    runner's lock (one per clone): none is lost, none is committed twice."""
+    work, origin, env = workspace
+    if not with_origin:
+        git("remote", "remove", "origin", cwd=work, env=env)
+    branch = "agentic-tests/at-once"
+    init = run_shell(
+        conventions.switch_branch_command(branch, base="main", publish=True), work, env
+    )
+    assert init.status == "ok", init
+    trees = Worktrees(work, env=env, repository_lock=lambda: repository_lock(work))
+    jobs = []
+    for n in range(8):
+        tree = trees.open(f"child-{n}", 1, [f"refs/heads/{branch}"])
+        path = f"tests/test_part_{n}.py"
+        (tree.path / "tests").mkdir(exist_ok=True)
+        (tree.path / path).write_text(PASSING)
+        jobs.append((tree.path, conventions.commit_component_command(branch, path, f"Part {n}")))
+    answers: list[Result] = []
+    start = threading.Barrier(len(jobs))
+
+    def finalize(where: Path, command: str) -> None:
+        start.wait()
+        with repository_lock(work):
+            answers.append(run_shell(command, where, env))
+
+    threads = [threading.Thread(target=finalize, args=job) for job in jobs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert [answer.status for answer in answers] == ["ok"] * 8, answers
+    where = origin if with_origin else work
+    tree = git("ls-tree", "-r", "--name-only", branch, cwd=where, env=env).split()
+    assert sorted(tree) == sorted(["README", *(f"tests/test_part_{n}.py" for n in range(8))])
+    subjects = git("log", "--format=%s", branch, cwd=where, env=env).splitlines()
+    assert sorted(subjects) == sorted(["initial", *(f"Part {n}" for n in range(8))])

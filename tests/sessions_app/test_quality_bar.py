@@ -262,6 +262,20 @@ def test_weak_tests_go_through_improve_tests_until_they_pass(scope, child):
     assert child.latest_verification == second
 
 
+def test_a_child_that_changed_other_files_is_told_to_put_them_back(scope, child):
+    edited = verification(coverage=cov(120, 110), changed=("conftest.py", "src/shop/user.py"))
+    clean = verification(coverage=cov(120, 110))
+
+    drive_to_end(scope, child, reporting(edited, clean))
+
+    child.refresh_from_db()
+    assert child.status == SessionStatus.COMPLETE
+    prompt = child.interactions.get(step_name="ImproveTests").command["metadata"]["prompt"]
+    assert "- Files changed outside the test file: conftest.py, src/shop/user.py" in prompt
+    assert "Put these files back as they were: conftest.py, src/shop/user.py (" in prompt
+    assert "Do not change the code under test" in prompt
+
+
 def test_tests_that_never_reach_the_bar_fail_the_session_with_the_text(scope, project, child):
     weak = verification(coverage=cov(120, 60), without=("test_a",))
 

@@ -110,7 +110,7 @@ class TestRouting:
 def test_context_session_runs_from_creation_to_complete_through_the_service(
     scope, billing, billing_session
 ):
-    # Initialize puts the working copy on the session's own branch.
+    # Initialize puts the working copy on the session's own branch (detached at it).
     init = step_once(scope, billing_session)
     billing_session.refresh_from_db()
     branch = billing_session.state["branch_name"]
@@ -120,7 +120,7 @@ def test_context_session_runs_from_creation_to_complete_through_the_service(
         "base_branch": "main",
         "repository_lock": True,
     }
-    assert f"git switch -q -c {branch}" in init.command["command"]
+    assert f"git switch -q --detach refs/heads/{branch}" in init.command["command"]
 
     # Spawn hands out the children, in spawn order.
     spawn, created = services.next_command(scope=scope, session_id=billing_session.pk)
@@ -208,10 +208,11 @@ def test_context_session_runs_from_creation_to_complete_through_the_service(
     )
     assert (metadata["branch_name"], metadata["repository_lock"]) == (branch, True)
     script = finalize.command["command"]
-    assert f"\n{shlex.join(['git', 'add', '--', *metadata['files']])}\n" in script
-    commit = ["git", "commit", "-q", "--allow-empty", "-m", metadata["commit_message"], "--"]
-    assert f"\n{shlex.join([*commit, *metadata['files']])}\n" in script
-    assert f"git push -q -u origin refs/heads/{branch}:refs/heads/{branch}" in script
+    # The files this working copy has are added and committed, nothing else that is staged.
+    assert f"for file in {' '.join(metadata['files'])}; do" in script
+    commit = ["git", "commit", "-q", "--allow-empty", "--only", "-m", metadata["commit_message"]]
+    assert f'\n{shlex.join(commit)} -- "$@"\n' in script
+    assert f"git push -q origin refs/heads/{branch}:refs/heads/{branch}" in script
 
     _, session = services.submit_result(
         scope=scope,

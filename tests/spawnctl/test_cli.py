@@ -255,8 +255,17 @@ def test_a_component_without_children_to_test_is_not_run_and_no_session_is_made(
     seen = _project_with(children, monkeypatch)
 
     code = cli.main(
-        ["run", "--project", "p", "--context", "shop", "--repo", str(git_repo(tmp_path))]
-        + ["--token", "t"]
+        [
+            "run",
+            "--project",
+            "p",
+            "--context",
+            "shop",
+            "--token",
+            "t",
+            "--repo",
+            str(git_repo(tmp_path)),
+        ]
     )
 
     assert code == 1
@@ -270,8 +279,17 @@ def test_a_child_without_the_excluded_field_counts_as_included(monkeypatch, tmp_
     monkeypatch.setattr(cli, "_drive", lambda *args: (cli.Outcome("complete"), None))
 
     code = cli.main(
-        ["run", "--project", "p", "--context", "shop", "--repo", str(git_repo(tmp_path))]
-        + ["--token", "t"]
+        [
+            "run",
+            "--project",
+            "p",
+            "--context",
+            "shop",
+            "--token",
+            "t",
+            "--repo",
+            str(git_repo(tmp_path)),
+        ]
     )
 
     assert code == 0

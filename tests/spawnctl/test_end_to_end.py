@@ -164,6 +164,10 @@ def test_a_killed_runner_is_replaced_by_a_second_run_once_its_lease_expires(work
     _wait_for(lambda: not any(_alive(pid) for pid in agents), timeout=STOP_GRACE_SECONDS + 5)
     held = server.children(context["id"])["results"]
     assert {child["runner"] for child in held} == {"doomed"}
+    # Its children's worktrees are left behind, half-done.
+    root = workspace.work / ".git" / "spawnctl" / "worktrees"
+    left = sorted(path for path in root.iterdir() if path.is_dir())
+    assert [path.name for path in left] == sorted(f"{child['id']}-1" for child in held)
 
     second = workspace.run(
         "run",
@@ -178,6 +182,11 @@ def test_a_killed_runner_is_replaced_by_a_second_run_once_its_lease_expires(work
 
     assert second.returncode == 0, second.stdout
     assert "leased by doomed until" in second.stdout
+    # Pruned before the heir took the children over, each then run in a fresh one.
+    pruned = f"Removed 2 worktree(s) left by a runner that stopped: {left[0]}, {left[1]}"
+    assert pruned in second.stdout
+    assert second.stdout.index(pruned) < second.stdout.index("leased by doomed until")
+    assert list(root.iterdir()) == []
     session = server.session(context["id"])
     assert session["status"] == "complete"
     children = _names(server.children(context["id"]))

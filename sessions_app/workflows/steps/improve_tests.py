@@ -26,6 +26,13 @@ def build_prompt(session: Session, test_file: str) -> str:
             f"Lines of {verification.source_path} no test runs: "
             f"{quality_bar.line_ranges(verification.missing_lines)}."
         )
+    if verification and verification.changed_files:
+        lines.append(
+            "Put these files back as they were: "
+            f"{', '.join(verification.changed_files)} (git checkout -- <file> restores a "
+            "tracked file; delete a file you added). Only the test file is kept: a test that "
+            "needs a change elsewhere fails on the branch."
+        )
     lines += [
         f"Improve the tests in {test_file} until every test passes every time, asserts what "
         "the code does, and runs the lines named above.",
