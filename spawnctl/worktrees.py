@@ -20,6 +20,7 @@ import contextlib
 import fcntl
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -38,6 +39,8 @@ KEPT_SUFFIX = ".kept"
 RUNNER_DIR = ".spawnctl"
 CACHE_DIRS = frozenset({"__pycache__", ".pytest_cache", ".hypothesis", ".mypy_cache"})
 COVERAGE_DATA = ".coverage"
+# A session id as a worktree's name: the server's are UUIDs.
+SESSION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,99}")
 
 
 class WorktreeError(Exception):
@@ -143,6 +146,12 @@ class Worktrees:
         self._locked = repository_lock or contextlib.nullcontext
 
     def path_of(self, session_id: str, attempt: int) -> Path:
+        """Where the session's attempt gets its worktree. The id is the server's: one that is
+        not a plain name (``../..``, a slash, a leading dash) never becomes a path."""
+        if not isinstance(session_id, str) or not SESSION_ID.fullmatch(session_id):
+            raise WorktreeError(f"{session_id!r} is not a session id a worktree can be named by")
+        if not isinstance(attempt, int) or isinstance(attempt, bool) or attempt < 1:
+            raise WorktreeError(f"{attempt!r} is not an attempt a worktree can be named by")
         return self.root / f"{session_id}-{attempt}"
 
     def open(self, session_id: str, attempt: int, starts: Sequence[str] = ()) -> Worktree:

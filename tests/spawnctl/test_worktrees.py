@@ -226,6 +226,36 @@ def test_worktrees_made_at_once_by_many_threads_are_all_made(repo):
     assert all((tree.path / "later.txt").exists() for tree in made)
 
 
+@pytest.mark.parametrize(
+    ("session_id", "attempt"),
+    [
+        ("../../../victim", 1),
+        ("..", 1),
+        ("a/b", 1),
+        ("-rf", 1),
+        ("", 1),
+        ("x\nlater", 1),
+        ("x" * 101, 1),
+        (None, 1),
+        (SID, 0),
+        (SID, "1; rm -rf ~"),
+        (SID, True),
+    ],
+)
+def test_a_session_id_or_attempt_that_is_not_a_plain_name_never_becomes_a_path(
+    repo, tmp_path, session_id, attempt
+):
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "precious").write_text("keep me\n")
+
+    with pytest.raises(WorktreeError, match="a worktree can be named by"):
+        manager(repo).open(session_id, attempt)
+
+    assert (victim / "precious").read_text() == "keep me\n"
+    assert registered(repo) == [str(repo)]
+
+
 # What a child changed
 
 
