@@ -81,6 +81,10 @@ NOT_A_GIT_REPO = (
     "--repo {repo} is not a git working copy: each child runs in a git worktree of it "
     "(--isolation shared runs every child in --repo itself)"
 )
+SHARED_WARNING = (
+    "--isolation shared: every child runs in {repo} itself, so children see each other's "
+    "files, an edit outside a test file is not caught, and no worktree setup command runs"
+)
 ALL_EXCLUDED = "{module} is not a context: every one of its child components is excluded"
 
 
@@ -481,6 +485,8 @@ def _drive(
         for signum in EXIT_SIGNAL:
             previous[signum] = signal.signal(signum, on_signal)
     try:
+        if config.worktrees is None:
+            reporter(events.Notice(SHARED_WARNING.format(repo=config.repo)))
         if config.worktrees is not None:
             # Before any child is taken over: what a runner that died left behind.
             try:
@@ -590,6 +596,16 @@ def _say_lines(text: str, *, error: bool = False) -> None:
         _say(line, error=error)
 
 
+def children_counts(summary: Mapping[str, Any]) -> str:
+    """The children summary's counts as a line: ``6 total, 4 complete, 1 failed, ...``
+    (numbers only; the summary's other entries have lines of their own)."""
+    return ", ".join(
+        f"{count} {name}"
+        for name, count in summary.items()
+        if isinstance(count, int) and not isinstance(count, bool)
+    )
+
+
 def cmd_status(args: argparse.Namespace, api: Api) -> int:
     session = api.get_session(resolve_session_id(api, args.session_id))
     children = api.children(session.id) if session.is_context else None
@@ -617,8 +633,18 @@ def cmd_status(args: argparse.Namespace, api: Api) -> int:
     if session.state.get("error"):
         facts.add_row("reason", Text(one_line(session.state["error"])))
     if children is not None:
-        counts = ", ".join(f"{count} {name}" for name, count in children.summary.items())
-        facts.add_row("children", Text(one_line(counts)))
+        facts.add_row("children", Text(one_line(children_counts(children.summary))))
+        coverage = children.summary.get("coverage")
+        if isinstance(coverage, dict) and coverage.get("lines_total"):
+            facts.add_row(
+                "coverage",
+                Text(
+                    one_line(
+                        f"{coverage.get('line_coverage')}% of lines "
+                        f"({coverage.get('lines_covered')} of {coverage.get('lines_total')})"
+                    )
+                ),
+            )
     console.print(facts)
     if children is not None and children.results:
         console.print(summary_table(children.results))

@@ -97,6 +97,16 @@ class Released:
 
 
 @dataclass(frozen=True)
+class WorktreeSetUp:
+    """The project's setup command ran in a child's new worktree."""
+
+    session_id: str
+    name: str
+    ok: bool
+    duration_ms: int
+
+
+@dataclass(frozen=True)
 class WorktreeKept:
     """A failed child's worktree, left in place for a look (``--keep-worktrees``)."""
 
@@ -149,6 +159,7 @@ Event = (
     | Retrying
     | SessionEnded
     | Released
+    | WorktreeSetUp
     | WorktreeKept
     | WorktreesPruned
     | LeaseHeld

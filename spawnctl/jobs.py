@@ -511,6 +511,11 @@ class SessionJob:
                 return _not_started(error)
             if execution.stopped:
                 return None
+            config.emit(
+                events.WorktreeSetUp(
+                    self.session.id, self.name, execution.ok, execution.duration_ms
+                )
+            )
             if not execution.ok:
                 return setup_failed(execution, config.command_timeout)
         try:

@@ -35,7 +35,9 @@ def describe(event: events.Event) -> str | None:
             return f"{name}: {step} started"
         case events.StepEnded(name=name, step=step, status=status) as ended:
             facts = []
-            if ended.code is not None:
+            # An error the server judged (VerifyTests below the bar) after a command that
+            # exited 0 is no "exit 0" error: the code is shown when it says something.
+            if ended.code is not None and not (status == "error" and ended.code == 0):
                 facts.append(f"exit {ended.code}")
             if ended.duration_ms:
                 facts.append(f"{ended.duration_ms / 1000:.1f} s")
@@ -48,6 +50,8 @@ def describe(event: events.Event) -> str | None:
             return line + (f": {reason}" if reason else "")
         case events.Released(name=name, why=why):
             return f"{name}: released unfinished ({why})"
+        case events.WorktreeSetUp(name=name, ok=ok, duration_ms=duration_ms):
+            return f"{name}: worktree setup {'ok' if ok else 'failed'} ({duration_ms / 1000:.1f} s)"
         case events.WorktreeKept(name=name, path=path):
             return f"{name}: worktree kept at {path}"
         case events.WorktreesPruned(paths=paths):
@@ -136,6 +140,7 @@ _LOGGED_ON_TERMINAL = (
     events.Retrying,
     events.SessionEnded,
     events.Released,
+    events.WorktreeSetUp,
     events.WorktreeKept,
     events.WorktreesPruned,
     events.LeaseHeld,

@@ -225,9 +225,32 @@ class Worktrees:
             finally:
                 handle.close()
             removed.append(path)
+        self._sweep_markers()
         with self._locked():
             _git(["worktree", "prune"], self.repo, self.env)
         return removed
+
+    def _sweep_markers(self) -> None:
+        """Lock and kept markers whose worktree is gone (removed by hand with ``git worktree
+        remove``), unless a live runner holds the lock."""
+        for marker in sorted(self.root.iterdir()):
+            for suffix in (LOCK_SUFFIX, KEPT_SUFFIX):
+                if not marker.name.endswith(suffix):
+                    continue
+                tree = marker.with_name(marker.name.removesuffix(suffix))
+                if tree.exists():
+                    continue
+                lock = tree.with_name(tree.name + LOCK_SUFFIX)
+                handle = _try_lock(lock) if lock.exists() else None
+                if lock.exists() and handle is None:
+                    continue
+                try:
+                    marker.unlink(missing_ok=True)
+                    if handle is not None:
+                        lock.unlink(missing_ok=True)
+                finally:
+                    if handle is not None:
+                        handle.close()
 
     def _remove(self, path: Path) -> None:
         """The worktree at ``path`` gone, git's record of it too (called under the lock)."""

@@ -276,6 +276,19 @@ def test_a_child_that_changed_other_files_is_told_to_put_them_back(scope, child)
     assert "Do not change the code under test" in prompt
 
 
+def test_without_a_coverage_minimum_the_agent_is_not_asked_for_lines(scope, project, child):
+    project.min_line_coverage = None
+    project.save()
+    scope.project.refresh_from_db()
+    weak = verification(coverage=cov(120, 60, missing_lines=[3, 4]), without=("test_a",))
+
+    drive_to_end(scope, child, reporting(weak, verification(coverage=cov(120, 60))))
+
+    prompt = child.interactions.get(step_name="ImproveTests").command["metadata"]["prompt"]
+    assert "- Tests without assertions: test_a" in prompt
+    assert "no test runs" not in prompt
+
+
 def test_tests_that_never_reach_the_bar_fail_the_session_with_the_text(scope, project, child):
     weak = verification(coverage=cov(120, 60), without=("test_a",))
 

@@ -438,3 +438,31 @@ def test_an_import_refused_shows_the_servers_reasons_on_one_line_each(
         f"row 0 (shop): name{CLEAR_SHOWN}: Too long{FORGED_SHOWN}",
         "Nothing imported: 1 bad row.",
     ]
+
+
+def test_status_shows_the_childrens_counts_and_coverage_as_lines(monkeypatch, capsys):
+    context = {"id": SID, "type": "ContextTestingSessions", "status": "active", "attempt": 1}
+    summary = {
+        "total": 11,
+        "active": 0,
+        "stalled": 0,
+        "complete": 11,
+        "failed": 0,
+        "cancelled": 0,
+        "coverage": {"lines_total": 1780, "lines_covered": 833, "line_coverage": 46.7},
+    }
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/children/"):
+            return httpx.Response(200, json={"summary": summary, "results": []})
+        return httpx.Response(200, json=context)
+
+    _answering(monkeypatch, handler)
+    monkeypatch.setenv("COLUMNS", "200")
+
+    assert cli.main(["status", SID, "--token", "t"]) == 0
+
+    out = capsys.readouterr().out
+    assert "11 total, 0 active, 0 stalled, 11 complete, 0 failed, 0 cancelled" in out
+    assert "46.7% of lines (833 of 1780)" in out
+    assert "{" not in out

@@ -104,10 +104,19 @@ def test_a_child_that_keeps_failing_ends_failed_and_the_run_exits_1_naming_it(wo
         "2",
         "--lease-seconds",
         "20",
+        # Today's one working copy for every child, said so at the start.
+        "--isolation",
+        "shared",
         STAND_IN_FAILING="Shop.Stock.Crate",
     )
 
     assert done.returncode == 1, done.stdout
+    assert (
+        f"warning: --isolation shared: every child runs in {workspace.work} itself, so "
+        "children see each other's files, an edit outside a test file is not caught, and no "
+        "worktree setup command runs"
+    ) in done.stdout
+    assert not (workspace.work / ".git" / "spawnctl" / "worktrees").exists()
     children = _names(server.children(context["id"]))
     assert children["Shelf"]["status"] == "complete"
     assert children["Crate"]["status"] == "failed"

@@ -325,3 +325,30 @@ def snapshot_of(report: LiveReporter) -> str:
     console = wide_terminal()
     console.print(report.render())
     return console.export_text()
+
+
+def test_an_error_the_server_judged_after_exit_0_shows_no_exit_code():
+    judged = events.StepEnded(
+        "u", "User", "VerifyTests", "error", 0, 1800, "Files changed outside the test file: a", True
+    )
+    failed = events.StepEnded("u", "User", "RunTests", "error", 2, 900, "boom", True)
+
+    assert describe(judged) == (
+        "User: VerifyTests error (1.8 s): Files changed outside the test file: a"
+    )
+    assert describe(failed) == "User: RunTests error (exit 2, 0.9 s): boom"
+
+
+def test_worktree_events_are_said():
+    assert describe(events.WorktreeSetUp("u", "User", True, 1234)) == (
+        "User: worktree setup ok (1.2 s)"
+    )
+    assert describe(events.WorktreeSetUp("u", "User", False, 50)) == (
+        "User: worktree setup failed (0.1 s)"
+    )
+    assert describe(events.WorktreeKept("u", "User", "/r/.git/spawnctl/worktrees/u-1")) == (
+        "User: worktree kept at /r/.git/spawnctl/worktrees/u-1"
+    )
+    assert describe(events.WorktreesPruned(("/a", "/b"))) == (
+        "Removed 2 worktree(s) left by a runner that stopped: /a, /b"
+    )

@@ -341,3 +341,17 @@ def test_a_failing_git_status_is_an_error_not_an_empty_list(repo, tmp_path):
 
     with pytest.raises(WorktreeError, match="git status failed"):
         changed_files(tree, None, {**_env(), "GIT_CEILING_DIRECTORIES": str(tmp_path)})
+
+
+def test_the_markers_of_a_worktree_removed_by_hand_are_swept(repo):
+    trees = manager(repo)
+    kept = trees.open(SID, 1)
+    trees.close(kept, keep=True)
+    git("worktree", "remove", "--force", str(kept.path), cwd=repo)
+    held = trees.open(SID, 2)  # alive: its lock stays
+
+    assert trees.prune() == []
+
+    names = sorted(path.name for path in trees.root.iterdir())
+    assert names == [f"{SID}-2", f"{SID}-2.lock"]
+    trees.close(held)

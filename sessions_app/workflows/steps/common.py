@@ -30,7 +30,7 @@ class AgentRound:
     name: str
     counter: str
 
-    def build_prompt(self, session: Any, test_file: str) -> str:
+    def build_prompt(self, session: Any, test_file: str, project: Project) -> str:
         raise NotImplementedError
 
     def get_command(self, scope: Any, session: Any, **opts: Any) -> Command:
@@ -41,7 +41,7 @@ class AgentRound:
         return agent_command(
             self.name,
             scope.project,
-            self.build_prompt(session, test_file),
+            self.build_prompt(session, test_file, scope.project),
             test_file=test_file,
             attempt=session.state.get(self.counter, 0) + 1,
         )

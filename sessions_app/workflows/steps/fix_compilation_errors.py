@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from components_app.models import Project
 from core.scope import Scope
 from sessions_app.models import Session
 from sessions_app.workflows.steps.common import AgentRound
@@ -31,7 +32,7 @@ class FixCompilationErrors(AgentRound):
     name = "FixCompilationErrors"
     counter = "fix_attempts"
 
-    def build_prompt(self, session: Session, test_file: str) -> str:
+    def build_prompt(self, session: Session, test_file: str, project: Project) -> str:
         return build_prompt(session, test_file)
 
     def handle_result(

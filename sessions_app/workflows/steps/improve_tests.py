@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from components_app.models import Project
 from core.scope import Scope
 from sessions_app import quality_bar
 from sessions_app.models import Session
@@ -12,7 +13,7 @@ from sessions_app.workflows.steps.common import AgentRound
 from sessions_app.workflows.types import Result, StepOutcome
 
 
-def build_prompt(session: Session, test_file: str) -> str:
+def build_prompt(session: Session, test_file: str, project: Project) -> str:
     component = session.component
     subject = f"{component.name} ({component.module_name})" if component else "this component"
     verification = session.latest_verification
@@ -21,7 +22,11 @@ def build_prompt(session: Session, test_file: str) -> str:
         f"The tests in {test_file} for {subject} do not meet the project's bar yet:",
         *(f"- {problem}" for problem in problems),
     ]
-    if verification and verification.missing_lines and verification.source_path:
+    project = session.project
+    measured_lines = (
+        project.min_line_coverage is not None or project.min_branch_coverage is not None
+    )
+    if measured_lines and verification and verification.missing_lines and verification.source_path:
         lines.append(
             f"Lines of {verification.source_path} no test runs: "
             f"{quality_bar.line_ranges(verification.missing_lines)}."
@@ -45,8 +50,8 @@ class ImproveTests(AgentRound):
     name = "ImproveTests"
     counter = "improve_attempts"
 
-    def build_prompt(self, session: Session, test_file: str) -> str:
-        return build_prompt(session, test_file)
+    def build_prompt(self, session: Session, test_file: str, project: Project) -> str:
+        return build_prompt(session, test_file, project)
 
     def handle_result(
         self, scope: Scope, session: Session, result: Result, **opts: Any
