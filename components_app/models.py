@@ -113,6 +113,21 @@ def validate_base_branch(value: str) -> None:
 validate_test_command_template = CommandTemplateValidator("test_file")
 validate_test_path_template = PathTemplateValidator(*test_paths.PLACEHOLDERS)
 validate_agent_command_template = CommandTemplateValidator("prompt")
+_resume_placeholders = CommandTemplateValidator("prompt", "conversation_id")
+RESUME_NEEDS = "A resume template must use both {prompt} and {conversation_id}."
+
+
+def validate_agent_resume_template(value: str) -> None:
+    _resume_placeholders(value)
+    if safety.template_fields(value) != {"prompt", "conversation_id"}:
+        raise ValidationError(RESUME_NEEDS)
+
+
+DEFAULT_AGENT_RESUME_COMMAND = (
+    "claude -p {prompt} --resume {conversation_id} --output-format json "
+    "--permission-mode acceptEdits"
+)
+MAX_STEP_SECONDS = 86_400
 COVERAGE_PLACEHOLDERS = ("test_file", "source_path", "report_file")
 validate_coverage_command_template = CommandTemplateValidator(*COVERAGE_PLACEHOLDERS)
 # coverage.py measures branch coverage of the test file's run and writes its JSON report, for
@@ -228,6 +243,32 @@ class Project(models.Model):
         default=CoverageReportFormat.COVERAGE_PY_JSON,
         help_text="What the coverage command writes to {report_file}.",
     )
+    agent_resume_template = models.CharField(
+        max_length=500,
+        default=DEFAULT_AGENT_RESUME_COMMAND,
+        validators=[validate_agent_resume_template],
+        help_text="How a later agent step of a session continues the agent's conversation: "
+        "{prompt} and {conversation_id} are replaced.",
+    )
+    default_max_cost_usd = models.DecimalField(
+        max_digits=12,
+        decimal_places=4,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0)],
+        help_text="A new context session's budget in US dollars; empty: no limit.",
+    )
+    agent_timeout_seconds = models.PositiveIntegerField(
+        default=1800,
+        validators=[MinValueValidator(1), MaxValueValidator(MAX_STEP_SECONDS)],
+        help_text="An agent step is stopped after this many seconds.",
+    )
+    test_timeout_seconds = models.PositiveIntegerField(
+        default=600,
+        validators=[MinValueValidator(1), MaxValueValidator(MAX_STEP_SECONDS)],
+        help_text="A test run (RunTests, each run of VerifyTests) is stopped after this many "
+        "seconds.",
+    )
     worktree_setup_command = models.CharField(
         max_length=safety.COMMAND_LINE_MAX_LENGTH,
         blank=True,
@@ -253,6 +294,12 @@ class Project(models.Model):
                 & Q(test_runs__gte=1, test_runs__lte=MAX_TEST_RUNS)
                 & Q(max_improve_attempts__lte=MAX_IMPROVE_ATTEMPTS),
                 name="project_quality_bar_ranges",
+            ),
+            models.CheckConstraint(
+                condition=(Q(default_max_cost_usd__isnull=True) | Q(default_max_cost_usd__gte=0))
+                & Q(agent_timeout_seconds__gte=1, agent_timeout_seconds__lte=MAX_STEP_SECONDS)
+                & Q(test_timeout_seconds__gte=1, test_timeout_seconds__lte=MAX_STEP_SECONDS),
+                name="project_budget_and_time_limits",
             ),
         ]
 

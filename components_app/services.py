@@ -49,6 +49,10 @@ PROJECT_SETTINGS = (
     "max_improve_attempts",
     "coverage_command_template",
     "coverage_report_format",
+    "agent_resume_template",
+    "default_max_cost_usd",
+    "agent_timeout_seconds",
+    "test_timeout_seconds",
     "worktree_setup_command",
 )
 PROJECT_UPDATABLE_FIELDS = ("name", *PROJECT_SETTINGS)

@@ -17,6 +17,7 @@ BRANCH_IS_BASE = "A run's branch cannot be the base branch {name}"
 MAX_PARALLEL_CHILDREN = 1000
 MAX_LEASE_SECONDS = 86_400
 CONTEXT_ONLY_CAP = f"Only {CONTEXT_TESTING_SESSIONS} sessions have a cap on parallel children."
+CONTEXT_ONLY_BUDGET = f"Only {CONTEXT_TESTING_SESSIONS} sessions have a budget."
 
 # State keys the workflows write and read back, with the type each must hold.
 _TYPE_NAMES = {str: "a string", int: "an integer", list: "a list of strings"}
@@ -187,6 +188,17 @@ class Session(models.Model):
         validators=[MinValueValidator(1), MaxValueValidator(MAX_PARALLEL_CHILDREN)],
         help_text="How many of a context session's children may run at once; empty: no limit.",
     )
+    # A context session's budget: once its run (it and its children) has cost this much, no
+    # agent step is handed out in it; null: no limit.
+    max_cost_usd = models.DecimalField(
+        max_digits=12,
+        decimal_places=4,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0)],
+        help_text="A context session's budget in US dollars: no agent step is handed out once "
+        "its run has cost this much; empty: no limit.",
+    )
     # The latest verification of a component session's tests (VerifyTests), for the lists
     # and summaries that show it without a query per session.
     latest_verification = models.ForeignKey(
@@ -235,6 +247,10 @@ class Session(models.Model):
                 | Q(max_parallel_children__gte=1, max_parallel_children__lte=MAX_PARALLEL_CHILDREN),
                 name="session_max_parallel_children_range",
             ),
+            models.CheckConstraint(
+                condition=Q(max_cost_usd__isnull=True) | Q(max_cost_usd__gte=0),
+                name="session_max_cost_usd_not_negative",
+            ),
         ]
         indexes = [models.Index(fields=["project", "status"])]
 
@@ -275,6 +291,8 @@ class Session(models.Model):
             errors["state"] = [BRANCH_IS_BASE.format(name=self.project.base_branch)]
         if self.max_parallel_children is not None and self.type != CONTEXT_TESTING_SESSIONS:
             errors["max_parallel_children"] = CONTEXT_ONLY_CAP
+        if self.max_cost_usd is not None and self.type != CONTEXT_TESTING_SESSIONS:
+            errors["max_cost_usd"] = CONTEXT_ONLY_BUDGET
         # Related objects are compared through their cached instances so that validating a
         # batch of children costs no query per child.
         component = self.component if self.component_id else None
@@ -303,6 +321,15 @@ class Interaction(models.Model):
     result = models.JSONField(null=True, blank=True)
     completed_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    # What the step cost, from its result's data.usage (null: not reported), kept in columns
+    # so that a session's or a run's cost is a sum in the database.
+    cost_usd = models.DecimalField(max_digits=14, decimal_places=6, null=True, blank=True)
+    input_tokens = models.BigIntegerField(null=True, blank=True)
+    output_tokens = models.BigIntegerField(null=True, blank=True)
+    cache_read_tokens = models.BigIntegerField(null=True, blank=True)
+    cache_creation_tokens = models.BigIntegerField(null=True, blank=True)
+    turns = models.PositiveIntegerField(null=True, blank=True)
+    model = models.CharField(max_length=200, blank=True, default="")
 
     class Meta:
         ordering = ["-created_at"]
@@ -317,6 +344,14 @@ class Interaction(models.Model):
                 fields=["session"],
                 condition=Q(completed_at__isnull=True),
                 name="one_pending_interaction_per_session",
+            ),
+            models.CheckConstraint(
+                condition=(Q(cost_usd__isnull=True) | Q(cost_usd__gte=0))
+                & (Q(input_tokens__isnull=True) | Q(input_tokens__gte=0))
+                & (Q(output_tokens__isnull=True) | Q(output_tokens__gte=0))
+                & (Q(cache_read_tokens__isnull=True) | Q(cache_read_tokens__gte=0))
+                & (Q(cache_creation_tokens__isnull=True) | Q(cache_creation_tokens__gte=0)),
+                name="interaction_usage_not_negative",
             ),
         ]
         indexes = [models.Index(fields=["session", "-created_at"])]

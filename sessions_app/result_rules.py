@@ -15,6 +15,7 @@ from rest_framework import serializers
 from core.api.fields import INT32_MAX, int32_field
 from core.api.serializers import KnownFieldsOnly
 from core.json_values import unstorable_reason
+from sessions_app import usage
 from sessions_app.workflows.types import RESULT_STATUSES, Result
 
 # Reported output is stored whole in the interaction; past this it is a 400.
@@ -45,6 +46,10 @@ class ResultInputSerializer(KnownFieldsOnly, serializers.Serializer):
         # The API's parser refuses such a body first; a caller in Python meets it here.
         if (problem := unstorable_reason(value)) is not None:
             raise serializers.ValidationError(problem)
+        try:
+            usage.of_result_data(value)
+        except usage.Malformed as error:
+            raise serializers.ValidationError(error.text) from None
         return value
 
 

@@ -5,9 +5,22 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from django.db.models import Count, F, OuterRef, Prefetch, Q, QuerySet, Subquery, Sum
+from django.db.models import (
+    BigIntegerField,
+    Count,
+    DecimalField,
+    F,
+    Func,
+    OuterRef,
+    Prefetch,
+    Q,
+    QuerySet,
+    Subquery,
+    Sum,
+)
 from django.db.models.fields.json import KT
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -15,6 +28,7 @@ from django.utils import timezone
 from components_app.models import SPAWN_ORDER as COMPONENT_SPAWN_ORDER
 from components_app.models import CodePointOrder, Component
 from core.errors import InvalidInput
+from sessions_app import usage
 from sessions_app.models import Interaction, Session, SessionStatus, stalled_at
 from sessions_app.quality_bar import percent
 from sessions_app.workflows.session_types import CONTEXT_TESTING_SESSIONS
@@ -119,8 +133,10 @@ def with_child_ids(queryset: QuerySet[Session]) -> QuerySet[Session]:
     """Sessions ready to render: component joined, children's ids prefetched in spawn order
     on ``CHILDREN_IN_SPAWN_ORDER`` (two queries whatever the number of sessions)."""
     children = Session.objects.order_by(*SPAWN_ORDER).only("id", "parent_session_id")
-    return queryset.select_related("component", "latest_verification").prefetch_related(
-        Prefetch("child_sessions", queryset=children, to_attr=CHILDREN_IN_SPAWN_ORDER)
+    return with_usage(
+        queryset.select_related("component", "latest_verification").prefetch_related(
+            Prefetch("child_sessions", queryset=children, to_attr=CHILDREN_IN_SPAWN_ORDER)
+        )
     )
 
 
@@ -187,10 +203,12 @@ def child_sessions(*, session: Session) -> QuerySet[Session]:
     One query whatever the number of children: the reason comes from the child's own
     ``state["error"]`` or, failing that, from a subquery on its latest errored interaction.
     """
-    return with_failure_reason(
-        Session.objects.filter(parent_session_id=session.pk, project_id=session.project_id)
-        .select_related("component", "latest_verification")
-        .order_by(*SPAWN_ORDER)
+    return with_usage(
+        with_failure_reason(
+            Session.objects.filter(parent_session_id=session.pk, project_id=session.project_id)
+            .select_related("component", "latest_verification")
+            .order_by(*SPAWN_ORDER)
+        )
     )
 
 
@@ -244,6 +262,8 @@ class ChildrenSummary:
     #: Over the children's latest verifications.
     lines_total: int = 0
     lines_covered: int = 0
+    #: What every child's steps cost.
+    cost_usd: Decimal = Decimal(0)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -258,6 +278,7 @@ class ChildrenSummary:
                 "lines_covered": self.lines_covered,
                 "line_coverage": percent(self.lines_covered, self.lines_total),
             },
+            "cost_usd": usage.as_number(self.cost_usd),
         }
 
 
@@ -265,8 +286,11 @@ def summarize(children: list[Session], *, now: datetime | None = None) -> Childr
     now = now or timezone.now()
     counts = {status: 0 for status in SessionStatus.values}
     stalled = lines_total = lines_covered = 0
+    cost = Decimal(0)
     for child in children:
         counts[child.status] += 1
+        # Children read through ``child_sessions`` carry their cost (``with_usage``).
+        cost += Decimal(getattr(child, "usage_cost", 0) or 0)
         stalled += child.is_stalled(now)
         verification = child.latest_verification if child.latest_verification_id else None
         if verification is not None and verification.lines_total is not None:
@@ -277,6 +301,7 @@ def summarize(children: list[Session], *, now: datetime | None = None) -> Childr
         stalled=stalled,
         lines_total=lines_total,
         lines_covered=lines_covered,
+        cost_usd=cost,
         **counts,
     )
 
@@ -315,3 +340,134 @@ def children_progress(session: Session) -> ChildrenSummary:
 
 def interactions_for_session(*, session: Session) -> QuerySet[Interaction]:
     return Interaction.objects.filter(session=session).order_by("-created_at", "-id")
+
+
+# --- what runs cost ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class UsageTotals:
+    """What a session's (or a run's) interactions cost, summed in the database."""
+
+    cost_usd: Decimal = Decimal(0)
+    input_tokens: int = 0
+    output_tokens: int = 0
+    agent_steps: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "cost_usd": usage.as_number(self.cost_usd),
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "agent_steps": self.agent_steps,
+        }
+
+
+_USAGE_SUMS = {
+    "cost": ("cost_usd", DecimalField(max_digits=20, decimal_places=6)),
+    "input": ("input_tokens", BigIntegerField()),
+    "output": ("output_tokens", BigIntegerField()),
+}
+_AGENT_STEP = Q(step_name__in=usage.AGENT_STEPS, completed_at__isnull=False)
+
+
+def _scalar(interactions: QuerySet[Interaction], function: str, field: str, output: Any) -> Any:
+    """One aggregate of ``interactions`` as a scalar subquery (no GROUP BY), 0 when none."""
+    total = interactions.order_by().annotate(
+        total=Func(F(field), function=function, output_field=output)
+    )
+    return Coalesce(
+        Subquery(total.values("total")[:1], output_field=output), 0, output_field=output
+    )
+
+
+def _usage_annotations(prefix: str, interactions: QuerySet[Interaction]) -> dict[str, Any]:
+    found = {
+        f"{prefix}_{name}": _scalar(interactions, "SUM", field, output)
+        for name, (field, output) in _USAGE_SUMS.items()
+    }
+    found[f"{prefix}_agent_steps"] = _scalar(
+        interactions.filter(_AGENT_STEP), "COUNT", "id", BigIntegerField()
+    )
+    return found
+
+
+def _own_interactions() -> QuerySet[Interaction]:
+    return Interaction.objects.filter(session_id=OuterRef("pk"))
+
+
+def _run_interactions() -> QuerySet[Interaction]:
+    return Interaction.objects.filter(
+        Q(session_id=OuterRef("pk")) | Q(session__parent_session_id=OuterRef("pk"))
+    )
+
+
+def with_usage(queryset: QuerySet[Session]) -> QuerySet[Session]:
+    """Annotate each session with its own usage and its run's (it and its children), in the
+    same query, for ``usage_of`` to read."""
+    return queryset.annotate(
+        **_usage_annotations("usage", _own_interactions()),
+        **_usage_annotations("run_usage", _run_interactions()),
+    )
+
+
+def _totals(source: Any, prefix: str) -> UsageTotals:
+    return UsageTotals(
+        cost_usd=Decimal(getattr(source, f"{prefix}_cost") or 0),
+        input_tokens=int(getattr(source, f"{prefix}_input") or 0),
+        output_tokens=int(getattr(source, f"{prefix}_output") or 0),
+        agent_steps=int(getattr(source, f"{prefix}_agent_steps") or 0),
+    )
+
+
+def usage_of(session: Session) -> tuple[UsageTotals, UsageTotals]:
+    """The session's own usage and its run's (for a component session without children the
+    same): from ``with_usage``'s annotations, else one query."""
+    if not hasattr(session, "usage_cost"):
+        run = Interaction.objects.filter(Q(session=session) | Q(session__parent_session=session))
+        own = Q(session=session)
+        sums = run.aggregate(
+            usage_cost=Sum("cost_usd", filter=own),
+            usage_input=Sum("input_tokens", filter=own),
+            usage_output=Sum("output_tokens", filter=own),
+            usage_agent_steps=Count("id", filter=own & _AGENT_STEP),
+            run_usage_cost=Sum("cost_usd"),
+            run_usage_input=Sum("input_tokens"),
+            run_usage_output=Sum("output_tokens"),
+            run_usage_agent_steps=Count("id", filter=_AGENT_STEP),
+        )
+        for name, value in sums.items():
+            setattr(session, name, value)
+    return _totals(session, "usage"), _totals(session, "run_usage")
+
+
+def run_cost(session: Session) -> Decimal:
+    """What a run (the context session and all its children) has cost so far: one query."""
+    found = Interaction.objects.filter(
+        Q(session=session) | Q(session__parent_session=session)
+    ).aggregate(total=Sum("cost_usd"))["total"]
+    return Decimal(found or 0)
+
+
+def budget_problem(run: Session | None) -> str | None:
+    """``Run budget spent: $<spent> of $<limit>`` when the run (a context session with a
+    budget; the caller holds its row lock) has cost its budget or more; else None."""
+    if run is None or run.max_cost_usd is None:
+        return None
+    spent = run_cost(run)
+    if spent < run.max_cost_usd:
+        return None
+    return usage.budget_spent_text(spent, run.max_cost_usd)
+
+
+def with_run_cost(queryset: QuerySet[Session]) -> QuerySet[Session]:
+    """Annotate each session with what its run cost (``run_cost``): it and its children."""
+    field, output = _USAGE_SUMS["cost"]
+    return queryset.annotate(run_cost=_scalar(_run_interactions(), "SUM", field, output))
+
+
+def with_children_cost(queryset: QuerySet[Session]) -> QuerySet[Session]:
+    """Annotate each session with what its children cost (``children_cost``)."""
+    children = Interaction.objects.filter(session__parent_session_id=OuterRef("pk"))
+    field, output = _USAGE_SUMS["cost"]
+    return queryset.annotate(children_cost=_scalar(children, "SUM", field, output))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
@@ -21,7 +22,7 @@ from components_app.models import Component
 from core.errors import Conflict, InvalidInput, NotFound, StepError, refuse_unchangeable
 from core.scope import Scope
 from core.timefmt import api_time
-from sessions_app import selectors
+from sessions_app import selectors, usage
 from sessions_app.models import (
     MAX_LEASE_SECONDS,
     RUNNER_MAX_LENGTH,
@@ -57,7 +58,10 @@ UPDATABLE_FIELDS = (
     "execution_mode",
     "external_conversation_id",
     "max_parallel_children",
+    "max_cost_usd",
 )
+# create_session's budget when none is given: the project's default.
+PROJECT_DEFAULT = object()
 LEASED_BY = "Session is leased by {runner} until {until}"
 SESSION_IS = "Session is {status}"
 RETRY_ONLY_FINISHED = "Session is {status}; only failed or cancelled sessions can be retried"
@@ -110,7 +114,14 @@ def create_session(
     state: dict[str, Any] | None = None,
     external_conversation_id: str = "",
     max_parallel_children: int | None = None,
+    max_cost_usd: Decimal | object | None = PROJECT_DEFAULT,
 ) -> Session:
+    """A new session. A context session's budget (``max_cost_usd``) is the project's
+    ``default_max_cost_usd`` unless one is given (None: no limit)."""
+    if max_cost_usd is PROJECT_DEFAULT:
+        max_cost_usd = (
+            scope.project.default_max_cost_usd if type == CONTEXT_TESTING_SESSIONS else None
+        )
     session = Session(
         project=scope.project,
         user=scope.user,
@@ -123,6 +134,7 @@ def create_session(
         state={} if state is None else state,
         external_conversation_id=external_conversation_id,
         max_parallel_children=max_parallel_children,
+        max_cost_usd=max_cost_usd,
     )
     _validated(session)
     _as_client_state({}, session.state)
@@ -227,17 +239,43 @@ def next_command(
     the lease is left alone."""
     _validate_lease_request(runner, lease_seconds, runner_required=False)
     with transaction.atomic():
-        session = _session_or_404(scope, session_id, lock=True)
+        session, run = _lock_run_then_session(scope, session_id)
         if session.is_finished:
             raise Conflict(f"Session is {session.status}; it has no next command")
         if runner is not None:
             _take_lease(session, runner, lease_seconds)
-        return _next_interaction(scope, session)
+        return _next_interaction(scope, session, run=run)
 
 
-def _next_interaction(scope: Scope, session: Session) -> tuple[Interaction, bool]:
+def _lock_run_then_session(scope: Scope, session_id: uuid.UUID) -> tuple[Session, Session | None]:
+    """The session's row locked, and the context whose budget bounds it (None without one).
+    A child of a context with a budget takes the context's row lock first, as claim-child
+    does: what the run has spent is then read, and added to, one request at a time, so no
+    agent step is handed out once the spent sum reached the budget."""
+    context_id = (
+        Session.objects.filter(
+            project_id=scope.project_id, pk=session_id, parent_session__max_cost_usd__isnull=False
+        )
+        .values_list("parent_session_id", flat=True)
+        .first()
+    )
+    run = None
+    if context_id is not None:
+        run = (
+            Session.objects.select_for_update()
+            .only("id", "max_cost_usd", "project_id")
+            .filter(pk=context_id)
+            .first()
+        )
+    return _session_or_404(scope, session_id, lock=True), run
+
+
+def _next_interaction(
+    scope: Scope, session: Session, *, run: Session | None = None
+) -> tuple[Interaction, bool]:
     """Under the session's row lock: its pending interaction, or a new one for the step its
-    current attempt's history routes to."""
+    current attempt's history routes to. An agent step is refused (409, nothing created)
+    once ``run``'s budget is spent."""
     latest = (
         selectors.interactions_for_session(session=session).filter(attempt=session.attempt).first()
     )
@@ -251,8 +289,10 @@ def _next_interaction(scope: Scope, session: Session) -> tuple[Interaction, bool
         # Only a session reopened by hand gets here: its workflow has already ended.
         raise Conflict(f"Session's workflow has ended ({step_name}); it has no next command")
     step = workflow.step(step_name)
+    if step.name in usage.AGENT_STEPS and (spent := selectors.budget_problem(run)):
+        raise Conflict(spent)
     command = step.get_command(scope, session)
-    command.metadata.update(conventions.runner_metadata(scope.project, session.type))
+    command.metadata.update(conventions.runner_metadata(scope.project, session.type, step.name))
     interaction = Interaction.objects.create(
         session=session, step_name=step.name, attempt=session.attempt, command=command.to_dict()
     )
@@ -305,7 +345,7 @@ def claim_child(
     _validate_lease_request(runner, lease_seconds)
     with transaction.atomic():
         parent = _session_or_404(scope, session_id, lock=True)
-        if parent.is_finished:
+        if parent.is_finished or selectors.budget_problem(parent):
             return None
         now = timezone.now()
         children = Session.objects.filter(
@@ -330,7 +370,7 @@ def claim_child(
         if child is None:
             return None
         _take_lease(child, runner, lease_seconds, now=now)
-        interaction, _ = _next_interaction(scope, child)
+        interaction, _ = _next_interaction(scope, child, run=parent)
     return child, interaction
 
 
@@ -395,8 +435,9 @@ def submit_result(
     """Report an interaction's result: the step judges it, the final result is stored, and
     the session takes the step's updates and, past its last step, its final status."""
     _validate_result(result)
+    reported = usage.of_result_data(result.data)
     with transaction.atomic():
-        session = _session_or_404(scope, session_id, lock=True)
+        session, _ = _lock_run_then_session(scope, session_id)
         interaction = Interaction.objects.filter(session=session, pk=interaction_id).first()
         if interaction is None:
             raise NotFound(INTERACTION_NOT_FOUND)
@@ -413,9 +454,22 @@ def submit_result(
             final = final.with_error(derived_error_message(final))
         interaction.result = final.to_dict()
         interaction.completed_at = timezone.now()
-        interaction.save(update_fields=["result", "completed_at"])
+        stored = ["result", "completed_at"]
+        if reported is not None:
+            for name, value in reported.columns().items():
+                setattr(interaction, name, value)
+            stored += list(reported.columns())
+        interaction.save(update_fields=stored)
 
         changed = dict(outcome.session_updates)
+        # A later agent step of the session continues this conversation.
+        if (
+            reported is not None
+            and reported.conversation_id
+            and interaction.step_name in usage.AGENT_STEPS
+            and reported.conversation_id != session.external_conversation_id
+        ):
+            changed["external_conversation_id"] = reported.conversation_id
         if changed.get("status") != SessionStatus.FAILED:
             if workflow.following(interaction.step_name, interaction.result) == (
                 SessionStatus.COMPLETE

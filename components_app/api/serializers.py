@@ -12,19 +12,22 @@ from components_app.models import (
     MAX_EXISTING_TESTS,
     MAX_IMPROVE_ATTEMPTS,
     MAX_STEP_ATTEMPTS,
+    MAX_STEP_SECONDS,
     MAX_TEST_RUNS,
     Component,
     CoverageReportFormat,
     Project,
 )
 from components_app.services import BULK_MAX_ROWS, PROJECT_SETTINGS
-from core.api.fields import VisibleObjectField, int32_field
+from core.api.fields import VisibleObjectField, budget_field, int32_field
 from core.api.serializers import UNKNOWN_FIELD, KnownFieldsOnly
 from core.errors import CANNOT_CHANGE
 from core.safety import COMMAND_LINE_MAX_LENGTH
 
 
 class ProjectSerializer(serializers.ModelSerializer):
+    default_max_cost_usd = budget_field(read_only=True)
+
     class Meta:
         model = Project
         fields = ["id", "name", *PROJECT_SETTINGS, "created_at", "updated_at"]
@@ -102,6 +105,27 @@ class ProjectUpdateSerializer(KnownFieldsOnly, serializers.Serializer):
         choices=CoverageReportFormat.choices,
         required=False,
         help_text="What the coverage command writes to {report_file}.",
+    )
+    agent_resume_template = serializers.CharField(
+        max_length=500,
+        required=False,
+        help_text="How a later agent step continues the agent's conversation: {prompt}, "
+        "{conversation_id}.",
+    )
+    default_max_cost_usd = budget_field(
+        required=False, help_text="A new context session's budget in US dollars; null: none."
+    )
+    agent_timeout_seconds = serializers.IntegerField(
+        min_value=1,
+        max_value=MAX_STEP_SECONDS,
+        required=False,
+        help_text="An agent step is stopped after this many seconds.",
+    )
+    test_timeout_seconds = serializers.IntegerField(
+        min_value=1,
+        max_value=MAX_STEP_SECONDS,
+        required=False,
+        help_text="A test run is stopped after this many seconds.",
     )
     worktree_setup_command = serializers.CharField(
         max_length=COMMAND_LINE_MAX_LENGTH,

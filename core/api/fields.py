@@ -34,3 +34,15 @@ class VisibleObjectField(serializers.PrimaryKeyRelatedField):
 
     def get_queryset(self) -> QuerySet:
         return self.visible_to(self.context["request"].user)
+
+
+def budget_field(**kwargs: Any) -> serializers.DecimalField:
+    """A budget in US dollars: a JSON number (not a string) at least 0, or null."""
+    return serializers.DecimalField(
+        max_digits=12,
+        decimal_places=4,
+        min_value=0,
+        allow_null=True,
+        coerce_to_string=False,
+        **kwargs,
+    )

@@ -29,7 +29,13 @@ from sessions_app import selectors, services
 from sessions_app.admin import actions
 from sessions_app.models import Interaction, Session, client_state, stalled_at
 from sessions_app.operator import views as operator_views
-from sessions_app.operator.formatting import badge, clock, duration_text, progress_widths
+from sessions_app.operator.formatting import (
+    badge,
+    clock,
+    cost_text,
+    duration_text,
+    progress_widths,
+)
 from sessions_app.workflows.registry import session_types
 from sessions_app.workflows.session_types import COMPONENT_TEST_SESSIONS, CONTEXT_TESTING_SESSIONS
 
@@ -78,7 +84,7 @@ class SessionChangeList(ChangeList):
 
     def get_queryset(self, request: HttpRequest, exclude_parameters=None) -> QuerySet:
         queryset = super().get_queryset(request, exclude_parameters)
-        return selectors.with_children_progress(queryset).annotate(
+        return selectors.with_run_cost(selectors.with_children_progress(queryset)).annotate(
             first_step_at=Subquery(
                 Interaction.objects.filter(session=OuterRef("pk"))
                 .order_by("created_at")
@@ -205,6 +211,7 @@ class SessionAdmin(ProjectScopedAdmin):
         "runner_lease",
         "created",
         "duration",
+        "cost",
         "project",
     ]
     list_select_related = ["component", "project", "parent_session__component"]
@@ -272,6 +279,7 @@ class SessionAdmin(ProjectScopedAdmin):
                     "agent",
                     "environment",
                     "max_parallel_children",
+                    "max_cost_usd",
                     "external_conversation_id",
                     "state",
                     "created",
@@ -472,6 +480,11 @@ class SessionAdmin(ProjectScopedAdmin):
         if not session.is_finished or started is None or ended is None:
             return ""
         return duration_text((ended - started).total_seconds())
+
+    @admin.display(description="cost")
+    def cost(self, session: Session) -> str:
+        """What the session's run cost: its steps and its children's."""
+        return cost_text(getattr(session, "run_cost", None))
 
     @admin.display(description="leased until")
     def lease(self, session: Session) -> str:

@@ -17,7 +17,7 @@ from rest_framework import serializers
 
 from components_app import selectors as component_selectors
 from components_app.models import Component
-from core.api.fields import VisibleObjectField
+from core.api.fields import VisibleObjectField, budget_field
 from core.api.serializers import KnownFieldsOnly
 from core.errors import CANNOT_CHANGE
 from sessions_app import selectors
@@ -33,6 +33,7 @@ from sessions_app.models import (
     SessionStatus,
 )
 from sessions_app.workflows.registry import session_types
+from sessions_app.workflows.session_types import CONTEXT_TESTING_SESSIONS
 from sessions_app.workflows.types import EXECUTION_STRATEGIES, RESULT_STATUSES
 
 
@@ -54,8 +55,24 @@ class VerificationSerializer(serializers.Serializer):
     verified_at = serializers.DateTimeField()
 
 
+class UsageSerializer(serializers.Serializer):
+    cost_usd = serializers.FloatField(help_text="US dollars, as the agent reported them.")
+    input_tokens = serializers.IntegerField()
+    output_tokens = serializers.IntegerField()
+    agent_steps = serializers.IntegerField(help_text="Agent steps with a result.")
+
+
 class SessionSerializer(serializers.ModelSerializer):
     component = SessionComponentSerializer(read_only=True, allow_null=True)
+    usage = serializers.SerializerMethodField(
+        help_text="What the session's own steps cost, from their results' data.usage."
+    )
+    run_usage = serializers.SerializerMethodField(
+        help_text="A context session's run: it and all its children; null for others."
+    )
+    max_cost_usd = budget_field(
+        read_only=True, help_text="A context session's budget in US dollars; null: none."
+    )
     verification = VerificationSerializer(
         source="latest_verification",
         read_only=True,
@@ -89,10 +106,25 @@ class SessionSerializer(serializers.ModelSerializer):
             "leased_until",
             "stalled",
             "max_parallel_children",
+            "max_cost_usd",
+            "usage",
+            "run_usage",
             "created_at",
             "updated_at",
         ]
         read_only_fields = fields
+
+    @extend_schema_field(UsageSerializer)
+    def get_usage(self, session: Session) -> dict[str, Any]:
+        own, _ = selectors.usage_of(session)
+        return own.as_dict()
+
+    @extend_schema_field(UsageSerializer(allow_null=True))
+    def get_run_usage(self, session: Session) -> dict[str, Any] | None:
+        if session.type != CONTEXT_TESTING_SESSIONS:
+            return None
+        _, run = selectors.usage_of(session)
+        return run.as_dict()
 
     stalled = serializers.SerializerMethodField(
         help_text="Active, and the lease of the runner that held it has expired."
@@ -143,6 +175,7 @@ class ChildrenSummarySerializer(serializers.Serializer):
     coverage = CoverageSummarySerializer(
         help_text="Over the children's latest verifications: their lines, and the share run."
     )
+    cost_usd = serializers.FloatField(help_text="What every child's steps cost, in US dollars.")
 
 
 class ChildrenSerializer(serializers.Serializer):
@@ -184,6 +217,11 @@ class SessionCreateSerializer(KnownFieldsOnly, serializers.Serializer):
     state = serializers.DictField(default=dict)
     external_conversation_id = serializers.CharField(max_length=255, allow_blank=True, default="")
     max_parallel_children = _max_parallel_children_field(default=None)
+    max_cost_usd = budget_field(
+        required=False,
+        help_text="A context session's budget in US dollars (null: none); default the "
+        "project's default_max_cost_usd.",
+    )
 
 
 class SessionUpdateSerializer(KnownFieldsOnly, serializers.Serializer):
@@ -198,6 +236,11 @@ class SessionUpdateSerializer(KnownFieldsOnly, serializers.Serializer):
         max_length=255, allow_blank=True, required=False
     )
     max_parallel_children = _max_parallel_children_field(required=False)
+    max_cost_usd = budget_field(
+        required=False,
+        help_text="A context session's budget in US dollars; null: none. Raising it lets a "
+        "run whose budget was spent go on.",
+    )
 
 
 class LeaseSerializer(KnownFieldsOnly, serializers.Serializer):

@@ -12,8 +12,10 @@ import statistics
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from decimal import Decimal
 
-from django.db.models import Count, OuterRef, Q, Subquery
+from django.db.models import Count, OuterRef, Q, Subquery, Sum
+from django.db.models.functions import TruncDate
 from django.utils import timezone
 
 from components_app.models import Project
@@ -62,6 +64,9 @@ class ProjectDashboard:
     stalled: list[Session] = field(default_factory=list)
     stalled_count: int = 0
     recent_runs: list[Session] = field(default_factory=list)
+    #: What the project's steps cost over the last 7 days, and on each of them.
+    cost_week: Decimal = Decimal(0)
+    daily_cost: list[tuple[str, Decimal]] = field(default_factory=list)
 
     @property
     def pass_rate(self) -> float | None:
@@ -116,8 +121,8 @@ def _finished_this_week(projects: list[Project], now: datetime) -> dict[object, 
 
 
 def dashboards_for(user, *, now: datetime | None = None) -> list[ProjectDashboard]:
-    """The dashboard of every project ``user`` can see: five queries plus one per project
-    (its latest runs with their children's counts)."""
+    """The dashboard of every project ``user`` can see: six queries plus one per project
+    (its latest runs with their children's counts and cost)."""
     now = now or timezone.now()
     projects = visible_projects(user)
     boards = {project.pk: ProjectDashboard(project=project) for project in projects}
@@ -151,16 +156,50 @@ def dashboards_for(user, *, now: datetime | None = None) -> list[ProjectDashboar
 
     for project_id, finished in _finished_this_week(projects, now).items():
         _count_finished(boards[project_id], finished, now)
+    _count_costs(boards, projects, now)
 
     for board in boards.values():
         board.recent_runs = list(
-            selectors.with_children_progress(
-                Session.objects.filter(project=board.project, parent_session__isnull=True)
+            selectors.with_children_cost(
+                selectors.with_children_progress(
+                    Session.objects.filter(project=board.project, parent_session__isnull=True)
+                )
             )
             .select_related("component")
             .order_by("-created_at")[:RECENT_RUNS]
         )
     return list(boards.values())
+
+
+def _count_costs(
+    boards: dict[object, ProjectDashboard], projects: list[Project], now: datetime
+) -> None:
+    """Each project's cost per day over the last 7 days (by when each step's result came),
+    and their sum: one query, summed in the database."""
+    today = timezone.localtime(now).date()
+    days = [today - timedelta(days=back) for back in range(6, -1, -1)]
+    spent: dict[tuple[object, object], Decimal] = {}
+    rows = (
+        Interaction.objects.filter(
+            session__project__in=projects,
+            cost_usd__isnull=False,
+            completed_at__gte=timezone.localtime(now).replace(
+                hour=0, minute=0, second=0, microsecond=0
+            )
+            - timedelta(days=6),
+        )
+        .annotate(day=TruncDate("completed_at", tzinfo=timezone.get_current_timezone()))
+        .values("session__project_id", "day")
+        .annotate(cost=Sum("cost_usd"))
+        .order_by()
+    )
+    for row in rows:
+        spent[(row["session__project_id"], row["day"])] = Decimal(row["cost"] or 0)
+    for project_id, board in boards.items():
+        board.daily_cost = [
+            (day.strftime("%a"), spent.get((project_id, day), Decimal(0))) for day in days
+        ]
+        board.cost_week = sum((cost for _, cost in board.daily_cost), Decimal(0))
 
 
 def _count_finished(board: ProjectDashboard, finished: list[Finished], now: datetime) -> None:

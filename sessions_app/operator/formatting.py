@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import ROUND_HALF_UP, Decimal
 
 from django.utils import timezone
 from django.utils.html import format_html
@@ -41,6 +42,16 @@ def duration_text(seconds: float | None) -> str:
     if whole < 3600:
         return f"{whole // 60} m {whole % 60:02d} s"
     return f"{whole // 3600} h {whole % 3600 // 60:02d} m"
+
+
+def cost_text(value: Decimal | float | int | None) -> str:
+    """Dollars as a person reads them: ``$0.00``, ``<$0.01``, ``$1.24``, ``$1,204.50``."""
+    if value is None:
+        return ""
+    amount = Decimal(str(value))
+    if 0 < amount < Decimal("0.01"):
+        return "<$0.01"
+    return f"${amount.quantize(Decimal('0.01'), rounding=ROUND_HALF_UP):,}"
 
 
 def badge(status: str) -> SafeString:

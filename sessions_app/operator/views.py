@@ -20,7 +20,13 @@ from sessions_app import selectors
 from sessions_app.models import Session
 from sessions_app.operator import dashboard as dashboard_reads
 from sessions_app.operator import svg
-from sessions_app.operator.formatting import badge, clock, duration_text, progress_widths
+from sessions_app.operator.formatting import (
+    badge,
+    clock,
+    cost_text,
+    duration_text,
+    progress_widths,
+)
 from sessions_app.operator.run import Run, run_etag, run_for, visible_sessions
 
 #: How often an open run page asks whether anything changed.
@@ -73,6 +79,7 @@ def _live_context(run: Run, etag: str) -> dict:
                 "interactions_url": reverse("admin:sessions_app_interaction_changelist")
                 + f"?session__id__exact={child.pk}",
                 "short_id": selectors.short_id(child.pk),
+                "cost": cost_text(getattr(child, "usage_cost", None)),
             }
         )
     summary = run.summary
@@ -82,6 +89,8 @@ def _live_context(run: Run, etag: str) -> dict:
         "session_badge": badge("stalled" if session.is_stalled(run.now) else session.status),
         "rows": rows,
         "summary": summary,
+        "run_cost": cost_text(summary.cost_usd),
+        "budget": cost_text(session.max_cost_usd),
         "widths": progress_widths(summary),
         "timeline": svg.timeline(
             [svg.TimelineRow(label=row.name, steps=row.steps) for row in run.children],
@@ -151,6 +160,8 @@ def dashboard(request: HttpRequest) -> HttpResponse:
             "daily_chart": svg.daily_bars(
                 [svg.DayCounts(label, done, failed) for label, done, failed in board.daily]
             ),
+            "cost_week": cost_text(board.cost_week),
+            "daily_cost": [(label, cost_text(cost)) for label, cost in board.daily_cost],
             "slowest_chart": svg.duration_bars(board.slowest),
             "slowest": [(name, duration_text(seconds)) for name, seconds in board.slowest],
             "stalled": [
@@ -171,6 +182,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
                     "name": selectors.display_name(run),
                     "badge": badge(run.status),
                     "summary": selectors.children_progress(run),
+                    "cost": cost_text(run.children_cost),
                     "created": clock(run.created_at),
                     "url": reverse("admin:sessions_app_session_run", args=[run.pk]),
                 }

@@ -44,6 +44,7 @@ from components_app import test_paths
 from components_app.models import Component, Project
 from core import safety
 from core.errors import StepError
+from sessions_app import usage
 from sessions_app.models import BRANCH_IS_BASE
 from sessions_app.workflows.session_types import COMPONENT_TEST_SESSIONS
 
@@ -106,17 +107,41 @@ def agent_command(project: Project, prompt: str) -> str:
     return template.format(prompt=shlex.quote(prompt))
 
 
-def runner_metadata(project: Project, session_type: str) -> dict[str, object]:
-    """What every command of a session tells the runner besides the step's own metadata: for
-    a component session, the project's ``worktree_setup_command`` (when set), which the runner
-    runs in a child's new worktree before its first step there."""
+# The steps whose commands run the project's tests; the agent steps run its coding agent.
+TEST_STEPS = ("RunTests", "VerifyTests")
+
+
+def agent_resume_command(project: Project, prompt: str, conversation_id: str) -> str | None:
+    """The project's ``agent_resume_template`` continuing ``conversation_id`` with
+    ``prompt``; None when the id is not one an agent reports (letters, digits, ``-``, ``_``:
+    any member may PATCH a session's ``external_conversation_id``), so the agent starts a
+    conversation of its own instead."""
+    if not usage.is_conversation_id(conversation_id):
+        return None
+    template = project.agent_resume_template
+    for placeholder in ("prompt", "conversation_id"):
+        if problem := safety.shell_template_problem(template, placeholder):
+            raise StepError(f"The project's agent resume template cannot be used: {problem}")
+    return template.format(prompt=shlex.quote(prompt), conversation_id=shlex.quote(conversation_id))
+
+
+def runner_metadata(project: Project, session_type: str, step_name: str) -> dict[str, object]:
+    """What a command tells the runner besides the step's own metadata: the step's time limit
+    (``timeout_seconds``: the project's agent or test limit), and for a component session the
+    project's ``worktree_setup_command`` (when set), which the runner runs in a child's new
+    worktree before its first step there."""
+    found: dict[str, object] = {}
+    if step_name in usage.AGENT_STEPS:
+        found["timeout_seconds"] = project.agent_timeout_seconds
+    elif step_name in TEST_STEPS:
+        found["timeout_seconds"] = project.test_timeout_seconds
     setup = project.worktree_setup_command
     if session_type != COMPONENT_TEST_SESSIONS or not setup.strip():
-        return {}
+        return found
     # Stored before it was validated: checked where it is used.
     if problem := safety.command_line_problem(setup):
         raise StepError(f"The project's worktree setup command cannot be used: {problem}")
-    return {"worktree_setup_command": setup}
+    return {**found, "worktree_setup_command": setup}
 
 
 def branch_name(context: Component | None, session_id: object) -> str:

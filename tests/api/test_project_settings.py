@@ -29,6 +29,10 @@ PROJECT_KEYS = {
     "max_improve_attempts",
     "coverage_command_template",
     "coverage_report_format",
+    "agent_resume_template",
+    "default_max_cost_usd",
+    "agent_timeout_seconds",
+    "test_timeout_seconds",
     "worktree_setup_command",
     "created_at",
     "updated_at",
@@ -48,6 +52,13 @@ DEFAULTS = {
     "max_improve_attempts": 3,
     "coverage_command_template": DEFAULT_COVERAGE_COMMAND,
     "coverage_report_format": "coverage.py-json",
+    "agent_resume_template": (
+        "claude -p {prompt} --resume {conversation_id} --output-format json "
+        "--permission-mode acceptEdits"
+    ),
+    "default_max_cost_usd": None,
+    "agent_timeout_seconds": 1800,
+    "test_timeout_seconds": 600,
     "worktree_setup_command": "",
 }
 EVERY_SETTING = {
@@ -64,6 +75,10 @@ EVERY_SETTING = {
     "max_improve_attempts": 0,
     "coverage_command_template": "npx jest --coverage {test_file} --outputFile={report_file}",
     "coverage_report_format": "lcov",
+    "agent_resume_template": "claude -p {prompt} --resume {conversation_id} --model opus",
+    "default_max_cost_usd": 12.5,
+    "agent_timeout_seconds": 900,
+    "test_timeout_seconds": 120,
     "worktree_setup_command": "npm ci --silent && cp ../.env.test .env",
 }
 SNAKE_ONLY = "tests/test_{module_snake}.py"
@@ -238,6 +253,21 @@ REFUSED = [
         "echo $(date",
         "The command is not valid shell: a quote, $( or ${ is not closed.",
     ),
+    ("default_max_cost_usd", -1, "Ensure this value is greater than or equal to 0."),
+    ("default_max_cost_usd", "lots", "A valid number is required."),
+    (
+        "default_max_cost_usd",
+        1.23456,
+        "Ensure that there are no more than 4 decimal places.",
+    ),
+    ("agent_timeout_seconds", 0, "Ensure this value is greater than or equal to 1."),
+    ("test_timeout_seconds", 86_401, "Ensure this value is less than or equal to 86400."),
+    ("agent_timeout_seconds", None, "This field may not be null."),
+    (
+        "agent_resume_template",
+        "claude -p {prompt} --continue",
+        "A resume template must use both {prompt} and {conversation_id}.",
+    ),
     (
         "worktree_setup_command",
         "x" * 1001,
@@ -267,6 +297,9 @@ UNSAFE_TEMPLATES = [
     ("agent_command_template", "claude -p {task}"),
     ("agent_command_template", "bash -c {prompt}"),
     ("agent_command_template", "claude -p {prompt};{prompt}x"),
+    ("agent_resume_template", "claude -p {prompt} --resume '{conversation_id}'"),
+    ("agent_resume_template", "sh -c {conversation_id} {prompt}"),
+    ("agent_resume_template", "claude -p {prompt} --resume {session}"),
     ("test_path_template", "tests/{oops}.py"),
     ("test_path_template", "/tmp/test_{module_snake}.py"),
     ("test_path_template", "../test_{module_snake}.py"),

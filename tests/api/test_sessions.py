@@ -32,6 +32,9 @@ SESSION_KEYS = {
     "leased_until",
     "stalled",
     "max_parallel_children",
+    "max_cost_usd",
+    "usage",
+    "run_usage",
     "created_at",
     "updated_at",
 }

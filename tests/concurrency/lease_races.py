@@ -14,6 +14,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import timedelta
+from decimal import Decimal
 
 from django.utils import timezone
 
@@ -22,6 +23,7 @@ from core.scope import Scope
 from sessions_app import services
 from sessions_app.models import Interaction, Session, SessionStatus
 from sessions_app.workflows.steps.spawn_component_testing_sessions import CANNOT_SPAWN
+from sessions_app.workflows.types import Result
 from tests.concurrency.races import (
     COMPONENTS,
     SPAWN_ORDER,
@@ -409,6 +411,82 @@ def retry_cancel_race() -> None:
             assert child.state["previous_errors"] == (["tests failed"] if was_failed else [])
 
 
+# --- A run's budget ------------------------------------------------------------------------
+
+BUDGET_CHILDREN = 12
+BUDGET_RUNNERS = 6
+BUDGET = Decimal("1.00")
+STEP_COST = Decimal("0.15")
+
+
+def budget_race() -> None:
+    """Runners claim a context's children and drive them, each agent step costing 0.15 of a
+    1.00 budget, until none can be claimed. No agent step is handed out once what the run's
+    steps cost, as committed before it was handed out, reached the budget; the spend stops
+    within one step per runner of it; the children the budget stopped stay active."""
+    from sessions_app import usage
+
+    scope, session, _ = context_with_children(BUDGET_CHILDREN)
+    Session.objects.filter(pk=session.pk).update(max_cost_usd=BUDGET)
+
+    def runner(index: int) -> int:
+        name = f"runner-{index}"
+        refused = 0  # agent steps next-command refused
+        while claim := services.claim_child(scope=scope, session_id=session.pk, runner=name):
+            child, interaction = claim
+            failed_once = False
+            while True:
+                cost = STEP_COST if interaction.step_name in usage.AGENT_STEPS else None
+                data = {"usage": {"cost_usd": float(cost)}} if cost else None
+                # Each child's first test run fails: its fix is an agent step handed out by
+                # next-command, not by a claim.
+                fails = interaction.step_name == "RunTests" and not failed_once
+                failed_once = failed_once or fails
+                _, child = services.submit_result(
+                    scope=scope,
+                    session_id=child.pk,
+                    interaction_id=interaction.pk,
+                    result=Result(
+                        status="error" if fails else "ok", code=1 if fails else 0, data=data
+                    ),
+                )
+                if child.is_finished:
+                    break
+                try:
+                    interaction, _ = services.next_command(
+                        scope=scope, session_id=child.pk, runner=name
+                    )
+                except Conflict as error:
+                    assert error.message.startswith("Run budget spent: $"), error.message
+                    refused += 1
+                    services.release(scope=scope, session_id=child.pk, runner=name)
+                    break
+        return refused
+
+    outcomes = run_together(BUDGET_RUNNERS, runner)
+    assert errors_of(outcomes) == []
+    steps = list(
+        Interaction.objects.filter(session__parent_session=session).values_list(
+            "step_name", "created_at", "completed_at", "cost_usd"
+        )
+    )
+    spent = sum((cost for *_, cost in steps if cost is not None), Decimal(0))
+    assert spent >= BUDGET
+    assert spent < BUDGET + BUDGET_RUNNERS * STEP_COST
+    for name, created, _, _ in steps:
+        if name not in usage.AGENT_STEPS:
+            continue
+        before = sum(
+            (cost for _, _, done, cost in steps if cost is not None and done and done < created),
+            Decimal(0),
+        )
+        assert before < BUDGET, (name, created, before)
+    left = Session.objects.filter(parent_session=session, status=SessionStatus.ACTIVE)
+    assert left.exists() and not left.filter(runner__isnull=False).exists()
+    # Nothing more is handed out, by claim or by next-command.
+    assert services.claim_child(scope=scope, session_id=session.pk, runner="late") is None
+
+
 SCENARIOS = [
     claims_race_plain,
     claims_race_with_stalled_and_busy_children,
@@ -418,4 +496,5 @@ SCENARIOS = [
     spawn_cancel_race,
     spawn_missing_cancel_race,
     retry_cancel_race,
+    budget_race,
 ]

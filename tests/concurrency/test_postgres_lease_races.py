@@ -47,3 +47,9 @@ def test_a_spawn_missing_sent_with_the_parents_cancel_leaves_no_active_child():
 def test_retries_sent_with_the_parents_cancel_leave_no_active_child():
     for _ in range(20):
         lease_races.retry_cancel_race()
+
+
+def test_runners_driving_a_run_hand_out_no_agent_step_past_its_budget():
+    # Without the context's row lock taken first, about one round in four fails.
+    for _ in range(8):
+        lease_races.budget_race()

@@ -33,6 +33,7 @@ RUNS = {
         [lease_races.spawn_cancel_race, lease_races.spawn_missing_cancel_race],
     ),
     "retry_against_cancel": (20, [lease_races.retry_cancel_race]),
+    "budget": (2, [lease_races.budget_race]),
 }
 
 pytestmark = pytest.mark.skipif(

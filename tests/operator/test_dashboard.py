@@ -98,8 +98,9 @@ def test_a_superuser_sees_every_project(superuser_client, project, other_scope):
 def test_the_dashboard_costs_a_fixed_number_of_queries_per_project(
     scope, known_run, django_assert_num_queries
 ):
-    # Projects, in flight, stalled, the week's finished sessions; one for each project's runs.
-    with django_assert_num_queries(5):
+    # Projects, in flight, stalled, the week's finished sessions, the week's cost by day; one
+    # for each project's runs.
+    with django_assert_num_queries(6):
         dashboards_for(scope.user)
 
 

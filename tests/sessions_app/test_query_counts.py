@@ -266,10 +266,11 @@ def test_a_bad_shared_field_refuses_every_child_with_full_cleans_details(
 # latest interaction, the context's component (the child's branch is named after it), the new
 # interaction, release; with a cap, one more to count the children holding a live lease.
 CLAIM_QUERIES = 8
-# Savepoint, the locked session, the interaction, the result check's own three (the session
+# Savepoint, whether the session is a child of a context with a budget (whose row it would lock
+# first), the locked session, the interaction, the result check's own three (the session
 # reloaded, the children not complete: none, the components without a child: none), the
 # interaction's save, release. Nothing ends the session, so it is not saved.
-ALL_COMPLETE_SUBMIT_QUERIES = 8
+ALL_COMPLETE_SUBMIT_QUERIES = 9
 
 
 @pytest.mark.parametrize("size", [3, 30])

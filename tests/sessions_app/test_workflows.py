@@ -553,21 +553,22 @@ class TestQueryCounts:
     ):
         services.next_command(scope=scope, session_id=at_spawn.pk)
 
-        with django_assert_max_num_queries(4):
+        # The context a budget would lock first is looked up first.
+        with django_assert_max_num_queries(5):
             services.next_command(scope=scope, session_id=at_spawn.pk)
 
     def test_next_command_creating_an_interaction(
         self, scope, at_spawn, django_assert_max_num_queries
     ):
         # Savepoints, session, latest interaction, the spawn step's reads, the insert.
-        with django_assert_max_num_queries(10):
+        with django_assert_max_num_queries(11):
             services.next_command(scope=scope, session_id=at_spawn.pk)
 
     def test_submit_result_of_the_spawn_step(self, scope, at_spawn, django_assert_max_num_queries):
         pending, _ = services.next_command(scope=scope, session_id=at_spawn.pk)
 
         # Savepoints, the locked session, the interaction, the result check's four, the save.
-        with django_assert_max_num_queries(8):
+        with django_assert_max_num_queries(9):
             services.submit_result(
                 scope=scope,
                 session_id=at_spawn.pk,

@@ -12,12 +12,19 @@ from sessions_app.workflows.types import Command, Result
 MAX_OUTPUT_CHARS = 20_000
 
 
-def agent_command(module: str, project: Project, prompt: str, **metadata: Any) -> Command:
+def agent_command(
+    module: str, project: Project, prompt: str, *, resume: str = "", **metadata: Any
+) -> Command:
     """A prompt for the project's coding agent, as its ``agent_command_template`` says to
-    call it (Claude Code by default)."""
+    call it (Claude Code by default); with ``resume`` (the conversation an earlier step of
+    the session reported), as its ``agent_resume_template`` continues that conversation and
+    its prompt cache."""
+    resumed = conventions.agent_resume_command(project, prompt, resume) if resume else None
+    if resumed is not None:
+        metadata["conversation_id"] = resume
     return Command(
         module=module,
-        command=conventions.agent_command(project, prompt),
+        command=resumed or conventions.agent_command(project, prompt),
         metadata={"prompt": prompt, **metadata},
         execution_strategy="async",
     )
@@ -42,6 +49,7 @@ class AgentRound:
             self.name,
             scope.project,
             self.build_prompt(session, test_file, scope.project),
+            resume=session.external_conversation_id,
             test_file=test_file,
             attempt=session.state.get(self.counter, 0) + 1,
         )

@@ -68,11 +68,17 @@ def invalid_child_type_message(child_type: str) -> str:
 
 
 def child_status_error(
-    unfinished: list[Session], missing: list[Component] = (), *, now: datetime | None = None
+    unfinished: list[Session],
+    missing: list[Component] = (),
+    *,
+    now: datetime | None = None,
+    budget: str | None = None,
 ) -> str | None:
     """The result check's verdict: None when every child is complete and every component has
     a child, else every category, in this order: still running, stalled (active, lease
-    expired), failed (with reasons), cancelled, components without a child session."""
+    expired), failed (with reasons), cancelled, the run's spent budget (``budget``, when the
+    run cannot end and its budget is why no agent step is handed out), components without a
+    child session."""
     now = now or timezone.now()
     active = [c for c in unfinished if c.status == SessionStatus.ACTIVE]
     running = [selectors.display_name(c) for c in active if not c.is_stalled(now)]
@@ -94,6 +100,8 @@ def child_status_error(
         parts.append(f"{FAILED}: {', '.join(failed)}")
     if cancelled:
         parts.append(f"{CANCELLED}: {', '.join(cancelled)}")
+    if budget and (parts or missing):
+        parts.append(budget)
     if missing:
         parts.append(f"{WITHOUT_CHILD}: {', '.join(c.name for c in missing)}")
     return "; ".join(parts) or None
@@ -163,7 +171,8 @@ class SpawnComponentTestingSessions:
             if parent.component_id
             else []
         )
-        message = child_status_error(unfinished, missing)
+        budget = selectors.budget_problem(parent) if unfinished or missing else None
+        message = child_status_error(unfinished, missing, budget=budget)
         if message is not None:
             return StepOutcome(session_updates={}, result=result.with_error(message))
         return StepOutcome(session_updates={}, result=result.with_ok())
