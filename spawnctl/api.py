@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 import httpx
@@ -87,7 +88,26 @@ class Unauthorized(ApiError):
 
 class Conflict(ApiError):
     """A 409 other than a lease held by another runner (a finished session, a result that was
-    already reported)."""
+    already reported, a run whose budget is spent)."""
+
+    @property
+    def budget_spent(self) -> bool:
+        return self.detail.startswith(BUDGET_SPENT)
+
+
+# The server's text for a run whose budget is spent: "Run budget spent: $1.02 of $1.00".
+BUDGET_SPENT = "Run budget spent: "
+
+
+def budget_text(spent: float, limit: float) -> str:
+    """The server's budget text, for a runner that found the budget spent from the session's
+    numbers (a claim answers 204, not the text)."""
+    return f"{BUDGET_SPENT}${dollars(spent)} of ${dollars(limit)}"
+
+
+def dollars(value: float) -> str:
+    """Two decimals, rounded half up as the server rounds them."""
+    return str(Decimal(str(value)).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP))
 
 
 def parse_time(value: str | None) -> datetime | None:
@@ -185,6 +205,37 @@ class Session:
     @property
     def failure_reason(self) -> str | None:
         return self.data.get("failure_reason")
+
+    @property
+    def cost_usd(self) -> float | None:
+        """What the session's own steps cost (session JSON ``usage``), when the server says."""
+        return _cost_of(self.data.get("usage"))
+
+    @property
+    def run_cost_usd(self) -> float | None:
+        """What a context session's run cost: it and all its children (``run_usage``)."""
+        return _cost_of(self.data.get("run_usage"))
+
+    @property
+    def max_cost_usd(self) -> float | None:
+        value = self.data.get("max_cost_usd")
+        return _number(value)
+
+    @property
+    def budget_spent(self) -> bool:
+        """A context whose run has cost its budget or more: no agent step is handed out."""
+        spent, limit = self.run_cost_usd, self.max_cost_usd
+        return spent is not None and limit is not None and spent >= limit
+
+
+def _number(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def _cost_of(usage: object) -> float | None:
+    return _number(usage.get("cost_usd")) if isinstance(usage, dict) else None
 
 
 @dataclass(frozen=True)

@@ -40,12 +40,14 @@ from spawnctl.api import (
     Unauthorized,
     Unreachable,
     base_url,
+    dollars,
 )
-from spawnctl.jobs import STOPPED, RunnerConfig, repository_lock
+from spawnctl.jobs import BUDGET, STOPPED, RunnerConfig, repository_lock
 from spawnctl.progress import Reporter, reporter_for, summary_table
 from spawnctl.run import CANNOT_CONTINUE, Outcome, run_session
 from spawnctl.text import one_line
 from spawnctl.work import ALL_FINISHED, NotAContext, work_context
+from spawnctl.work import BUDGET as WORK_BUDGET
 from spawnctl.worktrees import WorktreeError, Worktrees
 
 DEFAULT_URL = "http://127.0.0.1:8000"
@@ -517,6 +519,20 @@ def _summary(api: Api, session_id: str, reporter: Reporter) -> None:
     session = api.get_session(session_id)
     if session.is_context and session.child_session_ids:
         reporter.summary(api.children(session_id).results)
+    if (line := cost_line(session)) is not None:
+        _say(line)
+
+
+def cost_line(session: Session) -> str | None:
+    """``Run cost: $1.24 of a $5.00 budget``: what the session's run (a context and its
+    children; a component session alone) cost, when the server says."""
+    spent = session.run_cost_usd if session.is_context else session.cost_usd
+    if spent is None:
+        return None
+    subject = "Run cost" if session.is_context else "Cost"
+    limit = session.max_cost_usd
+    budget = f" of a ${dollars(limit)} budget" if limit is not None else ""
+    return f"{subject}: ${dollars(spent)}{budget}"
 
 
 def _start_context_session(args: argparse.Namespace, api: Api) -> str:
@@ -557,7 +573,7 @@ def cmd_run(args: argparse.Namespace, api: Api) -> int:
     if outcome.status == "complete":
         _say(f"Session {args.session_id} is complete")
         return EXIT_OK
-    if outcome.status == CANNOT_CONTINUE:
+    if outcome.status in (CANNOT_CONTINUE, BUDGET):
         _say(f"Session {args.session_id} cannot go on: {outcome.message}", error=True)
     else:
         reason = f": {outcome.message}" if outcome.message else ""
@@ -577,6 +593,9 @@ def cmd_work(args: argparse.Namespace, api: Api) -> int:
         return signalled
     if outcome.status == ALL_FINISHED:
         _say(f"Every child of {args.session_id} is finished")
+    elif outcome.status == WORK_BUDGET:
+        _say(f"Session {args.session_id} cannot go on: {outcome.message}", error=True)
+        return EXIT_FAILED
     else:
         _say(f"Session {args.session_id} is {outcome.status}")
     return EXIT_OK
@@ -632,6 +651,8 @@ def cmd_status(args: argparse.Namespace, api: Api) -> int:
         facts.add_row("leased", Text(one_line(f"by {session.runner} until {session.leased_until}")))
     if session.state.get("error"):
         facts.add_row("reason", Text(one_line(session.state["error"])))
+    if (line := cost_line(session)) is not None:
+        facts.add_row("cost", Text(one_line(line.split(": ", 1)[1])))
     if children is not None:
         facts.add_row("children", Text(one_line(children_counts(children.summary))))
         coverage = children.summary.get("coverage")

@@ -8,6 +8,7 @@ import fcntl
 import os
 import shlex
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -16,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from spawnctl import events, verify, worktrees
+from spawnctl import events, usage, verify, worktrees
 from spawnctl.api import (
     COMPONENT_TEST_SESSIONS,
     Api,
@@ -257,6 +258,36 @@ def result_of(execution: Execution, timeout: float | None = None) -> dict[str, A
     return result
 
 
+BUDGET = "budget"
+MAX_STEP_SECONDS = 86_400
+
+
+def step_timeout(metadata: Mapping[str, Any], cap: float | None) -> float | None:
+    """The step's time limit: the server's ``metadata.timeout_seconds`` (the project's agent
+    or test limit), never above ``--timeout``; None when neither says."""
+    limit = metadata.get("timeout_seconds")
+    if isinstance(limit, bool) or not isinstance(limit, int | float) or not limit > 0:
+        return cap
+    limit = min(float(limit), MAX_STEP_SECONDS)
+    return min(limit, cap) if cap is not None else limit
+
+
+def is_agent_step(interaction: Interaction) -> bool:
+    """An agent step's command carries its prompt."""
+    return "prompt" in interaction.metadata
+
+
+@contextlib.contextmanager
+def usage_file(wanted: bool) -> Iterator[Path | None]:
+    """A path an agent step may write its usage to (in a directory of its own, removed
+    after), or None."""
+    if not wanted:
+        yield None
+        return
+    with tempfile.TemporaryDirectory(prefix="spawnctl-usage-") as directory:
+        yield Path(directory) / "usage.json"
+
+
 WORKTREE_FAILED = "Could not make this child's worktree"
 SETUP_FAILED = "Worktree setup command failed"
 
@@ -346,6 +377,10 @@ class SessionJob:
                 answer = self._next_command()
                 if isinstance(answer, str):
                     return answer
+                if isinstance(answer, Halt):
+                    self.halt = answer
+                    self.give_up(answer.message)
+                    return answer.status
                 interaction = answer
             if not self._pause_before(interaction):
                 return STOPPED
@@ -380,7 +415,7 @@ class SessionJob:
         )
         return session.status
 
-    def _next_command(self) -> Interaction | str:
+    def _next_command(self) -> Interaction | Halt | str:
         """The session's pending command, waiting while another runner holds it; or the
         status it ended with."""
         config = self.config
@@ -390,7 +425,11 @@ class SessionJob:
                 answer = config.api.next_command(
                     self.session.id, runner=config.runner, lease_seconds=config.lease_seconds
                 )
-            except Conflict:
+            except Conflict as error:
+                if error.budget_spent:
+                    # No agent step past the run's budget: the session waits, unleased, for
+                    # the budget to be raised.
+                    return Halt(BUDGET, error.detail)
                 # Finished meanwhile (another runner, a person, a cancel): say how it ended.
                 self.session = config.api.get_session(self.session.id)
                 if self.session.is_finished:
@@ -466,22 +505,46 @@ class SessionJob:
             if failed is not None or halt.is_set():
                 return failed
         locked = interaction.metadata.get("repository_lock") is True
+        timeout = step_timeout(interaction.metadata, config.command_timeout)
         # One lock per clone, its worktrees' too: the steps that move refs take turns.
         lock = repository_lock(config.repo, halt) if locked else contextlib.nullcontext(True)
-        with lock as held:
+        agent = is_agent_step(interaction)
+        with lock as held, usage_file(agent) as reported_to:
             if not held:
                 return None
             if plan is not None:
-                return self._verify(plan, shell, env, halt)
+                return self._verify(plan, shell, env, halt, timeout)
+            if reported_to is not None:
+                env[usage.USAGE_FILE_ENV] = str(reported_to)
             try:
-                execution = execute(
-                    shell, cwd=self.workdir, env=env, stop=halt, timeout=config.command_timeout
-                )
+                execution = execute(shell, cwd=self.workdir, env=env, stop=halt, timeout=timeout)
             except OSError as error:
                 return _not_started(error)
-        if execution.stopped:
-            return None
-        return result_of(execution, config.command_timeout)
+            if execution.stopped:
+                return None
+            result = result_of(execution, timeout)
+            if reported_to is not None:
+                self._attach_usage(result, execution, reported_to)
+        return result
+
+    def _attach_usage(self, result: dict[str, Any], execution: Execution, path: Path) -> None:
+        """``data.usage`` from what the agent wrote at ``$SPAWNCTL_USAGE_FILE``, else from
+        Claude Code's JSON result on its stdout; fields the server would refuse left out."""
+        found = usage.from_file(path)
+        if isinstance(found, str):
+            self.config.emit(events.Notice(f"{self.name}: {usage.USAGE_FILE_ENV}: {found}"))
+            found = None
+        if found is None:
+            found = usage.from_claude_output(execution.stdout)
+        if not found:
+            return
+        kept, dropped = usage.clean(found)
+        if dropped:
+            self.config.emit(
+                events.Notice(f"{self.name}: usage fields left out: {', '.join(dropped)}")
+            )
+        if kept:
+            result["data"] = {"usage": kept}
 
     def _ready_worktree(
         self, interaction: Interaction, env: dict[str, str], halt: AnyOf
@@ -540,12 +603,16 @@ class SessionJob:
             config.emit(events.WorktreeKept(self.session.id, self.name, str(worktree.path)))
 
     def _verify(
-        self, plan: verify.Plan, shell: str, env: dict[str, str], halt: AnyOf
+        self,
+        plan: verify.Plan,
+        shell: str,
+        env: dict[str, str],
+        halt: AnyOf,
+        timeout: float | None,
     ) -> dict[str, Any] | None:
         """VerifyTests: the command run ``plan.runs`` times, every run to its end (a failing
         one too: the server counts the failures), then what they measured (with a worktree of
         its own, which files the child changed besides its test file)."""
-        config = self.config
         workdir = self.workdir
         problem = verify.prepare(workdir, plan, env)
         if problem is not None:
@@ -554,13 +621,14 @@ class SessionJob:
         for _ in range(plan.runs):
             verify.clear_report(workdir, plan)
             try:
-                execution = execute(
-                    shell, cwd=workdir, env=env, stop=halt, timeout=config.command_timeout
-                )
+                execution = execute(shell, cwd=workdir, env=env, stop=halt, timeout=timeout)
             except OSError as error:
                 return _not_started(error)
             if execution.stopped:
                 return None
+            if execution.timed_out:
+                # A run that hangs would hang every run after it: the step ends here.
+                return result_of(execution, timeout)
             executions.append(execution)
         changed: list[str] = []
         if self.worktree is not None:

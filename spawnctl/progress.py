@@ -21,7 +21,7 @@ from rich.table import Table
 from rich.text import Text
 
 from spawnctl import events
-from spawnctl.api import Session
+from spawnctl.api import Session, dollars
 from spawnctl.text import one_line
 
 
@@ -127,8 +127,9 @@ class PlainReporter:
         with self._lock:
             for child in children:
                 reason = f": {child.failure_reason}" if child.failure_reason else ""
+                cost = f", ${dollars(child.cost_usd)}" if child.cost_usd is not None else ""
                 self.stream.write(
-                    one_line(f"{child.name}: {child.status}, attempt {child.attempt}{reason}")
+                    one_line(f"{child.name}: {child.status}, attempt {child.attempt}{cost}{reason}")
                     + "\n"
                 )
             self.stream.flush()
@@ -223,13 +224,14 @@ class LiveReporter:
 
 def summary_table(children: Iterable[Session]) -> Table:
     table = Table(title="Child sessions")
-    for column in ("component", "status", "attempts", "reason"):
-        table.add_column(column)
+    for column in ("component", "status", "attempts", "cost", "reason"):
+        table.add_column(column, justify="right" if column == "cost" else "left")
     for child in children:
         table.add_row(
             Text(one_line(child.name)),
             Text(one_line(child.status), style=_STATUS_STYLE.get(child.status, "")),
             str(child.attempt),
+            f"${dollars(child.cost_usd)}" if child.cost_usd is not None else "",
             Text(one_line(child.failure_reason or "")),
         )
     return table

@@ -55,9 +55,11 @@ class SpawnStep:
             running = active(children)
             if running:
                 held = driver.others(children)
-                self._say(waiting_text(len(running), len(held)))
-                driver.wait_for(held, halt)
-                continue
+                # Children nobody may run, as the budget is spent: the result check says so.
+                if held or not config.api.get_session(context_id).budget_spent:
+                    self._say(waiting_text(len(running), len(held)))
+                    driver.wait_for(held, halt)
+                    continue
             submitted = config.api.submit_result(context_id, interaction.id, {"status": "ok"})
             verdict = submitted.interaction.result or {}
             config.emit(
@@ -75,8 +77,13 @@ class SpawnStep:
             if verdict.get("status") != "error":
                 return submitted
             message = verdict.get("error_message") or "The spawn step's result check failed"
-            # A child retried (or spawned) meanwhile makes the context able to end after all.
-            if active(fetch_children(config, context_id)) and not halt.is_set():
+            # A child retried (or spawned) meanwhile makes the context able to end after all;
+            # one the spent budget holds back does not.
+            if (
+                active(fetch_children(config, context_id))
+                and not halt.is_set()
+                and not config.api.get_session(context_id).budget_spent
+            ):
                 answer = config.api.next_command(
                     context_id, runner=config.runner, lease_seconds=config.lease_seconds
                 )

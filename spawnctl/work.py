@@ -4,7 +4,7 @@ the ``spawnctl run`` that drives the context, on this machine or another."""
 from __future__ import annotations
 
 from spawnctl import events
-from spawnctl.api import Session
+from spawnctl.api import Session, budget_text
 from spawnctl.children import ChildrenDriver, active, fetch_children, parallelism
 from spawnctl.jobs import AnyOf, RunnerConfig, wait_until
 from spawnctl.run import Outcome, waiting_text
@@ -12,6 +12,8 @@ from spawnctl.run import Outcome, waiting_text
 NOT_A_CONTEXT = "Session {id} is a {type} session; spawnctl work takes a context testing session"
 WAITING_FOR_SPAWN = "Waiting for {name} to spawn its child sessions"
 ALL_FINISHED = "finished"
+# The children left cannot run: the run's budget is spent.
+BUDGET = "budget"
 
 
 class NotAContext(ValueError):
@@ -54,6 +56,11 @@ def work_context(config: RunnerConfig, context_id: str, *, jobs: int) -> Outcome
         if not running:
             return Outcome(ALL_FINISHED)
         held = driver.others(children)
+        if not held:
+            context = config.api.get_session(context_id)
+            if context.budget_spent:
+                spent, limit = context.run_cost_usd or 0.0, context.max_cost_usd or 0.0
+                return Outcome(BUDGET, budget_text(spent, limit))
         say(waiting_text(len(running), len(held)))
         driver.wait_for(held)
     return Outcome("stopped")

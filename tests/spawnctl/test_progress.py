@@ -192,10 +192,37 @@ def test_the_summary_table_on_a_terminal():
         "component",
         "status",
         "attempts",
+        "cost",
         "reason",
     ]
     audit = next(line for line in screen.splitlines() if "Audit" in line)
     assert "failed" in audit and "2" in audit and "Finalize failed" in audit
+
+
+def test_each_child_shows_what_it_cost_when_the_server_says():
+    costly = [
+        Session(
+            {
+                "id": "u",
+                "status": "complete",
+                "attempt": 1,
+                "component": {"name": "User"},
+                "usage": {"cost_usd": 0.425, "input_tokens": 1, "output_tokens": 1},
+            }
+        ),
+        Session({"id": "t", "status": "complete", "attempt": 1, "component": {"name": "Token"}}),
+    ]
+    out = io.StringIO()
+    PlainReporter(out).summary(costly)
+    console = terminal()
+    LiveReporter(console).summary(costly)
+
+    assert out.getvalue().splitlines() == [
+        "User: complete, attempt 1, $0.43",
+        "Token: complete, attempt 1",
+    ]
+    user = next(line for line in console.export_text().splitlines() if "User" in line)
+    assert "$0.43" in user
 
 
 def test_a_terminal_gets_the_live_view_and_a_pipe_plain_lines():
