@@ -142,6 +142,7 @@ def form_data(session: Session, **changes) -> dict[str, str]:
         "agent": session.agent or "",
         "environment": session.environment or "",
         "max_parallel_children": "",
+        "max_cost_usd": "",
         "external_conversation_id": session.external_conversation_id,
         "state": "{}",
     }
@@ -223,3 +224,22 @@ def test_the_change_form_shows_attempt_and_lease(staff_client, scope, context_se
     content = response.content.decode()
     assert "laptop-7" in content
     assert Interaction.objects.filter(session=context_session, attempt=3).count() == 1
+
+
+def test_the_change_form_sets_a_context_sessions_budget_and_refuses_a_childs(
+    staff_client, scope, context_session
+):
+    response = staff_client.post(
+        change_url(context_session), form_data(context_session, max_cost_usd="7.5")
+    )
+
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    context_session.refresh_from_db()
+    assert str(context_session.max_cost_usd) == "7.5000"
+    services.spawn_child_sessions(scope=scope, session_id=context_session.pk)
+    child = Session.objects.filter(parent_session=context_session).first()
+    refused = staff_client.post(change_url(child), form_data(child, max_cost_usd="1"))
+    assert refused.status_code == 200
+    assert refused.context["adminform"].form.errors["max_cost_usd"] == [
+        "Only ContextTestingSessions sessions have a budget."
+    ]

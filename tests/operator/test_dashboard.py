@@ -130,3 +130,31 @@ def test_each_latest_run_shows_its_children_s_coverage(staff_client, known_run):
 
     # 110 of 150 lines over the run's children.
     assert '<td class="run-coverage">73.3% covered</td>' in html
+
+
+def test_each_project_shows_its_cost_by_day_and_each_run_its_own(staff_client, known_run):
+    from decimal import Decimal
+
+    from django.utils import timezone
+
+    from sessions_app.models import Interaction, Session
+
+    child = Session.objects.filter(parent_session=known_run.parent).first()
+    for cost in ("0.50", "0.25"):
+        Interaction.objects.create(
+            session=child,
+            step_name="GenerateTestsAndFixtures",
+            command={},
+            result={"status": "ok"},
+            completed_at=timezone.now(),
+            cost_usd=Decimal(cost),
+        )
+
+    html = staff_client.get("/").content.decode()
+
+    assert '<span class="stat cost-week">$0.75</span>' in html
+    today = timezone.localtime().strftime("%a")
+    daily = re.search(r'<table class="daily-cost">.*?</table>', html, flags=re.S).group(0)
+    assert f"<th>{today}</th></tr>" in daily  # today last
+    assert daily.count("<td>$0.00</td>") == 6 and "<td>$0.75</td>" in daily
+    assert '<td class="run-cost">$0.75</td>' in html

@@ -254,3 +254,28 @@ def test_each_child_shows_its_coverage_and_the_run_its_total(staff_client, scope
     assert '<span class="coverage-value">83.3%</span>' in row
     assert 'title="Tests without assertions: test_a">below the bar<' in row
     assert "Coverage 83.3% of 120 lines" in text(html)
+
+
+def test_each_child_shows_its_cost_and_the_run_its_total_beside_its_budget(staff_client, known_run):
+    from decimal import Decimal
+
+    first, second = Session.objects.filter(parent_session=known_run.parent).order_by("created_at")[
+        :2
+    ]
+    for child, cost in ((first, "1.234"), (second, "0.004")):
+        Interaction.objects.create(
+            session=child,
+            step_name="GenerateTestsAndFixtures",
+            command={"command": "x"},
+            result={"status": "ok"},
+            completed_at=timezone.now(),
+            cost_usd=Decimal(cost),
+        )
+    Session.objects.filter(pk=known_run.parent.pk).update(max_cost_usd=Decimal("5"))
+
+    html = staff_client.get(run_url(known_run.parent)).content.decode()
+
+    rows = rows_of(html)
+    assert '<td class="child-cost nowrap">$1.23</td>' in rows[first.component.name]
+    assert '<td class="child-cost nowrap">&lt;$0.01</td>' in rows[second.component.name]
+    assert "Cost $1.24 of a $5.00 budget" in text(html)
