@@ -128,6 +128,8 @@ DEFAULT_AGENT_RESUME_COMMAND = (
     "--permission-mode acceptEdits"
 )
 MAX_STEP_SECONDS = 86_400
+PULL_REQUEST_PLACEHOLDERS = ("branch", "base_branch", "title", "report_file")
+validate_pull_request_command_template = CommandTemplateValidator(*PULL_REQUEST_PLACEHOLDERS)
 COVERAGE_PLACEHOLDERS = ("test_file", "source_path", "report_file")
 validate_coverage_command_template = CommandTemplateValidator(*COVERAGE_PLACEHOLDERS)
 # coverage.py measures branch coverage of the test file's run and writes its JSON report, for
@@ -268,6 +270,15 @@ class Project(models.Model):
         validators=[MinValueValidator(1), MaxValueValidator(MAX_STEP_SECONDS)],
         help_text="A test run (RunTests, each run of VerifyTests) is stopped after this many "
         "seconds.",
+    )
+    pull_request_command_template = models.CharField(
+        max_length=500,
+        blank=True,
+        default="",
+        validators=[validate_pull_request_command_template],
+        help_text="Run by a context's Finalize after its push to open a pull request: {branch}, "
+        "{base_branch}, {title} and {report_file} (the run's report, Markdown) are replaced; the "
+        "first URL it prints is kept. Empty: none.",
     )
     worktree_setup_command = models.CharField(
         max_length=safety.COMMAND_LINE_MAX_LENGTH,

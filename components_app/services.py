@@ -53,6 +53,7 @@ PROJECT_SETTINGS = (
     "default_max_cost_usd",
     "agent_timeout_seconds",
     "test_timeout_seconds",
+    "pull_request_command_template",
     "worktree_setup_command",
 )
 PROJECT_UPDATABLE_FIELDS = ("name", *PROJECT_SETTINGS)

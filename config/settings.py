@@ -27,6 +27,9 @@ if not SECRET_KEY or (not DEBUG and SECRET_KEY == _DEV_SECRET_KEY):
 
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+# Where people reach the site (https://spawnctl.example.com), for the links a run's report
+# carries into a pull request; empty: the address each request came to.
+PUBLIC_URL = env.str("PUBLIC_URL", default="")
 
 INSTALLED_APPS = [
     "django.contrib.admin",

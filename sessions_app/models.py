@@ -262,6 +262,10 @@ class Session(models.Model):
     def is_finished(self) -> bool:
         return self.status != SessionStatus.ACTIVE
 
+    @property
+    def is_context(self) -> bool:
+        return self.type == CONTEXT_TESTING_SESSIONS
+
     def lease_is_live(self, now: datetime) -> bool:
         """Whether a runner holds the session at ``now``."""
         return self.leased_until is not None and self.leased_until > now

@@ -51,6 +51,7 @@ RESULT_ALREADY_REPORTED = "A result was already reported for this interaction"
 NOT_A_CONTEXT_SESSION = (
     f"Only {CONTEXT_TESTING_SESSIONS} sessions spawn child sessions, this one is {{type}}"
 )
+NO_REPORT = f"Only {CONTEXT_TESTING_SESSIONS} sessions have a report, this one is {{type}}"
 CHILD_EXISTS = "The parent session already has a child session for this component."
 UPDATABLE_FIELDS = (
     "status",
@@ -634,3 +635,13 @@ def _reopen(sessions: list[Session]) -> None:
     Interaction.objects.filter(
         session__in=[s.pk for s in sessions], completed_at__isnull=True
     ).update(result=superseded.to_dict(), completed_at=now)
+
+
+def run_report(*, scope: Scope, session_id: uuid.UUID, run_page_url: str) -> dict[str, Any]:
+    """What a context session's run produced (``sessions_app.report``)."""
+    from sessions_app import report
+
+    session = _session_or_404(scope, session_id)
+    if session.type != CONTEXT_TESTING_SESSIONS:
+        raise StepError(NO_REPORT.format(type=session.type))
+    return report.build(session=session, links=report.Links(run_page=run_page_url))

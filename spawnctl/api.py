@@ -337,6 +337,18 @@ class Api:
     def get_session(self, session_id: str) -> Session:
         return Session(self._json("GET", f"sessions/{session_id}/"))
 
+    def report(self, session_id: str) -> dict[str, Any]:
+        """What a context session's run produced, as JSON."""
+        return self._json("GET", f"sessions/{session_id}/report/")
+
+    def report_markdown(self, session_id: str) -> str:
+        """The run's report as the Markdown a pull request carries."""
+        response = self._request("GET", f"sessions/{session_id}/report/", params={"format": "md"})
+        if 200 <= response.status_code < 300:
+            return response.text
+        self._body(response)  # raises the error the answer names
+        raise ApiError(response.status_code, "The server answered no report")
+
     def children(self, session_id: str) -> Children:
         """The children in spawn order, every page, and the summary that counts them all."""
         body = self._json("GET", f"sessions/{session_id}/children/")

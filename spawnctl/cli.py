@@ -45,7 +45,7 @@ from spawnctl.api import (
 from spawnctl.jobs import BUDGET, STOPPED, RunnerConfig, repository_lock
 from spawnctl.progress import Reporter, reporter_for, summary_table
 from spawnctl.run import CANNOT_CONTINUE, Outcome, run_session
-from spawnctl.text import one_line
+from spawnctl.text import one_line, printable
 from spawnctl.work import ALL_FINISHED, NotAContext, work_context
 from spawnctl.work import BUDGET as WORK_BUDGET
 from spawnctl.worktrees import WorktreeError, Worktrees
@@ -235,6 +235,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     status.add_argument("session_id", help=ID_HELP)
     status.add_argument("--json", action="store_true", help="print JSON")
+    report = commands.add_parser(
+        "report",
+        parents=[server],
+        help="what a context session's run produced: the Markdown a pull request carries",
+    )
+    report.add_argument("session_id", help=ID_HELP)
+    report.add_argument(
+        "--format", choices=("md", "json"), default="md", help="md (default) or json"
+    )
+    report.set_defaults(handler=cmd_report)
     status.set_defaults(handler=cmd_status)
     _add_import(commands, server)
     _add_mcp(commands, server)
@@ -653,6 +663,8 @@ def cmd_status(args: argparse.Namespace, api: Api) -> int:
         facts.add_row("reason", Text(one_line(session.state["error"])))
     if (line := cost_line(session)) is not None:
         facts.add_row("cost", Text(one_line(line.split(": ", 1)[1])))
+    if session.state.get("pull_request_url"):
+        facts.add_row("pull request", Text(one_line(str(session.state["pull_request_url"]))))
     if children is not None:
         facts.add_row("children", Text(one_line(children_counts(children.summary))))
         coverage = children.summary.get("coverage")
@@ -669,6 +681,20 @@ def cmd_status(args: argparse.Namespace, api: Api) -> int:
     console.print(facts)
     if children is not None and children.results:
         console.print(summary_table(children.results))
+    return EXIT_OK
+
+
+def cmd_report(args: argparse.Namespace, api: Api) -> int:
+    session_id = resolve_session_id(api, args.session_id)
+    if args.format == "json":
+        sys.stdout.write(json.dumps(api.report(session_id), indent=2) + "\n")
+    else:
+        # The server's Markdown escapes every value it carries; no control character from a
+        # name reaches the terminal either way.
+        text = api.report_markdown(session_id)
+        sys.stdout.write("\n".join(printable(line) for line in text.split("\n")))
+        if not text.endswith("\n"):
+            sys.stdout.write("\n")
     return EXIT_OK
 
 

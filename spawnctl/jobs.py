@@ -27,6 +27,7 @@ from spawnctl.api import (
     LeasedBy,
     Session,
     Submitted,
+    Unreachable,
 )
 from spawnctl.execute import Execution, execute
 from spawnctl.worktrees import Worktree, WorktreeError, Worktrees, lock_path
@@ -514,6 +515,8 @@ class SessionJob:
                 return None
             if plan is not None:
                 return self._verify(plan, shell, env, halt, timeout)
+            if (problem := self._write_report(interaction, env)) is not None:
+                return {"status": "error", "error_message": problem}
             if reported_to is not None:
                 env[usage.USAGE_FILE_ENV] = str(reported_to)
             try:
@@ -526,6 +529,38 @@ class SessionJob:
             if reported_to is not None:
                 self._attach_usage(result, execution, reported_to)
         return result
+
+    def _write_report(self, interaction: Interaction, env: Mapping[str, str]) -> str | None:
+        """A context's Finalize that opens a pull request gets the run's report (Markdown,
+        fetched from the server) at ``metadata.pull_request_report_file``, a path under the
+        working copy's ``.spawnctl/``; the text of the problem when it cannot be written."""
+        wanted = interaction.metadata.get("pull_request_report_file")
+        if wanted is None:
+            return None
+        path = verify.inside(wanted, verify.RUNNER_DIR)
+        if path is None:
+            return (
+                f"pull_request_report_file must be a relative path under {verify.RUNNER_DIR}/, "
+                f"not {wanted!r}"
+            )
+        try:
+            text = self.config.api.report_markdown(self.session.id)
+        except ApiError as error:
+            if isinstance(error, Unreachable):
+                raise
+            return f"Could not fetch the run's report: {error}"
+        target = self.workdir / path
+        try:
+            verify.exclude_runner_dir(self.workdir, env)
+            runner_dir = (self.workdir / verify.RUNNER_DIR).resolve()
+            target.parent.mkdir(parents=True, exist_ok=True)
+            inside_repo = runner_dir.is_relative_to(self.workdir.resolve())
+            if not inside_repo or not target.resolve().is_relative_to(runner_dir):
+                return f"{path} is not inside the working copy's {verify.RUNNER_DIR}/"
+            target.write_text(text, encoding="utf-8")
+        except OSError as error:
+            return f"Could not write the run's report to {path}: {error}"
+        return None
 
     def _attach_usage(self, result: dict[str, Any], execution: Execution, path: Path) -> None:
         """``data.usage`` from what the agent wrote at ``$SPAWNCTL_USAGE_FILE``, else from

@@ -48,7 +48,7 @@ def plan_of(step_name: str, metadata: Mapping[str, Any]) -> Plan | str | None:
     runs = metadata.get("runs")
     if not isinstance(runs, int) or isinstance(runs, bool) or not 1 <= runs <= MAX_RUNS:
         return f"VerifyTests: runs must be an integer from 1 to {MAX_RUNS}, not {runs!r}"
-    report_file = _inside(metadata.get("report_file"), RUNNER_DIR)
+    report_file = inside(metadata.get("report_file"), RUNNER_DIR)
     if report_file is None:
         # The runner deletes this file before each run: never one outside its own directory.
         return (
@@ -63,13 +63,13 @@ def plan_of(step_name: str, metadata: Mapping[str, Any]) -> Plan | str | None:
         runs=runs,
         report_file=report_file,
         report_format=report_format,
-        test_file=_inside(metadata.get("test_file")),
-        source_path=_inside(metadata.get("source_path")),
+        test_file=inside(metadata.get("test_file")),
+        source_path=inside(metadata.get("source_path")),
         assertion_check=metadata.get("assertion_check") or None,
     )
 
 
-def _inside(path: Any, under: str | None = None) -> str | None:
+def inside(path: Any, under: str | None = None) -> str | None:
     """``path`` normalised when it is a relative path that stays in the repository (and under
     ``under``, not ``under`` itself), else None."""
     if not isinstance(path, str) or not path or "\0" in path or posixpath.isabs(path):

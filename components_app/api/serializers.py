@@ -127,6 +127,14 @@ class ProjectUpdateSerializer(KnownFieldsOnly, serializers.Serializer):
         required=False,
         help_text="A test run is stopped after this many seconds.",
     )
+    pull_request_command_template = serializers.CharField(
+        max_length=500,
+        required=False,
+        allow_blank=True,
+        allow_null=True,
+        help_text="Opens a pull request after a context's push: {branch}, {base_branch}, "
+        '{title}, {report_file}; "" or null: none.',
+    )
     worktree_setup_command = serializers.CharField(
         max_length=COMMAND_LINE_MAX_LENGTH,
         required=False,
@@ -137,6 +145,9 @@ class ProjectUpdateSerializer(KnownFieldsOnly, serializers.Serializer):
     )
 
     def validate_worktree_setup_command(self, value: str | None) -> str:
+        return value or ""
+
+    def validate_pull_request_command_template(self, value: str | None) -> str:
         return value or ""
 
 

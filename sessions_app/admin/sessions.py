@@ -357,6 +357,11 @@ class SessionAdmin(ProjectScopedAdmin):
                 self.admin_site.admin_view(operator_views.run_live),
                 name="sessions_app_session_run_live",
             ),
+            path(
+                "<path:session_id>/run/report/",
+                self.admin_site.admin_view(operator_views.run_report),
+                name="sessions_app_session_run_report",
+            ),
         ]
         return [*run, *super().get_urls()]
 

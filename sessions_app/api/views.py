@@ -9,6 +9,7 @@ import json
 
 from django.db.models import QuerySet
 from django.http.response import HttpResponseBase
+from django.urls import reverse
 from django.utils.cache import get_conditional_response
 from django.utils.http import quote_etag
 from drf_spectacular.types import OpenApiTypes
@@ -19,9 +20,11 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from core.api.docs import READ_ERRORS, WRITE_ERRORS, error_responses
+from core.api.renderers import REPORT_RENDERERS, FormatParameter
 from core.api.scoping import parse_uuid_or_404, scope_for
 from core.api.viewsets import ScopedViewSet
-from sessions_app import selectors, services
+from core.public import public_url
+from sessions_app import report, selectors, services
 from sessions_app.api.filters import SessionFilter
 from sessions_app.api.serializers import (
     ChildrenSerializer,
@@ -119,6 +122,42 @@ class SessionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedVie
             scope=scope_for(request, session.project), session_id=session.pk
         )
         return Response(command.to_dict())
+
+    @extend_schema(
+        summary="What a context session's run produced: a report, as JSON or Markdown",
+        description=(
+            "The run's status, duration, branch, cost and coverage; per child its component, "
+            "status, attempts, coverage, runs, cost, test file and failure reason, failures "
+            "first; the children ImproveTests worked on with what was wrong first. "
+            "`?format=md` answers the Markdown a reviewer reads in a pull request."
+        ),
+        parameters=[
+            OpenApiParameter("format", str, enum=["json", "md"], description="Default json.")
+        ],
+        responses={
+            (200, "application/json"): OpenApiTypes.OBJECT,
+            (200, "text/markdown"): OpenApiTypes.STR,
+            **error_responses(*READ_ERRORS, 422),
+        },
+    )
+    @action(
+        detail=True,
+        methods=["get"],
+        renderer_classes=REPORT_RENDERERS,
+        content_negotiation_class=FormatParameter,
+    )
+    def report(self, request: Request, pk: str) -> Response:
+        session = self.get_object()
+        body = services.run_report(
+            scope=scope_for(request, session.project),
+            session_id=session.pk,
+            run_page_url=public_url(
+                request, reverse("admin:sessions_app_session_run", args=[session.pk])
+            ),
+        )
+        if request.accepted_renderer.format == "md":
+            return Response(report.markdown(body))
+        return Response(body)
 
     @extend_schema(
         summary="The session's children in spawn order, with a count per status",

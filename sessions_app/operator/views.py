@@ -16,7 +16,8 @@ from django.urls import reverse
 from django.utils.cache import get_conditional_response, patch_cache_control
 from django.views.decorators.http import require_safe
 
-from sessions_app import selectors
+from core.public import public_url
+from sessions_app import report, selectors
 from sessions_app.models import Session
 from sessions_app.operator import dashboard as dashboard_reads
 from sessions_app.operator import svg
@@ -57,6 +58,13 @@ def _session_or_404(request: HttpRequest, session_id: str) -> Session:
     return session
 
 
+def _http_url(value: object) -> str | None:
+    """A link a page may carry: an http(s) URL (the workflow stores only those), else none."""
+    if isinstance(value, str) and value.startswith(("https://", "http://")):
+        return value
+    return None
+
+
 def _live_context(run: Run, etag: str) -> dict:
     session = run.session
     rows = []
@@ -90,6 +98,10 @@ def _live_context(run: Run, etag: str) -> dict:
         "rows": rows,
         "summary": summary,
         "run_cost": cost_text(summary.cost_usd),
+        "pull_request_url": _http_url(session.state.get("pull_request_url")),
+        "report_url": reverse("admin:sessions_app_session_run_report", args=[session.pk])
+        if session.is_context
+        else None,
         "budget": cost_text(session.max_cost_usd),
         "widths": progress_widths(summary),
         "timeline": svg.timeline(
@@ -128,6 +140,18 @@ def run_page(request: HttpRequest, session_id: str) -> HttpResponse:
         else None,
     }
     return TemplateResponse(request, "operator/run.html", context)
+
+
+@require_safe
+def run_report(request: HttpRequest, session_id: str) -> HttpResponse:
+    """The run's report, the Markdown a pull request carries, as text to read here."""
+    _may_view_sessions(request)
+    session = _session_or_404(request, session_id)
+    if not session.is_context:
+        raise Http404("Only a context session's run has a report")
+    page = reverse("admin:sessions_app_session_run", args=[session.pk])
+    body = report.build(session=session, links=report.Links(run_page=public_url(request, page)))
+    return HttpResponse(report.markdown(body), content_type="text/plain; charset=utf-8")
 
 
 @require_safe
@@ -183,6 +207,11 @@ def dashboard(request: HttpRequest) -> HttpResponse:
                     "badge": badge(run.status),
                     "summary": selectors.children_progress(run),
                     "cost": cost_text(run.children_cost),
+                    "branch": run.branch,
+                    "pull_request_url": _http_url(run.state.get("pull_request_url")),
+                    "report_url": reverse("admin:sessions_app_session_run_report", args=[run.pk])
+                    if run.is_context
+                    else None,
                     "created": clock(run.created_at),
                     "url": reverse("admin:sessions_app_session_run", args=[run.pk]),
                 }

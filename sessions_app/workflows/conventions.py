@@ -38,6 +38,7 @@ step's result: no command here hides one behind a fallback that fails for anothe
 
 from __future__ import annotations
 
+import re
 import shlex
 
 from components_app import test_paths
@@ -348,3 +349,50 @@ def commit_context_command(branch: str, files: list[str], message: str) -> str:
             _push(branch),
         ]
     )
+
+
+# The line a context's Finalize prints before the pull request command: the first URL after it
+# is the pull request's.
+PULL_REQUEST_MARKER = "spawnctl: pull request"
+URL = re.compile(r"https?://[^\s<>\"'`]+")
+URL_MAX_LENGTH = 2000
+
+
+def report_file_of(session_id: object) -> str:
+    """Where the runner writes the run's report for the pull request command."""
+    return f".spawnctl/report-{str(session_id)[:8]}.md"
+
+
+def pull_request_command(
+    project: Project, *, branch: str, base: str, title: str, report_file: str
+) -> str | None:
+    """The project's ``pull_request_command_template`` for this run (None when it has none),
+    after the marker line the server finds its URL by."""
+    template = project.pull_request_command_template
+    if not template.strip():
+        return None
+    for placeholder in ("branch", "base_branch", "title", "report_file"):
+        if problem := safety.shell_template_problem(template, placeholder):
+            raise StepError(
+                f"The project's pull request command template cannot be used: {problem}"
+            )
+    command = template.format(
+        branch=shlex.quote(checked_branch(branch)),
+        base_branch=shlex.quote(checked_branch(base)),
+        title=shlex.quote(title),
+        report_file=shlex.quote(checked_test_file(report_file)),
+    )
+    marker = _sh("printf", "%s\\n", PULL_REQUEST_MARKER)
+    return f"{marker}\n{command}"
+
+
+def pull_request_url(stdout: str | None) -> str | None:
+    """The first URL the pull request command printed (after the marker), or None."""
+    text = stdout or ""
+    marker = text.find(PULL_REQUEST_MARKER)
+    if marker < 0:
+        return None
+    found = URL.search(text, marker + len(PULL_REQUEST_MARKER))
+    if found is None or len(found.group(0)) > URL_MAX_LENGTH:
+        return None
+    return found.group(0).rstrip(".,;:)]")

@@ -33,6 +33,7 @@ PROJECT_KEYS = {
     "default_max_cost_usd",
     "agent_timeout_seconds",
     "test_timeout_seconds",
+    "pull_request_command_template",
     "worktree_setup_command",
     "created_at",
     "updated_at",
@@ -59,6 +60,7 @@ DEFAULTS = {
     "default_max_cost_usd": None,
     "agent_timeout_seconds": 1800,
     "test_timeout_seconds": 600,
+    "pull_request_command_template": "",
     "worktree_setup_command": "",
 }
 EVERY_SETTING = {
@@ -79,6 +81,10 @@ EVERY_SETTING = {
     "default_max_cost_usd": 12.5,
     "agent_timeout_seconds": 900,
     "test_timeout_seconds": 120,
+    "pull_request_command_template": (
+        "gh pr create --head {branch} --base {base_branch} --title {title} "
+        "--body-file {report_file}"
+    ),
     "worktree_setup_command": "npm ci --silent && cp ../.env.test .env",
 }
 SNAKE_ONLY = "tests/test_{module_snake}.py"
@@ -300,6 +306,10 @@ UNSAFE_TEMPLATES = [
     ("agent_resume_template", "claude -p {prompt} --resume '{conversation_id}'"),
     ("agent_resume_template", "sh -c {conversation_id} {prompt}"),
     ("agent_resume_template", "claude -p {prompt} --resume {session}"),
+    ("pull_request_command_template", "gh pr create --title '{title}'"),
+    ("pull_request_command_template", "gh pr create --title {name}"),
+    ("pull_request_command_template", "sh -c {title}"),
+    ("pull_request_command_template", "gh pr create --body $(cat {report_file})"),
     ("test_path_template", "tests/{oops}.py"),
     ("test_path_template", "/tmp/test_{module_snake}.py"),
     ("test_path_template", "../test_{module_snake}.py"),
@@ -566,6 +576,22 @@ def test_an_empty_or_null_setup_command_means_none(api, project, empty):
     assert response.status_code == 200, response.json()
     assert response.json()["worktree_setup_command"] == ""
     assert stored(project)["worktree_setup_command"] == ""
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        "gh pr create --head {branch} --base {base_branch} --title {title} "
+        "--body-file {report_file} || gh pr view {branch} --json url --jq .url",
+        "body={report_file}; glab mr create --source-branch {branch} --target-branch "
+        '{base_branch} --title {title} --description "$(cat "$body")" --yes',
+    ],
+)
+def test_the_readmes_pull_request_templates_are_taken(api, project, template):
+    response = api.patch(url(project), {"pull_request_command_template": template}, format="json")
+
+    assert response.status_code == 200, response.json()
+    assert stored(project)["pull_request_command_template"] == template
 
 
 def test_a_new_project_can_be_created_with_settings(user):

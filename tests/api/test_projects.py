@@ -39,6 +39,7 @@ def test_create_makes_the_caller_a_member(api, user):
         "default_max_cost_usd",
         "agent_timeout_seconds",
         "test_timeout_seconds",
+        "pull_request_command_template",
         "worktree_setup_command",
         "created_at",
         "updated_at",

@@ -51,6 +51,7 @@ def test_every_contract_route_is_documented(openapi):
         ("/api/sessions/{id}/", "patch"),
         ("/api/sessions/{id}/spawn/", "post"),
         ("/api/sessions/{id}/children/", "get"),
+        ("/api/sessions/{id}/report/", "get"),
         ("/api/sessions/{id}/next-command/", "post"),
         ("/api/sessions/{id}/interactions/{interaction_id}/result/", "post"),
         ("/api/sessions/{id}/interactions/", "get"),

@@ -234,3 +234,63 @@ def test_a_run_whose_budget_is_spent_releases_its_child_and_says_why(tmp_path):
     assert job.halt.message == text
     assert server.routes() == ["next-command", "release"]
     assert any(getattr(event, "why", None) == text for event in seen)
+
+
+# --- the report a pull request carries ----------------------------------------------------
+
+REPORT_MD = "## Agentic tests for Cart (shop.cart)\n\n| Component | Status |\n| --- | --- |\n"
+
+
+def finalize_step(**metadata) -> Interaction:
+    return Interaction(
+        {
+            "id": "i1",
+            "step_name": "Finalize",
+            "command": {
+                "command": "cat .spawnctl/report-x.md",
+                "metadata": {"pull_request_report_file": ".spawnctl/report-x.md", **metadata},
+            },
+        }
+    )
+
+
+def test_a_context_finalize_gets_the_runs_report_written_before_its_command(tmp_path):
+    server = FakeServer(report=[httpx.Response(200, text=REPORT_MD)])
+    config, _ = config_for(server, tmp_path)
+    context = component_session()
+    context.data["type"] = "ContextTestingSessions"
+
+    SessionJob(config, context, is_child=False)._run_step(finalize_step())
+
+    sent = sent_result(server)
+    assert sent["status"] == "ok", sent
+    assert sent["stdout"] == REPORT_MD
+    assert ("report", {}) in server.calls
+
+
+@pytest.mark.parametrize(
+    "where", ["../outside.md", "/tmp/abs.md", "report.md", ".spawnctl", "-x", "", 7]
+)
+def test_a_report_file_outside_the_runners_directory_is_refused_and_nothing_runs(tmp_path, where):
+    server = FakeServer()
+    config, _ = config_for(server, tmp_path)
+
+    SessionJob(config, component_session(), is_child=False)._run_step(
+        finalize_step(pull_request_report_file=where)
+    )
+
+    sent = sent_result(server)
+    assert sent["status"] == "error"
+    assert sent["error_message"].startswith("pull_request_report_file must be a relative path")
+    assert "report" not in server.routes()
+
+
+def test_a_report_the_server_cannot_give_fails_the_step_saying_so(tmp_path):
+    server = FakeServer(report=[httpx.Response(422, json={"detail": "Only context sessions"})])
+    config, _ = config_for(server, tmp_path)
+
+    SessionJob(config, component_session(), is_child=False)._run_step(finalize_step())
+
+    sent = sent_result(server)
+    assert sent["status"] == "error"
+    assert sent["error_message"] == "Could not fetch the run's report: 422: Only context sessions"

@@ -10,7 +10,7 @@ from typing import Any
 from core.errors import StepError
 from core.scope import Scope
 from core.text import printable
-from sessions_app import selectors
+from sessions_app import report, selectors
 from sessions_app.models import Session
 from sessions_app.workflows import conventions
 from sessions_app.workflows.steps.initialize import Initialize
@@ -81,18 +81,36 @@ class FinalizeContext:
         branch = Initialize().branch_for(session)
         context_name = session.component.name if session.component else "unnamed"
         message = commit_message(context_name, children)
-        return Command(
-            module=self.name,
-            command=conventions.commit_context_command(branch, files, message),
-            metadata={
-                "files": files,
-                "commit_message": message,
-                "branch_name": branch,
-                "repository_lock": True,
-            },
+        command = conventions.commit_context_command(branch, files, message)
+        metadata: dict[str, Any] = {
+            "files": files,
+            "commit_message": message,
+            "branch_name": branch,
+            "repository_lock": True,
+        }
+        report_file = conventions.report_file_of(session.pk)
+        title = report.title_of(session)
+        pull_request = conventions.pull_request_command(
+            scope.project,
+            branch=branch,
+            base=scope.project.base_branch,
+            title=title,
+            report_file=report_file,
         )
+        if pull_request is not None:
+            # The runner writes the run's report (Markdown) there before the command runs.
+            command = f"{command}\n{pull_request}"
+            metadata.update(pull_request_report_file=report_file, pull_request_title=title)
+        return Command(module=self.name, command=command, metadata=metadata)
 
     def handle_result(
         self, scope: Scope, session: Session, result: Result, **opts: Any
     ) -> StepOutcome:
-        return StepOutcome(session_updates={}, result=result)
+        if result.status == "error":
+            return StepOutcome(session_updates={}, result=result)
+        url = conventions.pull_request_url(result.stdout)
+        if url is None:
+            return StepOutcome(session_updates={}, result=result)
+        return StepOutcome(
+            session_updates={"state": {**session.state, "pull_request_url": url}}, result=result
+        )
