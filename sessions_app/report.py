@@ -48,9 +48,9 @@ def title_of(session: Session) -> str:
 def build(*, session: Session, links: Links, now: datetime | None = None) -> dict[str, Any]:
     """The report of a context session: five queries whatever the number of children."""
     now = now or timezone.now()
-    children = list(selectors.child_sessions(session=session))
+    children = list(selectors.child_sessions_with_cost(session=session))
     summary = selectors.summarize(children, now=now)
-    _, run = selectors.usage_of(session)
+    run = selectors.run_usage(session)
     times = Interaction.objects.filter(
         Q(session=session) | Q(session__parent_session=session)
     ).aggregate(started=Min("created_at"), ended=Max("completed_at"))
@@ -66,13 +66,18 @@ def build(*, session: Session, links: Links, now: datetime | None = None) -> dic
     rows = [_child(child, first_problems.get(child.pk, [])) for child in children]
     rows.sort(key=lambda row: STATUS_ORDER.get(row["status"], 9))
     component = session.component
+    status = session.status
+    if not session.is_finished and _finalizing(session):
+        # Written for the pull request its Finalize opens: the run has passed its result
+        # check, and the pull request exists only once Finalize has succeeded.
+        status = SessionStatus.COMPLETE
     return {
         "session": str(session.pk),
         "title": title_of(session),
         "context": {"name": component.name, "module_name": component.module_name}
         if component
         else None,
-        "status": session.status,
+        "status": status,
         "branch": session.branch,
         "base_branch": session.project.base_branch,
         "started_at": started.isoformat() if started else None,
@@ -84,14 +89,23 @@ def build(*, session: Session, links: Links, now: datetime | None = None) -> dic
         "max_cost_usd": usage.as_number(session.max_cost_usd),
         "coverage": summary.as_dict()["coverage"],
         "counts": {
-            key: value
-            for key, value in summary.as_dict().items()
-            if key not in ("coverage", "cost_usd")
+            **{
+                key: value
+                for key, value in summary.as_dict().items()
+                if key not in ("coverage", "cost_usd")
+            },
+            "excluded": sum(1 for row in rows if row["excluded"]),
         },
         "pull_request_url": session.state.get("pull_request_url"),
         "run_page_url": links.run_page,
         "children": rows,
     }
+
+
+def _finalizing(session: Session) -> bool:
+    """Whether the context's pending step is its Finalize."""
+    latest = Interaction.objects.filter(session=session).order_by("-created_at").first()
+    return latest is not None and latest.is_pending and latest.step_name == "Finalize"
 
 
 def _child(child: Session, first_problems: list[str]) -> dict[str, Any]:
@@ -112,7 +126,8 @@ def _child(child: Session, first_problems: list[str]) -> dict[str, Any]:
         "test_file": child.state.get("test_file") if isinstance(child.state, dict) else None,
         "failure_reason": selectors.shown_failure_reason(child),
         "improvements": improve if isinstance(improve, int) else 0,
-        "first_problems": list(first_problems) if improve else [],
+        # What its first verification below the bar said, whether ImproveTests then helped.
+        "first_problems": list(first_problems),
     }
 
 
@@ -170,7 +185,9 @@ def markdown(report: dict[str, Any]) -> str:
     lines.append(
         f"{counts['total']} components: {counts['complete']} complete, "
         f"{counts['failed']} failed, {counts['cancelled']} cancelled, "
-        f"{counts['active']} still active."
+        f"{counts['active']} still active"
+        + (f", {counts['excluded']} excluded" if counts["excluded"] else "")
+        + "."
         + (
             f" [Pull request]({_url(report['pull_request_url'])})."
             if report["pull_request_url"]
@@ -189,7 +206,11 @@ def markdown(report: dict[str, Any]) -> str:
         if child["module_name"]:
             name += f" ({code(child['module_name'])})"
         status = cell(child["status"]) + (" (excluded)" if child["excluded"] else "")
-        runs = " ".join(str(exit_code) for exit_code in child["runs"]) or "—"
+        runs = (
+            f"{sum(code == 0 for code in child['runs'])}/{len(child['runs'])} passed"
+            if child["runs"]
+            else "—"
+        )
         lines.append(
             f"| {name} | {status} | {child['attempts']} | {_percent(child['line_coverage'])} "
             f"| {_percent(child['branch_coverage'])} | {cell(runs)} "
@@ -197,11 +218,11 @@ def markdown(report: dict[str, Any]) -> str:
             f"| {code(child['test_file']) if child['test_file'] else '—'} "
             f"| {cell(child['failure_reason']) if child['failure_reason'] else ''} |"
         )
-    improved = [child for child in children if child["improvements"]]
+    improved = [child for child in children if child["first_problems"]]
     if improved:
-        lines += ["", "### Improved after VerifyTests", ""]
+        lines += ["", "### Below the bar at first", ""]
         for child in improved:
-            first = "; ".join(child["first_problems"]) or "below the bar"
+            first = "; ".join(child["first_problems"])
             rounds = child["improvements"]
             lines.append(
                 f"- {cell(child['component'] or child['session'])}: "

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.db.models import (
     BigIntegerField,
+    Case,
     Count,
     DecimalField,
     F,
@@ -20,6 +21,8 @@ from django.db.models import (
     QuerySet,
     Subquery,
     Sum,
+    Value,
+    When,
 )
 from django.db.models.fields.json import KT
 from django.db.models.functions import Coalesce
@@ -129,14 +132,16 @@ def get_session(*, scope: Scope, session_id: uuid.UUID, lock: bool = False) -> S
 CHILDREN_IN_SPAWN_ORDER = "children_in_spawn_order"
 
 
-def with_child_ids(queryset: QuerySet[Session]) -> QuerySet[Session]:
+def with_child_ids(queryset: QuerySet[Session], *, run: bool = True) -> QuerySet[Session]:
     """Sessions ready to render: component joined, children's ids prefetched in spawn order
-    on ``CHILDREN_IN_SPAWN_ORDER`` (two queries whatever the number of sessions)."""
+    on ``CHILDREN_IN_SPAWN_ORDER`` (two queries whatever the number of sessions), their usage
+    (``run`` False: their own only, for children, whose run is their context's)."""
     children = Session.objects.order_by(*SPAWN_ORDER).only("id", "parent_session_id")
     return with_usage(
         queryset.select_related("component", "latest_verification").prefetch_related(
             Prefetch("child_sessions", queryset=children, to_attr=CHILDREN_IN_SPAWN_ORDER)
-        )
+        ),
+        run=run,
     )
 
 
@@ -203,13 +208,17 @@ def child_sessions(*, session: Session) -> QuerySet[Session]:
     One query whatever the number of children: the reason comes from the child's own
     ``state["error"]`` or, failing that, from a subquery on its latest errored interaction.
     """
-    return with_usage(
-        with_failure_reason(
-            Session.objects.filter(parent_session_id=session.pk, project_id=session.project_id)
-            .select_related("component", "latest_verification")
-            .order_by(*SPAWN_ORDER)
-        )
+    return with_failure_reason(
+        Session.objects.filter(parent_session_id=session.pk, project_id=session.project_id)
+        .select_related("component", "latest_verification")
+        .order_by(*SPAWN_ORDER)
     )
+
+
+def child_sessions_with_cost(*, session: Session) -> QuerySet[Session]:
+    """``child_sessions`` with each child's own usage (``with_usage``), for the pages and
+    answers that show what each child cost."""
+    return with_usage(child_sessions(session=session), run=False)
 
 
 def with_failure_reason(queryset: QuerySet[Session]) -> QuerySet[Session]:
@@ -369,6 +378,7 @@ _USAGE_SUMS = {
     "output": ("output_tokens", BigIntegerField()),
 }
 _AGENT_STEP = Q(step_name__in=usage.AGENT_STEPS, completed_at__isnull=False)
+_SUM_NAMES = (*_USAGE_SUMS, "agent_steps")
 
 
 def _scalar(interactions: QuerySet[Interaction], function: str, field: str, output: Any) -> Any:
@@ -396,19 +406,30 @@ def _own_interactions() -> QuerySet[Interaction]:
     return Interaction.objects.filter(session_id=OuterRef("pk"))
 
 
-def _run_interactions() -> QuerySet[Interaction]:
-    return Interaction.objects.filter(
-        Q(session_id=OuterRef("pk")) | Q(session__parent_session_id=OuterRef("pk"))
-    )
+def _children_interactions() -> QuerySet[Interaction]:
+    return Interaction.objects.filter(session__parent_session_id=OuterRef("pk"))
 
 
-def with_usage(queryset: QuerySet[Session]) -> QuerySet[Session]:
-    """Annotate each session with its own usage and its run's (it and its children), in the
-    same query, for ``usage_of`` to read."""
-    return queryset.annotate(
-        **_usage_annotations("usage", _own_interactions()),
-        **_usage_annotations("run_usage", _run_interactions()),
-    )
+def with_usage(queryset: QuerySet[Session], *, run: bool = True) -> QuerySet[Session]:
+    """Annotate each session with its own usage and (``run``) its run's: it and its children,
+    summed for a context session only. Each sum is a scalar subquery an index answers (a
+    session's interactions; a context's children, then theirs): one subquery over "this
+    session or its children" made PostgreSQL scan every interaction for each row."""
+    own = _usage_annotations("usage", _own_interactions())
+    if not run:
+        return queryset.annotate(**own)
+    children = _usage_annotations("children_usage", _children_interactions())
+    is_context = Q(type=CONTEXT_TESTING_SESSIONS)
+    totals = {
+        name.replace("usage_", "run_usage_", 1): F(name)
+        + Case(
+            When(is_context, then=children[name.replace("usage_", "children_usage_", 1)]),
+            default=Value(0),
+            output_field=own[name].output_field,
+        )
+        for name in own
+    }
+    return queryset.annotate(**own).annotate(**totals)
 
 
 def _totals(source: Any, prefix: str) -> UsageTotals:
@@ -420,33 +441,44 @@ def _totals(source: Any, prefix: str) -> UsageTotals:
     )
 
 
-def usage_of(session: Session) -> tuple[UsageTotals, UsageTotals]:
-    """The session's own usage and its run's (for a component session without children the
-    same): from ``with_usage``'s annotations, else one query."""
-    if not hasattr(session, "usage_cost"):
-        run = Interaction.objects.filter(Q(session=session) | Q(session__parent_session=session))
-        own = Q(session=session)
-        sums = run.aggregate(
-            usage_cost=Sum("cost_usd", filter=own),
-            usage_input=Sum("input_tokens", filter=own),
-            usage_output=Sum("output_tokens", filter=own),
-            usage_agent_steps=Count("id", filter=own & _AGENT_STEP),
-            run_usage_cost=Sum("cost_usd"),
-            run_usage_input=Sum("input_tokens"),
-            run_usage_output=Sum("output_tokens"),
-            run_usage_agent_steps=Count("id", filter=_AGENT_STEP),
-        )
-        for name, value in sums.items():
+def _annotated(session: Session, prefix: str) -> UsageTotals:
+    """The session's ``prefix`` sums (``usage``, ``run_usage``) from ``with_usage``'s
+    annotations, else from one query that makes them."""
+    if not hasattr(session, f"{prefix}_cost"):
+        names = [f"{prefix}_{name}" for name in _SUM_NAMES]
+        found = with_usage(Session.objects.filter(pk=session.pk)).values(*names).first()
+        for name, value in (found or {}).items():
             setattr(session, name, value)
-    return _totals(session, "usage"), _totals(session, "run_usage")
+    return _totals(session, prefix)
+
+
+def own_usage(session: Session) -> UsageTotals:
+    """What the session's own steps cost."""
+    return _annotated(session, "usage")
+
+
+def run_usage(session: Session) -> UsageTotals:
+    """What the session's run cost: a context session and all its children."""
+    return _annotated(session, "run_usage")
 
 
 def run_cost(session: Session) -> Decimal:
-    """What a run (the context session and all its children) has cost so far: one query."""
-    found = Interaction.objects.filter(
-        Q(session=session) | Q(session__parent_session=session)
-    ).aggregate(total=Sum("cost_usd"))["total"]
-    return Decimal(found or 0)
+    """What a run (the context session and all its children) has cost so far: one query of
+    two sums an index answers each."""
+    own = Interaction.objects.filter(session=session).order_by().values("cost_usd")
+    children = Interaction.objects.filter(session__parent_session=session).order_by()
+    found = (
+        Session.objects.filter(pk=session.pk)
+        .annotate(
+            own=_scalar(own, "SUM", "cost_usd", _USAGE_SUMS["cost"][1]),
+            children=_scalar(children, "SUM", "cost_usd", _USAGE_SUMS["cost"][1]),
+        )
+        .values_list("own", "children")
+        .first()
+    )
+    return (
+        Decimal(sum((Decimal(value or 0) for value in found), Decimal(0))) if found else Decimal(0)
+    )
 
 
 def budget_problem(run: Session | None) -> str | None:
@@ -463,7 +495,10 @@ def budget_problem(run: Session | None) -> str | None:
 def with_run_cost(queryset: QuerySet[Session]) -> QuerySet[Session]:
     """Annotate each session with what its run cost (``run_cost``): it and its children."""
     field, output = _USAGE_SUMS["cost"]
-    return queryset.annotate(run_cost=_scalar(_run_interactions(), "SUM", field, output))
+    return queryset.annotate(
+        run_cost=_scalar(_own_interactions(), "SUM", field, output)
+        + _scalar(_children_interactions(), "SUM", field, output)
+    )
 
 
 def with_children_cost(queryset: QuerySet[Session]) -> QuerySet[Session]:

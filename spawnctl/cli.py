@@ -531,6 +531,8 @@ def _summary(api: Api, session_id: str, reporter: Reporter) -> None:
         reporter.summary(api.children(session_id).results)
     if (line := cost_line(session)) is not None:
         _say(line)
+    if session.state.get("pull_request_url"):
+        _say(f"Pull request: {session.state['pull_request_url']}")
 
 
 def cost_line(session: Session) -> str | None:

@@ -9,10 +9,11 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.views.main import ChangeList
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import F, OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce
-from django.http import HttpRequest
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed
+from django.shortcuts import redirect
 from django.template.defaultfilters import pluralize
 from django.template.loader import render_to_string
 from django.urls import path, reverse
@@ -74,6 +75,14 @@ class SessionForm(forms.ModelForm):
         except ValidationError as error:
             raise forms.ValidationError(error.message_dict["state"]) from None
 
+
+# The run page's buttons: the admin's own actions, so that they follow the same rules.
+RUN_ACTIONS = {
+    "retry-children": actions.retry_failed_children,
+    "spawn-missing": actions.spawn_missing_child_sessions,
+    "cancel": actions.cancel_sessions,
+    "release-leases": actions.release_leases,
+}
 
 RETRY_HINT = "To run a failed or cancelled session again, use the “Retry selected sessions” action."
 
@@ -362,8 +371,43 @@ class SessionAdmin(ProjectScopedAdmin):
                 self.admin_site.admin_view(operator_views.run_report),
                 name="sessions_app_session_run_report",
             ),
+            path(
+                "<path:session_id>/run/<slug:action>/",
+                self.admin_site.admin_view(self.run_action),
+                name="sessions_app_session_run_action",
+            ),
         ]
         return [*run, *super().get_urls()]
+
+    def run_action(self, request: HttpRequest, session_id: str, action: str) -> HttpResponse:
+        """A button of the run page: the admin action of that name on the run (``release-leases``
+        on every leased session of it), its messages shown on the run page it returns to."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        chosen = RUN_ACTIONS.get(action)
+        if chosen is None:
+            raise Http404("No such action")
+        if not self.has_change_permission(request):
+            raise PermissionDenied
+        try:
+            pk = uuid.UUID(session_id)
+        except ValueError:
+            raise Http404("Session not found") from None
+        session = self.get_queryset(request).filter(pk=pk).first()
+        if session is None or not session.is_context:
+            raise Http404("Session not found")
+        if action == "release-leases":
+            queryset = self.get_queryset(request).filter(
+                Q(pk=pk) | Q(parent_session_id=pk), runner__isnull=False
+            )
+            if not queryset.exists():
+                self.report(
+                    request, session, "no session of this run holds a lease.", messages.INFO
+                )
+        else:
+            queryset = self.get_queryset(request).filter(pk=pk)
+        chosen(self, request, queryset)
+        return redirect(reverse("admin:sessions_app_session_run", args=[pk]))
 
     def formfield_for_foreignkey(self, db_field, request: HttpRequest, **kwargs: Any):
         formfield = super().formfield_for_foreignkey(db_field, request, **kwargs)
@@ -540,7 +584,7 @@ class SessionAdmin(ProjectScopedAdmin):
     @admin.display(description="children")
     def children(self, session: Session) -> SafeString:
         now = timezone.now()
-        children = list(selectors.child_sessions(session=session))
+        children = list(selectors.child_sessions_with_cost(session=session))
         rows = [
             {
                 "session": child,

@@ -116,15 +116,13 @@ class SessionSerializer(serializers.ModelSerializer):
 
     @extend_schema_field(UsageSerializer)
     def get_usage(self, session: Session) -> dict[str, Any]:
-        own, _ = selectors.usage_of(session)
-        return own.as_dict()
+        return selectors.own_usage(session).as_dict()
 
     @extend_schema_field(UsageSerializer(allow_null=True))
     def get_run_usage(self, session: Session) -> dict[str, Any] | None:
         if session.type != CONTEXT_TESTING_SESSIONS:
             return None
-        _, run = selectors.usage_of(session)
-        return run.as_dict()
+        return selectors.run_usage(session).as_dict()
 
     stalled = serializers.SerializerMethodField(
         help_text="Active, and the lease of the runner that held it has expired."

@@ -166,7 +166,9 @@ class SessionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedVie
     @action(detail=True, methods=["get"])
     def children(self, request: Request, pk: str) -> Response | HttpResponseBase:
         session = self.get_object()
-        children = list(selectors.with_child_ids(selectors.child_sessions(session=session)))
+        children = list(
+            selectors.with_child_ids(selectors.child_sessions(session=session), run=False)
+        )
         body = {
             "summary": selectors.summarize(children).as_dict(),
             "results": ChildSessionSerializer(children, many=True).data,

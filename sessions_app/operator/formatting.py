@@ -16,6 +16,7 @@ STATUS_BADGES = {
     "complete": "Complete",
     "failed": "Failed",
     "cancelled": "Cancelled",
+    "attention": "Needs attention",
     "pending": "Pending",
     "ok": "ok",
     "error": "error",

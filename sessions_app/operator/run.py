@@ -11,8 +11,10 @@ from django.db.models import Count, Max, Q, QuerySet
 from django.db.models.fields.json import KT
 from django.utils import timezone
 
+from core.scope import Scope
 from sessions_app import selectors
 from sessions_app.models import Interaction, Session, SessionStatus
+from sessions_app.workflows.registry import SPAWN_STEP
 
 
 def visible_sessions(user) -> QuerySet[Session]:
@@ -92,6 +94,37 @@ class Run:
     children: list[ChildRow]
     summary: selectors.ChildrenSummary
     now: datetime
+    #: Child components of the context with no child session (added after the spawn).
+    missing: list[str] = field(default_factory=list)
+    #: What the spawn step's latest result check said, when it refused to end the run.
+    check_message: str = ""
+    #: The context's own steps, for its row of the timeline.
+    steps: list[Step] = field(default_factory=list)
+
+    @property
+    def needs_attention(self) -> bool:
+        """An active run with failed, stalled or missing children: it will not end by itself."""
+        summary = self.summary
+        return not self.session.is_finished and bool(
+            summary.failed or summary.stalled or self.missing
+        )
+
+    @property
+    def progress_text(self) -> str:
+        """``1/5 complete, 2 failed, 1 stalled, 1 running``: every count that is not zero."""
+        summary = self.summary
+        running = summary.active - summary.stalled
+        parts = [f"{summary.complete}/{summary.total} complete"]
+        for count, word in (
+            (summary.failed, "failed"),
+            (summary.stalled, "stalled"),
+            (running, "running"),
+            (summary.cancelled, "cancelled"),
+            (len(self.missing), "missing"),
+        ):
+            if count:
+                parts.append(f"{count} {word}")
+        return ", ".join(parts)
 
     @property
     def is_live(self) -> bool:
@@ -112,11 +145,14 @@ def _as_int(value: object) -> int | None:
 
 
 def child_steps(*, session: Session) -> dict[object, list[Step]]:
-    """Every step of every child of ``session``, oldest first, by child id: one query, and
-    none of the commands' or results' bulk (output is read from the child's state)."""
+    """Every step of ``session`` and of every child of it, oldest first, by session id: one
+    query, and none of the commands' or results' bulk (output is read from the child's
+    state)."""
     steps: dict[object, list[Step]] = {}
     rows = (
-        Interaction.objects.filter(session__parent_session_id=session.pk)
+        Interaction.objects.filter(
+            Q(session__parent_session_id=session.pk) | Q(session_id=session.pk)
+        )
         .order_by("created_at", "id")
         .values_list(
             "session_id",
@@ -145,10 +181,32 @@ def child_steps(*, session: Session) -> dict[object, list[Step]]:
 
 
 def run_for(*, session: Session, now: datetime | None = None) -> Run:
-    """The run page of ``session``: two queries whatever the number of children or steps."""
+    """The run page of ``session``: three queries whatever the number of children or steps
+    (the children, every step, the components without a child)."""
     now = now or timezone.now()
-    children = list(selectors.child_sessions(session=session))
+    children = list(selectors.child_sessions_with_cost(session=session))
     steps = child_steps(session=session)
+    missing = (
+        [
+            component.name
+            for component in selectors.components_without_child_session(
+                scope=Scope(user=None, project=session.project),
+                context_id=session.component_id,
+                parent_session=session,
+            )
+        ]
+        if session.component_id and children
+        else []
+    )
+    own = steps.pop(session.pk, [])
+    check = next(
+        (
+            step.error_message
+            for step in reversed(own)
+            if step.name == SPAWN_STEP.name and step.status == "error"
+        ),
+        "",
+    )
     rows = [
         ChildRow(
             session=child,
@@ -164,6 +222,9 @@ def run_for(*, session: Session, now: datetime | None = None) -> Run:
         children=rows,
         summary=selectors.summarize(children, now=now),
         now=now,
+        missing=missing,
+        check_message=check or "",
+        steps=own,
     )
 
 

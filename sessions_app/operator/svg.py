@@ -29,6 +29,53 @@ TICKS = 6
 class TimelineRow:
     label: str
     steps: Sequence[Step]
+    #: Its runner stopped renewing its lease: a step still pending is drawn amber, not blue.
+    stalled: bool = False
+    #: The context's own row, drawn first and set apart.
+    is_context: bool = False
+
+
+# What a bar says when it is wide enough: the step's name, short.
+SHORT_STEP_NAMES = {
+    "Initialize": "Init",
+    "SpawnComponentTestingSessions": "Spawn",
+    "GenerateTestsAndFixtures": "Generate",
+    "RunTests": "Run",
+    "FixCompilationErrors": "Fix",
+    "VerifyTests": "Verify",
+    "ImproveTests": "Improve",
+    "Finalize": "Finalize",
+}
+# About how wide one character of a bar's label is, in the chart's units.
+LABEL_CHAR_WIDTH = 6.2
+LEGEND = (
+    ("ok", "ok"),
+    ("error", "error"),
+    ("warning", "warning"),
+    ("pending", "running"),
+    ("stalled", "stalled"),
+)
+
+
+def legend() -> SafeString:
+    """The timeline's colours, named."""
+    return format_html(
+        '<ul class="timeline-legend">{}</ul>',
+        format_html_join(
+            "",
+            '<li><span class="swatch step-{}"></span>{}</li>',
+            LEGEND,
+        ),
+    )
+
+
+def total_time(rows: Sequence[TimelineRow], *, now: datetime) -> float | None:
+    """The run's time so far: its first step handed out to its last result (or now)."""
+    starts = [step.started for row in rows for step in row.steps]
+    if not starts:
+        return None
+    ends = [step.finished or now for row in rows for step in row.steps]
+    return (max(ends) - min(starts)).total_seconds()
 
 
 def _tick_seconds(span: float) -> float:
@@ -67,7 +114,8 @@ def timeline(rows: Sequence[TimelineRow], *, now: datetime) -> SafeString:
         top = index * ROW_HEIGHT
         shapes.append(
             format_html(
-                '<text class="timeline-label" x="{}" y="{}" text-anchor="end">{}</text>',
+                '<text class="timeline-label{}" x="{}" y="{}" text-anchor="end">{}</text>',
+                " timeline-context" if row.is_context else "",
                 LABEL_WIDTH - 8,
                 _n(top + ROW_HEIGHT / 2 + 4),
                 row.label if len(row.label) <= 22 else row.label[:21] + "…",
@@ -76,7 +124,7 @@ def timeline(rows: Sequence[TimelineRow], *, now: datetime) -> SafeString:
         for step in row.steps:
             left = x(step.started)
             width = max(x(step.finished or now) - left, MIN_BAR_WIDTH)
-            state = step.status or "pending"
+            state = step.status or ("stalled" if row.stalled else "pending")
             took = duration_text(step.seconds) if step.finished else "running"
             ran = (
                 f", command {duration_text(step.duration_ms / 1000)}"
@@ -102,6 +150,16 @@ def timeline(rows: Sequence[TimelineRow], *, now: datetime) -> SafeString:
                     ran,
                 )
             )
+            name = SHORT_STEP_NAMES.get(step.name, step.name)
+            if width >= len(name) * LABEL_CHAR_WIDTH + 8:
+                shapes.append(
+                    format_html(
+                        '<text class="step-label" x="{}" y="{}" aria-hidden="true">{}</text>',
+                        _n(left + 4),
+                        _n(top + ROW_HEIGHT / 2 + 4),
+                        name,
+                    )
+                )
     axis_top = len(rows) * ROW_HEIGHT
     every = _tick_seconds(span)
     ticks = []
@@ -166,7 +224,8 @@ def daily_bars(days: Sequence[DayCounts]) -> SafeString:
                 "</rect>"
                 '<rect class="bar-failed" x="{}" y="{}" width="{}" height="{}">'
                 "</rect>"
-                '<text class="chart-axis" x="{}" y="{}" text-anchor="middle">{}</text></g>',
+                '<text class="chart-axis" x="{}" y="{}" text-anchor="middle">{}</text>'
+                '<text class="chart-count" x="{}" y="{}" text-anchor="middle">{}</text></g>',
                 day.label,
                 day.complete,
                 day.failed,
@@ -181,15 +240,23 @@ def daily_bars(days: Sequence[DayCounts]) -> SafeString:
                 _n(left + bar_width / 2),
                 base + 14,
                 day.label,
+                _n(left + bar_width / 2),
+                _n(base - complete_height - failed_height - 3),
+                day.complete + day.failed if day.complete + day.failed else "",
             )
         )
     return format_html(
         '<svg class="chart chart-daily" viewBox="0 0 {} {}" width="{}" height="{}" role="img" '
-        'aria-label="Component sessions finished per day">{}</svg>',
+        'aria-label="Component sessions finished per day">'
+        '<line class="chart-base" x1="{}" x2="{}" y1="{}" y2="{}"></line>{}</svg>',
         width,
         height,
         width,
         height,
+        gap,
+        width - gap,
+        base,
+        base,
         _joined(bars),
     )
 

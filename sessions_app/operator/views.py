@@ -91,10 +91,26 @@ def _live_context(run: Run, etag: str) -> dict:
             }
         )
     summary = run.summary
+    context_row = svg.TimelineRow(
+        label=f"{selectors.display_name(session)} (context)",
+        steps=run.steps,
+        stalled=session.is_stalled(run.now),
+        is_context=True,
+    )
+    timeline_rows = [context_row] * bool(run.steps) + [
+        svg.TimelineRow(label=row.name, steps=row.steps, stalled=row.stalled)
+        for row in run.children
+    ]
     return {
         "run": run,
         "session": session,
-        "session_badge": badge("stalled" if session.is_stalled(run.now) else session.status),
+        "session_badge": badge(
+            "stalled"
+            if session.is_stalled(run.now)
+            else "attention"
+            if run.needs_attention
+            else session.status
+        ),
         "rows": rows,
         "summary": summary,
         "run_cost": cost_text(summary.cost_usd),
@@ -104,10 +120,20 @@ def _live_context(run: Run, etag: str) -> dict:
         else None,
         "budget": cost_text(session.max_cost_usd),
         "widths": progress_widths(summary),
-        "timeline": svg.timeline(
-            [svg.TimelineRow(label=row.name, steps=row.steps) for row in run.children],
-            now=run.now,
-        ),
+        "timeline": svg.timeline(timeline_rows, now=run.now),
+        "legend": svg.legend(),
+        "total_time": duration_text(svg.total_time(timeline_rows, now=run.now)),
+        "needs_attention": run.needs_attention,
+        "progress_text": run.progress_text,
+        "missing": run.missing,
+        "check_message": run.check_message,
+        "leased": any(row.session.runner for row in run.children) or bool(session.runner),
+        "action_urls": {
+            name.replace("-", "_"): reverse(
+                "admin:sessions_app_session_run_action", args=[session.pk, name]
+            )
+            for name in ("retry-children", "spawn-missing", "cancel", "release-leases")
+        },
         "etag": etag,
         "is_live": run.is_live,
         "rendered_at": clock(run.now),

@@ -120,10 +120,27 @@ def agent_resume_command(project: Project, prompt: str, conversation_id: str) ->
     if not usage.is_conversation_id(conversation_id):
         return None
     template = project.agent_resume_template
+    # A resume template of another program than the agent's (the default Claude Code one,
+    # left as it was when the agent command changed) would call an agent the project does not
+    # use: the step then starts a conversation of its own.
+    if _program(template) != _program(project.agent_command_template):
+        return None
     for placeholder in ("prompt", "conversation_id"):
         if problem := safety.shell_template_problem(template, placeholder):
             raise StepError(f"The project's agent resume template cannot be used: {problem}")
     return template.format(prompt=shlex.quote(prompt), conversation_id=shlex.quote(conversation_id))
+
+
+def _program(template: str) -> str | None:
+    """The program a command template runs: its first word that is not ``NAME=value``."""
+    try:
+        words = shlex.split(template)
+    except ValueError:
+        return None
+    for word in words:
+        if "=" not in word.split("/", 1)[0] or word.startswith(("-", "/", ".")):
+            return word
+    return None
 
 
 def runner_metadata(project: Project, session_type: str, step_name: str) -> dict[str, object]:

@@ -80,7 +80,7 @@ def test_the_run_page_shows_the_known_run(operator, run):
     assert "RunTests: 3 tests failed" in rows.nth(1).inner_text()
     assert "w-1" in rows.nth(2).locator("td.child-lease").inner_text()
     assert operator.inner_text(".children-summary") == (
-        "4 children: 1 complete, 2 active (1 stalled), 1 failed, 0 cancelled"
+        "1/4 complete, 1 failed, 1 stalled, 1 running"
     )
     # The test output is collapsed, then opens in monospace.
     output = rows.nth(1).locator("details.test-output")
@@ -92,6 +92,9 @@ def test_the_run_page_shows_the_known_run(operator, run):
     # One bar per finished step (4 + 3 + 1), one for the step still running.
     assert operator.locator("svg.timeline rect.step.finished").count() == 8
     assert operator.locator("svg.timeline rect.step.pending").count() == 1
+    assert operator.locator("svg.timeline rect.step-stalled").count() == 1
+    assert operator.locator("svg.timeline text.step-label").count() >= 1
+    assert operator.locator(".timeline-legend li").count() == 5
     assert overflow(operator) <= 0
 
 
@@ -110,8 +113,7 @@ def test_the_run_page_updates_itself_when_a_child_completes(operator, live_serve
 
     # No reload: the page's own polling brings the change in.
     operator.wait_for_function(
-        "() => document.querySelector('.children-summary').innerText.startsWith("
-        "'4 children: 2 complete')",
+        "() => document.querySelector('.children-summary').innerText.startsWith('2/4 complete')",
         timeout=10_000,
     )
     assert audit.inner_text() == "Complete"

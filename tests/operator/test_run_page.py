@@ -41,7 +41,9 @@ def test_the_run_page_shows_each_child_in_spawn_order(staff_client, known_run):
     assert statuses == ["complete", "failed", "stalled", "active"]
     assert 'class="badge badge-complete">Complete<' in rows["User"]
     assert 'class="badge badge-stalled">Stalled<' in rows["Token"]
-    assert "4 children: 1 complete, 2 active (1 stalled), 1 failed, 0 cancelled" in text(html)
+    assert "Children 1/4 complete, 1 failed, 1 stalled, 1 running" in text(html)
+    # Failed and stalled children: the run will not end by itself.
+    assert 'class="badge badge-attention">Needs attention<' in html
     assert "1/4 complete" in text(html)  # the progress bar
 
 
@@ -87,7 +89,9 @@ def test_the_timeline_has_one_row_per_child_and_one_bar_per_step(staff_client, k
     labels = re.findall(r'<text class="timeline-label"[^>]*>([^<]+)</text>', svg)
     assert labels == SPAWN_ORDER
     assert len(re.findall(r'<rect class="step step-\w+ finished"', svg)) == 8
-    assert len(re.findall(r'<rect class="step step-pending pending"', svg)) == 1
+    # The stalled child's step is amber, not "running".
+    assert len(re.findall(r'<rect class="step step-pending pending"', svg)) == 0
+    assert len(re.findall(r'<rect class="step step-stalled pending"', svg)) == 1
     assert len(re.findall(r'<rect class="step step-error finished"', svg)) == 1
     # A bar spans its step: User's 60 s step is six times as wide as its 10 s one.
     user_bars = re.findall(r'width="([\d.]+)" height="14" rx="2" data-step="\w+"><title>User:', svg)
@@ -107,14 +111,16 @@ def test_a_run_without_children_or_steps(staff_client, scope, project):
     assert "No step has started yet." in response.content.decode()
 
 
-def test_the_run_costs_two_queries_whatever_its_size(scope, project, django_assert_num_queries):
+def test_the_run_costs_three_queries_whatever_its_size(scope, project, django_assert_num_queries):
     context = make_context(project, [])
     for index in range(30):
         make_component(project, f"C{index:02d}", parent_component=context)
     session = make_context_session(scope, context)
     services.spawn_child_sessions(scope=scope, session_id=session.pk)
 
-    with django_assert_num_queries(2):
+    session = Session.objects.select_related("project").get(pk=session.pk)
+    # The children, every step (the context's too), the components without a child.
+    with django_assert_num_queries(3):
         run = run_for(session=session)
 
     assert len(run.children) == 30

@@ -135,6 +135,7 @@ def test_the_report_holds_the_runs_facts_and_every_child_failures_first(finished
         "complete": 2,
         "failed": 1,
         "cancelled": 1,
+        "excluded": 1,
     }
     assert body["duration_seconds"] >= 600
     assert body["run_page_url"] == "https://ops.example/run/1"
@@ -154,7 +155,7 @@ def test_the_report_holds_the_runs_facts_and_every_child_failures_first(finished
         "test_file": "tests/test_shop_tax_tax.py",
         "failure_reason": "Tests do not meet the project's bar after 3 improvement attempts",
         "improvements": 0,
-        "first_problems": [],
+        "first_problems": ["Tests failed in 1 of 3 runs"],
     }
     assert (legacy["excluded"], legacy["status"], legacy["cost_usd"]) == (True, "cancelled", 0.0)
     assert (cart["line_coverage"], cart["branch_coverage"], cart["cost_usd"]) == (83.3, 75.0, 0.25)
@@ -207,7 +208,7 @@ def test_the_markdown_is_one_table_a_reviewer_reads_failures_first(finished_run)
         "2",
         "20.0%",
         "—",
-        "0 1 0",
+        "2/3 passed",
         "$1.00",
         "`tests/test_shop_tax_tax.py`",
     ]
@@ -290,8 +291,8 @@ def test_the_report_costs_the_same_queries_whatever_the_number_of_children(
     session = Session.objects.select_related("component", "project").get(pk=session.pk)
 
     # The children (usage, verification, reason), the run's usage, its times, the first
-    # failed verifications.
-    with django_assert_num_queries(4):
+    # failed verifications, whether its pending step is Finalize (it is not finished).
+    with django_assert_num_queries(5):
         body = build(session)
 
     assert len(body["children"]) == size
@@ -365,6 +366,17 @@ def test_finalize_runs_the_pull_request_command_after_its_push_and_keeps_the_url
     )
     assert session.status == SessionStatus.COMPLETE
     assert session.state["pull_request_url"] == "https://github.com/acme/shop/pull/42"
+
+
+def test_the_report_a_pull_request_carries_says_the_run_is_complete(scope, project, spawned):
+    Project.objects.filter(pk=project.pk).update(pull_request_command_template=GH)
+    scope.project.refresh_from_db()
+    finalize_of(scope, spawned)  # Finalize handed out, not yet reported: the runner fetches now
+
+    body = build(Session.objects.select_related("component", "project").get(pk=spawned.pk))
+
+    assert body["status"] == "complete"
+    assert "**Status:** complete" in report.markdown(body)
 
 
 def test_a_failing_pull_request_command_fails_finalize_counted_by_max_step_attempts(

@@ -270,7 +270,8 @@ def test_a_conversation_id_a_member_patched_in_is_never_resumed_unless_it_is_one
 
 def test_the_projects_resume_template_is_used_as_written(scope, project, run):
     Project.objects.filter(pk=project.pk).update(
-        agent_resume_template="aider --restore-chat-history {conversation_id} -m {prompt}"
+        agent_command_template="aider -m {prompt}",
+        agent_resume_template="aider --restore-chat-history {conversation_id} -m {prompt}",
     )
     scope.project.refresh_from_db()
     _, (cart, *_) = run
@@ -281,6 +282,24 @@ def test_the_projects_resume_template_is_used_as_written(scope, project, run):
     fix, _ = services.next_command(scope=scope, session_id=cart.pk)
 
     assert fix.command["command"].startswith("aider --restore-chat-history chat_42 -m ")
+
+
+def test_a_resume_template_of_another_program_than_the_agents_is_not_used(scope, project, run):
+    """The agent command changed, the resume template left at Claude Code's default: the fix
+    starts a conversation of its own instead of calling a program the project does not use."""
+    Project.objects.filter(pk=project.pk).update(
+        agent_command_template="python3 /opt/agent.py -p {prompt}"
+    )
+    scope.project.refresh_from_db()
+    _, (cart, *_) = run
+    to_generate(scope, cart)
+    answer(scope, cart, usage={"conversation_id": CONVERSATION})
+    answer(scope, cart, status="error", code=1)
+
+    fix, _ = services.next_command(scope=scope, session_id=cart.pk)
+
+    assert fix.command["command"].startswith("python3 /opt/agent.py -p ")
+    assert "--resume" not in fix.command["command"]
 
 
 # --- the budget ------------------------------------------------------------------------------

@@ -35,6 +35,7 @@ def test_a_run_opens_its_pull_request_with_the_report_and_keeps_its_url(workspac
     )
 
     assert done.returncode == 0, done.stdout
+    assert f"Pull request: {URL}" in done.stdout
     finished = server.session(session["id"])
     branch = finished["branch"]
     assert finished["state"]["pull_request_url"] == URL
