@@ -160,3 +160,26 @@ def test_pages_fit_a_laptop_and_a_phone(operator, run, path):
         status = operator.locator("#result_list td.field-status_badge").first
         box = status.bounding_box()
         assert box is not None and box["x"] + box["width"] <= PHONE["width"]
+
+
+@pytest.mark.parametrize(
+    ("button", "message"),
+    [
+        ("retry-children", "Accounts: retried 1 child session: Session."),
+        ("release-leases", "released the lease of w-1."),
+        ("cancel", "Cancelled 1 session and their children that were still active."),
+    ],
+)
+def test_each_button_of_the_run_page_works_and_says_what_it_did(
+    operator, run, button, message
+):
+    for viewport in (LAPTOP, PHONE):
+        operator.set_viewport_size(viewport)
+        operator.goto(run_path(run.parent))
+        assert operator.locator(f'button[value="{button}"]').is_visible()
+        assert overflow(operator) <= 0, viewport
+    operator.click(f'button[value="{button}"]')
+    operator.wait_for_url(f"**{run_path(run.parent)}")
+
+    assert message in operator.inner_text("ul.messagelist")
+    assert overflow(operator) <= 0

@@ -285,3 +285,102 @@ def test_each_child_shows_its_cost_and_the_run_its_total_beside_its_budget(staff
     assert '<td class="child-cost nowrap">$1.23</td>' in rows[first.component.name]
     assert '<td class="child-cost nowrap">&lt;$0.01</td>' in rows[second.component.name]
     assert "Cost $1.24 of a $5.00 budget" in text(html)
+
+
+# --- acting from the run page -------------------------------------------------------------
+
+
+def action_url(session, name: str) -> str:
+    return f"/admin/sessions_app/session/{session.pk}/run/{name}/"
+
+
+def messages_of(response) -> list[str]:
+    return [str(message) for message in response.context["messages"]]
+
+
+def test_the_run_page_offers_the_buttons_its_run_can_use(staff_client, known_run):
+    html = staff_client.get(run_url(known_run.parent)).content.decode()
+
+    buttons = re.findall(
+        r'<button type="submit" class="button[^"]*" name="action" value="([\w-]+)"', html
+    )
+    # A failed child, leased children, no missing component: no "Spawn missing".
+    assert buttons == ["retry-children", "release-leases", "cancel"]
+    assert html.count('name="csrfmiddlewaretoken"') >= 3
+
+
+def test_retry_failed_children_from_the_run_page_says_what_it_did(staff_client, known_run):
+    response = staff_client.post(action_url(known_run.parent, "retry-children"), follow=True)
+
+    assert response.redirect_chain[-1][0] == run_url(known_run.parent)
+    assert messages_of(response) == ["Accounts: retried 1 child session: Session."]
+    failed = known_run.children["Session"]
+    failed.refresh_from_db()
+    assert (failed.status, failed.attempt) == (SessionStatus.ACTIVE, 2)
+
+
+def test_release_leases_frees_every_leased_session_of_the_run(staff_client, known_run):
+    response = staff_client.post(action_url(known_run.parent, "release-leases"), follow=True)
+
+    texts = messages_of(response)
+    assert any(text.endswith("released the lease of w-1.") for text in texts), texts
+    assert not Session.objects.filter(
+        parent_session=known_run.parent, runner__isnull=False
+    ).exists()
+
+
+def test_spawn_missing_from_the_run_page_makes_the_missing_child(staff_client, project, known_run):
+    make_component(
+        project,
+        "Late",
+        module_name="App.Accounts.Late",
+        parent_component=known_run.parent.component,
+    )
+    page = staff_client.get(run_url(known_run.parent)).content.decode()
+    assert "Components without a child session: Late" in page
+    assert 'value="spawn-missing"' in page
+
+    response = staff_client.post(action_url(known_run.parent, "spawn-missing"), follow=True)
+
+    assert messages_of(response) == ["Accounts: spawned 1 missing child session (5 in all)."]
+    assert Session.objects.filter(parent_session=known_run.parent).count() == 5
+
+
+def test_cancel_from_the_run_page_cancels_the_run_and_its_active_children(staff_client, known_run):
+    response = staff_client.post(action_url(known_run.parent, "cancel"), follow=True)
+
+    assert messages_of(response) == [
+        "Cancelled 1 session and their children that were still active."
+    ]
+    known_run.parent.refresh_from_db()
+    assert known_run.parent.status == SessionStatus.CANCELLED
+    assert 'value="cancel"' not in response.content.decode()  # a finished run has no buttons
+
+
+def test_a_get_an_unknown_action_or_a_child_is_refused(staff_client, known_run):
+    child = known_run.children["User"]
+
+    assert staff_client.get(action_url(known_run.parent, "cancel")).status_code == 405
+    assert staff_client.post(action_url(known_run.parent, "explode")).status_code == 404
+    assert staff_client.post(action_url(child, "cancel")).status_code == 404
+    known_run.parent.refresh_from_db()
+    assert known_run.parent.status == SessionStatus.ACTIVE
+
+
+def test_without_the_change_permission_no_button_shows_and_none_works(client, known_run):
+    from django.contrib.auth.models import Permission
+
+    from tests.factories import make_user
+
+    viewer = make_user("viewer", is_staff=True)
+    known_run.parent.project.members.add(viewer)
+    viewer.user_permissions.set(Permission.objects.filter(codename="view_session"))
+    client.force_login(viewer)
+
+    html = client.get(run_url(known_run.parent)).content.decode()
+    refused = client.post(action_url(known_run.parent, "cancel"))
+
+    assert 'name="action"' not in html
+    assert refused.status_code == 403
+    known_run.parent.refresh_from_db()
+    assert known_run.parent.status == SessionStatus.ACTIVE
