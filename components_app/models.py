@@ -439,3 +439,7 @@ class Component(models.Model):
                 .first()
             )
         return False
+
+
+# The admin's members inline names each row by its person, not "Project_members object (1)".
+Project.members.through.__str__ = lambda membership: str(membership.user)

@@ -5,11 +5,21 @@ from rest_framework.permissions import AllowAny
 from rest_framework.routers import APIRootView
 
 from core.api.exceptions import unknown_api_path
-from core.health import health
+from core.health import favicon, health
 from sessions_app.operator import views as operator_views
 
+
+class ApiRoot(APIRootView):
+    """The spawnctl REST API: projects, the components of their codebases, and the test
+    sessions that coding agents run on them. Send `Authorization: Token <key>`; every list is
+    paginated; the schema and its docs are linked below (docs/api.md walks through it)."""
+
+    def get_view_name(self) -> str:
+        return "spawnctl API"
+
+
 # The browsable API's front page: open to anyone (it only lists links), like the schema.
-api_root = APIRootView.as_view(
+api_root = ApiRoot.as_view(
     api_root_dict={
         "projects": "project-list",
         "components": "component-list",
@@ -24,6 +34,7 @@ urlpatterns = [
     path("", admin.site.admin_view(operator_views.dashboard), name="dashboard"),
     path("admin/", admin.site.urls),
     path("health/", health, name="health"),
+    path("favicon.ico", favicon, name="favicon"),
     path("api/", api_root, name="api-root"),
     path("api/auth/", include("rest_framework.urls")),
     path("api/", include("components_app.api.urls")),

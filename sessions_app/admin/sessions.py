@@ -47,6 +47,24 @@ T = TypeVar("T")
 admin.site.site_header = "spawnctl"
 admin.site.site_title = "spawnctl"
 admin.site.index_title = "Administration"
+
+# The admin's index: the product's own apps first (its sessions, then its projects), the
+# framework's (accounts, tokens, the login lockout) after them.
+APP_ORDER = ("sessions_app", "components_app")
+_framework_app_list = admin.site.get_app_list
+
+
+def _product_first(request: HttpRequest, app_label: str | None = None) -> list[dict[str, Any]]:
+    apps = _framework_app_list(request, app_label)
+    return sorted(
+        apps,
+        key=lambda app: (
+            APP_ORDER.index(app["app_label"]) if app["app_label"] in APP_ORDER else len(APP_ORDER)
+        ),
+    )
+
+
+admin.site.get_app_list = _product_first
 admin.site.site_url = "/"
 admin.site.enable_nav_sidebar = False
 
@@ -365,6 +383,11 @@ class SessionAdmin(ProjectScopedAdmin):
                 "<path:session_id>/run/live/",
                 self.admin_site.admin_view(operator_views.run_live),
                 name="sessions_app_session_run_live",
+            ),
+            path(
+                "<path:session_id>/log/",
+                self.admin_site.admin_view(operator_views.session_log),
+                name="sessions_app_session_log",
             ),
             path(
                 "<path:session_id>/run/report/",

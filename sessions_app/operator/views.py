@@ -84,8 +84,7 @@ def _live_context(run: Run, etag: str) -> dict:
                     row.command_ms / 1000 if row.command_ms is not None else None
                 ),
                 "url": reverse("admin:sessions_app_session_change", args=[child.pk]),
-                "interactions_url": reverse("admin:sessions_app_interaction_changelist")
-                + f"?session__id__exact={child.pk}",
+                "interactions_url": reverse("admin:sessions_app_session_log", args=[child.pk]),
                 "short_id": selectors.short_id(child.pk),
                 "cost": cost_text(getattr(child, "usage_cost", None)),
             }
@@ -166,6 +165,64 @@ def run_page(request: HttpRequest, session_id: str) -> HttpResponse:
         else None,
     }
     return TemplateResponse(request, "operator/run.html", context)
+
+
+# What a log entry shows of a long command on its summary line.
+COMMAND_SUMMARY_CHARS = 100
+
+
+def _line_count(text: str) -> int:
+    return len(text.splitlines())
+
+
+@require_safe
+def session_log(request: HttpRequest, session_id: str) -> HttpResponse:
+    """Every step of a session, oldest first: its command, its outcome, and the tails of its
+    output, each collapsed until opened."""
+    _may_view_sessions(request)
+    session = _session_or_404(request, session_id)
+    steps = []
+    for interaction in session.interactions.order_by("created_at", "id"):
+        result = interaction.result if isinstance(interaction.result, dict) else {}
+        command = interaction.command if isinstance(interaction.command, dict) else {}
+        line = str(command.get("command") or "")
+        first = line.strip().splitlines()[0] if line.strip() else ""
+        stdout, stderr = str(result.get("stdout") or ""), str(result.get("stderr") or "")
+        took = (
+            (interaction.completed_at - interaction.created_at).total_seconds()
+            if interaction.completed_at
+            else None
+        )
+        steps.append(
+            {
+                "interaction": interaction,
+                "badge": badge(str(result.get("status") or "pending")),
+                "started": clock(interaction.created_at),
+                "took": duration_text(took),
+                "code": result.get("code"),
+                "cost": cost_text(interaction.cost_usd) if interaction.cost_usd is not None else "",
+                "error": result.get("error_message") or "",
+                "command": line,
+                "command_line": first[:COMMAND_SUMMARY_CHARS]
+                + ("…" if len(first) > COMMAND_SUMMARY_CHARS or "\n" in line.strip() else ""),
+                "stdout": stdout,
+                "stderr": stderr,
+                "stdout_lines": _line_count(stdout),
+                "stderr_lines": _line_count(stderr),
+            }
+        )
+    parent = session.parent_session_id or (session.pk if session.is_context else None)
+    context = {
+        **admin.site.each_context(request),
+        "title": f"Log of {selectors.display_name(session)}",
+        "name": selectors.display_name(session),
+        "session": session,
+        "session_badge": badge(session.status),
+        "steps": steps,
+        "change_url": reverse("admin:sessions_app_session_change", args=[session.pk]),
+        "run_url": reverse("admin:sessions_app_session_run", args=[parent]) if parent else None,
+    }
+    return TemplateResponse(request, "operator/log.html", context)
 
 
 @require_safe

@@ -170,9 +170,7 @@ def test_pages_fit_a_laptop_and_a_phone(operator, run, path):
         ("cancel", "Cancelled 1 session and their children that were still active."),
     ],
 )
-def test_each_button_of_the_run_page_works_and_says_what_it_did(
-    operator, run, button, message
-):
+def test_each_button_of_the_run_page_works_and_says_what_it_did(operator, run, button, message):
     for viewport in (LAPTOP, PHONE):
         operator.set_viewport_size(viewport)
         operator.goto(run_path(run.parent))

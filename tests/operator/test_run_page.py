@@ -67,19 +67,35 @@ def test_each_child_shows_its_step_attempt_lease_duration_and_reason(staff_clien
     assert TEST_OUTPUT.splitlines()[0] in output.group()
 
 
-def test_each_child_links_to_its_page_and_its_steps(staff_client, known_run):
+def test_each_child_links_to_its_page_and_its_log(staff_client, known_run):
     html = staff_client.get(run_url(known_run.parent)).content.decode()
 
     for name in SPAWN_ORDER:
         child = known_run.children[name]
         assert f'href="/admin/sessions_app/session/{child.pk}/change/"' in rows_of(html)[name]
-        assert f"/admin/sessions_app/interaction/?session__id__exact={child.pk}" in html
-    steps = staff_client.get(
-        f"/admin/sessions_app/interaction/?session__id__exact={known_run.children['User'].pk}"
-    )
-    assert [i.step_name for i in steps.context["cl"].result_list] == [
-        "Finalize", "RunTests", "GenerateTestsAndFixtures", "Initialize"
-    ]  # fmt: skip
+        assert f'href="/admin/sessions_app/session/{child.pk}/log/">log</a>' in rows_of(html)[name]
+
+
+def test_a_childs_log_shows_every_step_oldest_first_each_part_collapsed(staff_client, known_run):
+    failed = known_run.children["Session"]
+    step = failed.interactions.get(step_name="RunTests")
+    step.command = {"command": "pytest tests/test_session.py\n# and more", "metadata": {}}
+    step.result = {**step.result, "stdout": "E   AssertionError\n2 failed", "stderr": "warn"}
+    step.save()
+
+    response = staff_client.get(f"/admin/sessions_app/session/{failed.pk}/log/")
+
+    html = response.content.decode()
+    assert response.status_code == 200
+    names = re.findall(r'<div class="step-head"><strong>(\w+)</strong>', html)
+    assert names == ["Initialize", "GenerateTestsAndFixtures", "RunTests"]
+    entry = re.search(rf'<li class="step-entry" id="step-{step.pk}">.*?</li>', html, re.S).group()
+    assert "<summary>Command: <code>pytest tests/test_session.py…</code></summary>" in entry
+    assert "<summary>stdout (2 lines)</summary>" in entry
+    assert "<summary>stderr (1 line)</summary>" in entry
+    assert "<details open" not in entry
+    assert REASON in entry
+    assert f'href="{run_url(known_run.parent)}"' in html
 
 
 def test_the_timeline_has_one_row_per_child_and_one_bar_per_step(staff_client, known_run):

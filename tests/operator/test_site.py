@@ -1,6 +1,7 @@
 """The site around the admin: its name, its front page, the API's root and schema file."""
 
 import logging
+import re
 
 import pytest
 from django.conf import settings
@@ -87,3 +88,39 @@ def test_each_django_log_line_is_printed_once(name):
     # (pytest adds capturing handlers of its own; only plain stream handlers print.)
     streams = [h for h in _handlers_reached(name) if type(h) is logging.StreamHandler]
     assert len(streams) == 1, streams
+
+
+@pytest.mark.django_db
+def test_the_favicon_is_the_products_own_and_no_404(client):
+    response = client.get("/favicon.ico")
+
+    assert response.status_code == 200
+    assert response["Content-Type"] == "image/svg+xml"
+    assert response.content.startswith(b"<svg")
+
+
+@pytest.mark.django_db
+def test_the_api_root_says_what_the_api_is(client):
+    html = client.get("/api/", HTTP_ACCEPT="text/html").content.decode()
+
+    assert "spawnctl API" in html
+    assert "The spawnctl REST API: projects, the components of their codebases" in html
+    assert "DefaultRouter" not in html
+
+
+def test_the_admin_index_lists_sessions_and_projects_first(superuser_client):
+    html = superuser_client.get("/admin/").content.decode()
+
+    sessions, projects, accounts = (
+        html.index(f'class="app-{app} module') for app in ("sessions_app", "components_app", "auth")
+    )
+    assert sessions < projects < accounts
+
+
+def test_a_projects_members_are_named_by_their_user(superuser_client, project, user):
+    html = superuser_client.get(f"/admin/components_app/project/{project.pk}/change/").content
+    html = html.decode()
+
+    assert "Project_members object" not in html
+    original = re.search(r'<td class="original">\s*<p>(.*?)</p>', html, re.S).group(1)
+    assert original.split() == [user.username]
