@@ -158,6 +158,8 @@ def run_page(request: HttpRequest, session_id: str) -> HttpResponse:
         "children_list_url": reverse("admin:sessions_app_session_changelist")
         + f"?parent={session.pk}",
         "api_url": f"/api/sessions/{session.pk}/children/",
+        "history_url": reverse("admin:components_app_project_change", args=[session.project_id])
+        + "#history",
         "parent_run_url": reverse(
             "admin:sessions_app_session_run", args=[session.parent_session_id]
         )

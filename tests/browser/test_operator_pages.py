@@ -139,11 +139,16 @@ def test_the_dashboard_shows_the_known_runs_numbers(operator, run, project):
     operator.wait_for_url(f"**{run_path(run.parent)}")
 
 
-@pytest.mark.parametrize("path", ["/", "/admin/sessions_app/session/", "RUN", "CHANGE"])
+@pytest.mark.parametrize(
+    "path",
+    ["/", "/admin/sessions_app/session/", "RUN", "CHANGE", "PROJECT", "LOG", "/admin/", "/api/"],
+)
 def test_pages_fit_a_laptop_and_a_phone(operator, run, path):
     path = {
         "RUN": run_path(run.parent),
         "CHANGE": f"/admin/sessions_app/session/{run.parent.pk}/change/",
+        "PROJECT": f"/admin/components_app/project/{run.parent.project_id}/change/",
+        "LOG": f"/admin/sessions_app/session/{run.children['Session'].pk}/log/",
     }.get(path, path)
     for viewport in (LAPTOP, PHONE):
         operator.set_viewport_size(viewport)

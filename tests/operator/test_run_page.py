@@ -400,3 +400,45 @@ def test_without_the_change_permission_no_button_shows_and_none_works(client, kn
     assert refused.status_code == 403
     known_run.parent.refresh_from_db()
     assert known_run.parent.status == SessionStatus.ACTIVE
+
+
+# --- the components' history ----------------------------------------------------------------
+
+
+def test_the_project_page_shows_each_component_over_the_last_runs(
+    staff_client, scope, project, known_run
+):
+    from datetime import timedelta as delta
+
+    older = make_context_session(scope, known_run.parent.component)
+    Session.objects.filter(pk=older.pk).update(created_at=timezone.now() - delta(days=1))
+    services.spawn_child_sessions(scope=scope, session_id=older.pk)
+    Session.objects.filter(parent_session=older).update(status=SessionStatus.COMPLETE)
+    Session.objects.filter(parent_session=older, component__name="Token").update(
+        status=SessionStatus.FAILED
+    )
+
+    html = staff_client.get(f"/admin/components_app/project/{project.pk}/change/").content
+    html = html.decode()
+
+    grid = re.search(r'<table class="history-grid">.*?</table>', html, re.S).group()
+    heads = re.findall(r'<th class="history-run"><a href="([^"]+)"', grid)
+    assert heads == [run_url(known_run.parent), run_url(older)]  # newest first
+    rows = dict(re.findall(r'<tr data-module="([^"]+)">(.*?)</tr>', grid, re.S))
+    statuses = {
+        module: re.findall(r'<td class="history-cell history-(\w+)"', row)
+        for module, row in rows.items()
+    }
+    by_name = {known_run.children[name].component.module_name: name for name in SPAWN_ORDER}
+    assert {by_name[module]: cells for module, cells in statuses.items()} == {
+        "User": ["complete", "complete"],
+        "Session": ["failed", "complete"],
+        "Token": ["active", "failed"],
+        "Audit": ["active", "complete"],
+    }
+    # From the run page, one click.
+    run_html = staff_client.get(run_url(known_run.parent)).content.decode()
+    assert (
+        f'href="/admin/components_app/project/{project.pk}/change/#history">Component history'
+        in run_html
+    )
