@@ -352,9 +352,28 @@ class SessionAdmin(ProjectScopedAdmin):
             return ["id", "user"]
         # What a session is and where it hangs in the tree is fixed once it exists, as the
         # service's update allows only status, state, execution mode and conversation id.
-        return [*self.readonly_fields, "project", "type", "component", "parent_session"]
+        fixed = [*self.readonly_fields, "project", "type", "component", "parent_session"]
+        if obj.is_finished:
+            # Its workflow has ended: its state is history, shown, not a box of raw JSON; a
+            # complete session's status cannot change (a failed or cancelled one may still be
+            # accepted by hand as complete).
+            fixed.append("state_shown")
+            if obj.status == "complete":
+                fixed.append("status")
+        return fixed
+
+    @admin.display(description="state")
+    def state_shown(self, session: Session) -> SafeString:
+        return format_html(
+            '<pre class="test-output">{}</pre>',
+            json.dumps(session.state, indent=2, sort_keys=True, ensure_ascii=False),
+        )
 
     def get_fieldsets(self, request: HttpRequest, obj: Session | None = None):
+        if obj is not None and obj.is_finished:
+            name, options = self.fieldsets[0]
+            shown = [("state_shown" if f == "state" else f) for f in options["fields"]]
+            return [(name, {**options, "fields": shown}), *self.fieldsets[1:]]
         if obj is not None:
             return self.fieldsets
         # A new session starts on its first attempt, with no lease, no history and no times.
@@ -447,7 +466,8 @@ class SessionAdmin(ProjectScopedAdmin):
         # service (SessionForm already checked it), which cancels running children and drops
         # the lease of a session that ends, as the API does.
         new_status = obj.status
-        obj.status = form.initial["status"]
+        # A complete session's form has no status field: its status stays as it is.
+        obj.status = form.initial.get("status", obj.status)
         super().save_model(request, obj, form, change)
         if new_status != obj.status:
             changed = self.call(
@@ -671,9 +691,50 @@ class InteractionAdmin(ProjectScopedAdmin):
     list_select_related = ["session__component"]
     list_filter = ["step_name"]
     search_fields = ["step_name", "session__component__name"]
-    fields = ["id", "session", "step_name", "command", "result", "created_at", "completed_at"]
+    fields = [
+        "id",
+        "session",
+        "step_name",
+        "shell_command",
+        "command_metadata",
+        "result_shown",
+        "created_at",
+        "completed_at",
+    ]
     readonly_fields = fields
     ordering = ["-created_at"]
+
+    @admin.display(description="command")
+    def shell_command(self, interaction: Interaction) -> SafeString:
+        """The shell line, collapsed under its first line: a git step's fills forty lines."""
+        line = str((interaction.command or {}).get("command") or "")
+        first = line.strip().splitlines()[0] if line.strip() else ""
+        return format_html(
+            '<details><summary><code>{}</code>{}</summary><pre class="test-output">{}</pre>'
+            "</details>",
+            first[:120],
+            " …" if len(first) > 120 or "\n" in line.strip() else "",
+            line,
+        )
+
+    @admin.display(description="metadata")
+    def command_metadata(self, interaction: Interaction) -> SafeString:
+        metadata = (interaction.command or {}).get("metadata") or {}
+        return format_html(
+            '<details><summary>{} key{}</summary><pre class="test-output">{}</pre></details>',
+            len(metadata),
+            "" if len(metadata) == 1 else "s",
+            json.dumps(metadata, indent=2, sort_keys=True, ensure_ascii=False),
+        )
+
+    @admin.display(description="result")
+    def result_shown(self, interaction: Interaction) -> SafeString:
+        if interaction.result is None:
+            return format_html('<span class="muted">{}</span>', "pending")
+        return format_html(
+            '<pre class="test-output">{}</pre>',
+            json.dumps(interaction.result, indent=2, sort_keys=True, ensure_ascii=False),
+        )
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

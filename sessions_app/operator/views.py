@@ -292,6 +292,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
                     "badge": badge(run.status),
                     "summary": selectors.children_progress(run),
                     "cost": cost_text(run.children_cost),
+                    "short_id": selectors.short_id(run.pk),
                     "branch": run.branch,
                     "pull_request_url": _http_url(run.state.get("pull_request_url")),
                     "report_url": reverse("admin:sessions_app_session_run_report", args=[run.pk])

@@ -150,21 +150,26 @@ def form_data(session: Session, **changes) -> dict[str, str]:
     return data
 
 
-def test_the_change_form_refuses_to_reopen_a_complete_session(staff_client, scope, context_session):
-    Session.objects.filter(pk=context_session.pk).update(status=SessionStatus.COMPLETE)
+def test_a_complete_sessions_form_shows_its_status_and_state_and_changes_neither(
+    staff_client, scope, context_session
+):
+    Session.objects.filter(pk=context_session.pk).update(
+        status=SessionStatus.COMPLETE, state={"branch_name": "agentic-tests/x"}
+    )
     context_session.refresh_from_db()
 
+    page = staff_client.get(change_url(context_session))
     response = staff_client.post(
-        change_url(context_session), form_data(context_session, status="active")
+        change_url(context_session), form_data(context_session, status="active", state="{}")
     )
 
-    assert response.status_code == 200
-    assert response.context["adminform"].form.errors["status"] == [
-        "Session is complete; its status cannot change. To run a failed or cancelled session "
-        "again, use the “Retry selected sessions” action."
-    ]
+    form = page.context["adminform"].form
+    assert "status" not in form.fields and "state" not in form.fields
+    assert "&quot;branch_name&quot;: &quot;agentic-tests/x&quot;" in page.content.decode()
+    assert response.status_code == 302
     context_session.refresh_from_db()
     assert context_session.status == SessionStatus.COMPLETE
+    assert context_session.state == {"branch_name": "agentic-tests/x"}
 
 
 def test_the_change_form_refuses_failed_to_active(staff_client, scope, context_session):
