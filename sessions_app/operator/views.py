@@ -58,6 +58,14 @@ def _session_or_404(request: HttpRequest, session_id: str) -> Session:
     return session
 
 
+def _run_status(run: Session, summary: selectors.ChildrenSummary) -> str:
+    """A run's badge on the dashboard: "attention" while it is active with failed or stalled
+    children (it will not end by itself), else its status."""
+    if not run.is_finished and (summary.failed or summary.stalled):
+        return "attention"
+    return run.status
+
+
 def _http_url(value: object) -> str | None:
     """A link a page may carry: an http(s) URL (the workflow stores only those), else none."""
     if isinstance(value, str) and value.startswith(("https://", "http://")):
@@ -289,7 +297,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
                 {
                     "session": run,
                     "name": selectors.display_name(run),
-                    "badge": badge(run.status),
+                    "badge": badge(_run_status(run, selectors.children_progress(run))),
                     "summary": selectors.children_progress(run),
                     "cost": cost_text(run.children_cost),
                     "short_id": selectors.short_id(run.pk),

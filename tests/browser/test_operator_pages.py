@@ -186,3 +186,16 @@ def test_each_button_of_the_run_page_works_and_says_what_it_did(operator, run, b
 
     assert message in operator.inner_text("ul.messagelist")
     assert overflow(operator) <= 0
+
+
+def test_the_project_page_draws_its_components_over_the_last_runs(operator, run):
+    operator.goto(f"/admin/components_app/project/{run.parent.project_id}/change/")
+
+    grid = operator.locator("table.history-grid")
+    assert grid.locator("th.history-run").count() == 1
+    assert grid.locator("tbody tr").count() == 4
+    statuses = sorted(grid.locator("td.history-cell .badge").all_inner_texts())
+    assert statuses == ["Active", "Active", "Complete", "Failed"]
+    operator.click("table.history-grid th.history-run a")
+    operator.wait_for_url(f"**{run_path(run.parent)}")
+    assert operator.inner_text(".run-status") == "Needs attention"
