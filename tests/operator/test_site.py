@@ -106,6 +106,8 @@ def test_the_api_root_says_what_the_api_is(client):
     assert "spawnctl API" in html
     assert "The spawnctl REST API: projects, the components of their codebases" in html
     assert "DefaultRouter" not in html
+    assert "Django REST framework" not in html
+    assert "<title>spawnctl API – spawnctl</title>" in html
 
 
 def test_the_admin_index_lists_sessions_and_projects_first(superuser_client):
