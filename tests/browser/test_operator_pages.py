@@ -171,11 +171,20 @@ def test_pages_fit_a_laptop_and_a_phone(operator, run, path):
     ("button", "message"),
     [
         ("retry-children", "Accounts: retried 1 child session: Session."),
+        ("spawn-missing", "Accounts: spawned 1 missing child session (5 in all)."),
         ("release-leases", "released the lease of w-1."),
         ("cancel", "Cancelled 1 session and their children that were still active."),
     ],
 )
-def test_each_button_of_the_run_page_works_and_says_what_it_did(operator, run, button, message):
+def test_each_button_of_the_run_page_works_and_says_what_it_did(
+    operator, run, project, button, message
+):
+    from tests.factories import make_component
+
+    # A component added after the spawn: the run has one to spawn.
+    make_component(
+        project, "Late", module_name="App.Accounts.Late", parent_component=run.parent.component
+    )
     for viewport in (LAPTOP, PHONE):
         operator.set_viewport_size(viewport)
         operator.goto(run_path(run.parent))

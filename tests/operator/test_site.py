@@ -107,7 +107,7 @@ def test_the_api_root_says_what_the_api_is(client):
     assert "The spawnctl REST API: projects, the components of their codebases" in html
     assert "DefaultRouter" not in html
     assert "Django REST framework" not in html
-    assert "<title>spawnctl API – spawnctl</title>" in html
+    assert "<title>spawnctl API \u2013 spawnctl</title>" in html
 
 
 def test_the_admin_index_lists_sessions_and_projects_first(superuser_client):
