@@ -83,6 +83,10 @@ NOT_A_GIT_REPO = (
     "--repo {repo} is not a git working copy: each child runs in a git worktree of it "
     "(--isolation shared runs every child in --repo itself)"
 )
+NOT_THE_TOP = (
+    "--repo {repo} is inside the git working copy {top}: a child's worktree holds the whole "
+    "repository, so --repo must be its top directory (or run with --isolation shared)"
+)
 SHARED_WARNING = (
     "--isolation shared: every child runs in {repo} itself, so children see each other's "
     "files, an edit outside a test file is not caught, and no worktree setup command runs"
@@ -410,6 +414,9 @@ def _worktrees(args: argparse.Namespace, repo: Path) -> Worktrees | None:
     if args.isolation == SHARED:
         return None
     if worktrees.git_common_dir(repo) is None:
+        top = worktrees.toplevel_of(repo)
+        if top is not None and top != repo:
+            raise UsageError(NOT_THE_TOP.format(repo=repo, top=top))
         raise UsageError(NOT_A_GIT_REPO.format(repo=repo))
     root = args.worktrees.expanduser().resolve() if args.worktrees else None
     if root is not None and root.exists() and not root.is_dir():

@@ -83,6 +83,24 @@ def git_common_dir(repo: Path) -> Path | None:
     return (git_dir / common).resolve()
 
 
+def toplevel_of(directory: Path) -> Path | None:
+    """The top directory of the git working copy ``directory`` is in, or None."""
+    try:
+        found = subprocess.run(
+            ["git", "rev-parse", "--show-toplevel"],
+            cwd=directory,
+            capture_output=True,
+            text=True,
+            timeout=GIT_TIMEOUT_SECONDS,
+            stdin=subprocess.DEVNULL,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if found.returncode != 0 or not found.stdout.strip():
+        return None
+    return Path(found.stdout.strip()).resolve()
+
+
 def lock_path(repo: Path) -> Path:
     """The repository's lock file: in the clone's common git directory (one for the main
     working copy and all its worktrees), else one per path in the temporary directory."""

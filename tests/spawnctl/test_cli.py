@@ -466,3 +466,15 @@ def test_status_shows_the_childrens_counts_and_coverage_as_lines(monkeypatch, ca
     assert "11 total, 0 active, 0 stalled, 11 complete, 0 failed, 0 cancelled" in out
     assert "46.7% of lines (833 of 1780)" in out
     assert "{" not in out
+
+
+def test_a_subdirectory_of_a_git_working_copy_is_refused_for_worktrees_saying_why(tmp_path, capsys):
+    top = git_repo(tmp_path / "mono")
+    (top / "pkg").mkdir()
+
+    code = cli.main(["run", SID, "--repo", str(top / "pkg"), "--token", "t"])
+
+    assert code == 2
+    err = capsys.readouterr().err
+    assert f"--repo {top / 'pkg'} is inside the git working copy {top.resolve()}" in err
+    assert "--isolation shared" in err
