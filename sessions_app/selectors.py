@@ -463,22 +463,14 @@ def run_usage(session: Session) -> UsageTotals:
 
 
 def run_cost(session: Session) -> Decimal:
-    """What a run (the context session and all its children) has cost so far: one query of
-    two sums an index answers each."""
-    own = Interaction.objects.filter(session=session).order_by().values("cost_usd")
-    children = Interaction.objects.filter(session__parent_session=session).order_by()
+    """What a run (the context session and all its children) has cost so far: one query,
+    ``with_run_cost``'s."""
     found = (
-        Session.objects.filter(pk=session.pk)
-        .annotate(
-            own=_scalar(own, "SUM", "cost_usd", _USAGE_SUMS["cost"][1]),
-            children=_scalar(children, "SUM", "cost_usd", _USAGE_SUMS["cost"][1]),
-        )
-        .values_list("own", "children")
+        with_run_cost(Session.objects.filter(pk=session.pk))
+        .values_list("run_cost", flat=True)
         .first()
     )
-    return (
-        Decimal(sum((Decimal(value or 0) for value in found), Decimal(0))) if found else Decimal(0)
-    )
+    return Decimal(found or 0)
 
 
 def budget_problem(run: Session | None) -> str | None:
