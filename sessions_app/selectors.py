@@ -15,6 +15,8 @@ from django.db.models import (
     DecimalField,
     F,
     Func,
+    Max,
+    Min,
     OuterRef,
     Prefetch,
     Q,
@@ -215,6 +217,24 @@ def child_sessions(*, session: Session) -> QuerySet[Session]:
     )
 
 
+def child_ids(*, session: Session) -> QuerySet[Session]:
+    """The session's children in spawn order, their ids alone: what a page is cut from
+    before its rows are read whole (a row's subqueries then run for that page only)."""
+    return (
+        Session.objects.filter(parent_session_id=session.pk, project_id=session.project_id)
+        .order_by(*SPAWN_ORDER)
+        .values_list("pk", flat=True)
+    )
+
+
+def children_in_order(*, session: Session, ids: list[Any]) -> list[Session]:
+    """The children ``ids`` names (a page of ``child_ids``), read whole and in that order:
+    component, verification, failure reason, own usage and their own children's ids."""
+    rows = with_child_ids(child_sessions(session=session).filter(pk__in=ids), run=False)
+    found = {row.pk: row for row in rows}
+    return [found[pk] for pk in ids if pk in found]
+
+
 def child_sessions_with_cost(*, session: Session) -> QuerySet[Session]:
     """``child_sessions`` with each child's own usage (``with_usage``), for the pages and
     answers that show what each child cost."""
@@ -315,36 +335,92 @@ def summarize(children: list[Session], *, now: datetime | None = None) -> Childr
     )
 
 
-def with_children_progress(queryset: QuerySet[Session]) -> QuerySet[Session]:
-    """Annotate each session with its children's counts by status, in the same query.
-
-    ``children_progress`` reads them back as a ``ChildrenSummary``.
-    """
-    counts = {
-        f"children_{status}": Count("child_sessions", filter=Q(child_sessions__status=status))
-        for status in SessionStatus.values
-    }
-    stalled = Count("child_sessions", filter=stalled_at(timezone.now(), through="child_sessions"))
+def children_summaries(
+    session_ids: list[Any], *, now: datetime | None = None
+) -> dict[Any, ChildrenSummary]:
+    """The children's summary of each of ``session_ids`` (an empty one for a session without
+    children): two grouped queries over those sessions' children alone, whatever else is
+    listed beside them. A count joined into the listing's own query multiplied its rows by
+    the children and made every subquery beside it run once per child."""
+    now = now or timezone.now()
+    if not session_ids:
+        return {}
     # One verification per child at most (its latest), so the sums count each child once.
-    lines = "child_sessions__latest_verification__lines_"
-    return queryset.annotate(
-        children_total=Count("child_sessions"),
-        children_stalled=stalled,
-        children_lines_total=Coalesce(Sum(f"{lines}total"), 0),
-        children_lines_covered=Coalesce(Sum(f"{lines}covered"), 0),
-        **counts,
+    counted = (
+        Session.objects.filter(parent_session_id__in=session_ids)
+        .values("parent_session_id")
+        .annotate(
+            total=Count("id"),
+            stalled=Count("id", filter=stalled_at(now)),
+            lines_total=Sum(
+                "latest_verification__lines_total",
+                filter=Q(latest_verification__lines_total__isnull=False),
+            ),
+            lines_covered=Sum(
+                "latest_verification__lines_covered",
+                filter=Q(latest_verification__lines_total__isnull=False),
+            ),
+            **{status: Count("id", filter=Q(status=status)) for status in SessionStatus.values},
+        )
+        .order_by()
     )
+    field, output = _USAGE_SUMS["cost"]
+    costs = dict(
+        Interaction.objects.filter(session__parent_session_id__in=session_ids)
+        .values("session__parent_session_id")
+        .annotate(cost=Sum(field, output_field=output))
+        .order_by()
+        .values_list("session__parent_session_id", "cost")
+    )
+    summaries = {
+        pk: ChildrenSummary(total=0, **{status: 0 for status in SessionStatus.values})
+        for pk in session_ids
+    }
+    for row in counted:
+        parent = row.pop("parent_session_id")
+        summaries[parent] = ChildrenSummary(
+            lines_total=row.pop("lines_total") or 0,
+            lines_covered=row.pop("lines_covered") or 0,
+            cost_usd=Decimal(costs.get(parent) or 0),
+            **row,
+        )
+    return summaries
+
+
+def own_step_times_and_cost(session_ids: list[Any]) -> dict[Any, tuple[Any, Any, Decimal]]:
+    """For each of ``session_ids`` with a step: its first step's hand-out time, its last
+    result's time and what its own steps cost. One grouped query."""
+    field, output = _USAGE_SUMS["cost"]
+    rows = (
+        Interaction.objects.filter(session_id__in=session_ids)
+        .values("session_id")
+        .annotate(
+            first=Min("created_at"),
+            last=Max("completed_at"),
+            cost=Sum(field, output_field=output),
+        )
+        .order_by()
+        .values_list("session_id", "first", "last", "cost")
+    )
+    return {pk: (first, last, Decimal(cost or 0)) for pk, first, last, cost in rows}
+
+
+def children_summary(session: Session, *, now: datetime | None = None) -> ChildrenSummary:
+    """Every child of ``session`` counted, in two queries whatever their number."""
+    return children_summaries([session.pk], now=now)[session.pk]
+
+
+def with_children_progress(sessions: list[Session], *, now: datetime | None = None) -> None:
+    """Give each of ``sessions`` (a page: already sliced and read) its children's summary,
+    for ``children_progress`` to read: two queries for the whole page."""
+    summaries = children_summaries([session.pk for session in sessions], now=now)
+    for session in sessions:
+        session.children_summary = summaries[session.pk]
 
 
 def children_progress(session: Session) -> ChildrenSummary:
-    """The summary of a session from ``with_children_progress``; no query."""
-    return ChildrenSummary(
-        total=session.children_total,
-        stalled=session.children_stalled,
-        lines_total=session.children_lines_total,
-        lines_covered=session.children_lines_covered,
-        **{status: getattr(session, f"children_{status}") for status in SessionStatus.values},
-    )
+    """The summary ``with_children_progress`` gave the session; no query."""
+    return session.children_summary
 
 
 def interactions_for_session(*, session: Session) -> QuerySet[Interaction]:

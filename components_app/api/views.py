@@ -33,7 +33,7 @@ PROJECT_NOT_FOUND = "Project not found"
 @extend_schema_view(
     list=extend_schema(
         summary="List the caller's projects",
-        responses={200: ProjectSerializer(many=True), **error_responses(*READ_ERRORS)},
+        responses={200: ProjectSerializer(many=True), **error_responses(400, *READ_ERRORS)},
     ),
     retrieve=extend_schema(
         summary="Read a project and its settings",

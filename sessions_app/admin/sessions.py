@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any, TypeVar
 
 from django import forms
@@ -10,7 +11,7 @@ from django.contrib import admin, messages
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.views.main import ChangeList
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db.models import F, OuterRef, Q, QuerySet, Subquery
+from django.db.models import Exists, F, OuterRef, Q, QuerySet
 from django.db.models.functions import Coalesce
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed
 from django.shortcuts import redirect
@@ -106,23 +107,21 @@ RETRY_HINT = "To run a failed or cancelled session again, use the “Retry selec
 
 
 class SessionChangeList(ChangeList):
-    """The changelist's rows carry their children's counts and their first and last step's
-    times: one query for the whole page."""
+    """The changelist's page of rows, then what its columns show for those rows alone: their
+    children's counts, their cost, their first and last step's times. Four queries whatever
+    the number of sessions and children; annotated onto the listing's own query, every count
+    and sum was computed for every session before the page was cut."""
 
-    def get_queryset(self, request: HttpRequest, exclude_parameters=None) -> QuerySet:
-        queryset = super().get_queryset(request, exclude_parameters)
-        return selectors.with_run_cost(selectors.with_children_progress(queryset)).annotate(
-            first_step_at=Subquery(
-                Interaction.objects.filter(session=OuterRef("pk"))
-                .order_by("created_at")
-                .values("created_at")[:1]
-            ),
-            last_result_at=Subquery(
-                Interaction.objects.filter(session=OuterRef("pk"), completed_at__isnull=False)
-                .order_by("-completed_at")
-                .values("completed_at")[:1]
-            ),
-        )
+    def get_results(self, request: HttpRequest) -> None:
+        super().get_results(request)
+        rows = list(self.result_list)
+        selectors.with_children_progress(rows)
+        own = selectors.own_step_times_and_cost([row.pk for row in rows])
+        for row in rows:
+            first, last, cost = own.get(row.pk, (None, None, Decimal(0)))
+            row.first_step_at, row.last_result_at = first, last
+            row.run_cost = cost + row.children_summary.cost_usd
+        self.result_list = rows
 
 
 class StalledFilter(admin.SimpleListFilter):
@@ -167,8 +166,7 @@ class ParentFilter(admin.SimpleListFilter):
     def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin):
         parents = (
             model_admin.get_queryset(request)
-            .filter(child_sessions__isnull=False)
-            .distinct()
+            .filter(Exists(Session.objects.filter(parent_session_id=OuterRef("pk"))))
             .select_related("component")
             .order_by("-created_at")[: self.LATEST]
         )
@@ -218,6 +216,43 @@ class RunnerFilter(admin.SimpleListFilter):
         return queryset.filter(runner=value)
 
 
+class ComponentFilter(admin.SimpleListFilter):
+    """Sessions of one component. Offers the runs' contexts (a list of every component would
+    name each of a large run's children); any component's id works in the address."""
+
+    title = "component"
+    parameter_name = "component__id__exact"
+    SHOWN = 20
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin):
+        contexts = (
+            model_admin.get_queryset(request)
+            .filter(parent_session__isnull=True, component__isnull=False)
+            .order_by("component__name", "component_id")
+            .values_list("component_id", "component__name")
+            .distinct()[: self.SHOWN]
+        )
+        choices = [(str(pk), printable(name)) for pk, name in contexts]
+        value = self.value()
+        if value and value not in dict(choices):
+            chosen = component_selectors.components_for_user(request.user).filter(
+                pk=self._component_id()
+            )
+            choices.append((value, printable(chosen[0].name) if chosen else value))
+        return choices
+
+    def _component_id(self) -> uuid.UUID:
+        try:
+            return uuid.UUID(str(self.value()))
+        except ValueError:
+            raise IncorrectLookupParameters("Not a component id") from None
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        if not self.value():
+            return queryset
+        return queryset.filter(component_id=self._component_id())
+
+
 # Families stay together, newest run first: a run, then its children in spawn order.
 FAMILY_ORDER = [
     Coalesce("parent_session__created_at", "created_at").desc(),
@@ -248,7 +283,7 @@ class SessionAdmin(ProjectScopedAdmin):
         LevelFilter,
         ParentFilter,
         "type",
-        ("component", admin.RelatedOnlyFieldListFilter),
+        ComponentFilter,
         RunnerFilter,
         ("created_at", admin.DateFieldListFilter),
         ("project", admin.RelatedOnlyFieldListFilter),

@@ -5,6 +5,9 @@ from __future__ import annotations
 from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django_filters import rest_framework as filters
+from django_filters.utils import translate_validation
+from drf_spectacular.utils import OpenApiParameter
+from rest_framework.request import Request
 
 from core.api.filters import (
     ScopedFilterSet,
@@ -49,3 +52,32 @@ class SessionFilter(ScopedFilterSet):
     ) -> QuerySet[Session]:
         # The same reading of a prefix as the admin's search and the management commands.
         return queryset.filter(pk__startswith=selectors.id_prefix(value))
+
+
+class ChildrenFilter(ScopedFilterSet):
+    """The children listing's ``?status=``."""
+
+    status = choice_filter(SessionStatus.choices)
+
+    class Meta(ScopedFilterSet.Meta):
+        model = Session
+
+    @classmethod
+    def status_parameter(cls) -> OpenApiParameter:
+        return OpenApiParameter(
+            "status",
+            str,
+            enum=SessionStatus.values,
+            description="Only the children with this status.",
+        )
+
+    @classmethod
+    def ids(cls, request: Request, session: Session) -> QuerySet[Session]:
+        """The ids of ``session``'s children that the request's filter keeps, in spawn
+        order; a 400 for a bad value."""
+        filterset = cls(
+            request.query_params, queryset=selectors.child_ids(session=session), request=request
+        )
+        if not filterset.is_valid():
+            raise translate_validation(filterset.errors)
+        return filterset.qs

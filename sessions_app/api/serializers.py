@@ -177,7 +177,10 @@ class ChildrenSummarySerializer(serializers.Serializer):
 
 
 class ChildrenSerializer(serializers.Serializer):
-    summary = ChildrenSummarySerializer()
+    count = serializers.IntegerField(help_text="Children listed on all pages (with `status`).")
+    next = serializers.URLField(allow_null=True)
+    previous = serializers.URLField(allow_null=True)
+    summary = ChildrenSummarySerializer(help_text="Every child, whatever the page and filter.")
     results = ChildSessionSerializer(many=True)
 
 

@@ -20,12 +20,13 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from core.api.docs import READ_ERRORS, WRITE_ERRORS, error_responses
+from core.api.pagination import page_parameters
 from core.api.renderers import REPORT_RENDERERS, FormatParameter
 from core.api.scoping import parse_uuid_or_404, scope_for
 from core.api.viewsets import ScopedViewSet
 from core.public import public_url
 from sessions_app import report, selectors, services
-from sessions_app.api.filters import SessionFilter
+from sessions_app.api.filters import ChildrenFilter, SessionFilter
 from sessions_app.api.serializers import (
     ChildrenSerializer,
     ChildSessionSerializer,
@@ -160,18 +161,31 @@ class SessionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedVie
         return Response(body)
 
     @extend_schema(
-        summary="The session's children in spawn order, with a count per status",
-        responses={200: ChildrenSerializer, **error_responses(*READ_ERRORS)},
+        summary="The session's children in spawn order, a page at a time, with a count per "
+        "status over all of them",
+        description=(
+            "`summary` counts every child, whatever the page and `status`; `results` is one "
+            "page of the children (`?status=` only those), in spawn order. Answers carry an "
+            "`ETag`: `If-None-Match` with it is an empty 304 while nothing on that page or "
+            "in the summary changed."
+        ),
+        filters=False,
+        parameters=[*page_parameters(), ChildrenFilter.status_parameter()],
+        responses={200: ChildrenSerializer, **error_responses(400, *READ_ERRORS)},
     )
     @action(detail=True, methods=["get"])
     def children(self, request: Request, pk: str) -> Response | HttpResponseBase:
         session = self.get_object()
-        children = list(
-            selectors.with_child_ids(selectors.child_sessions(session=session), run=False)
-        )
+        ids = ChildrenFilter.ids(request, session)
+        page_ids = self.paginate_queryset(ids)
         body = {
-            "summary": selectors.summarize(children).as_dict(),
-            "results": ChildSessionSerializer(children, many=True).data,
+            "count": self.paginator.page.paginator.count,
+            "next": self.paginator.get_next_link(),
+            "previous": self.paginator.get_previous_link(),
+            "summary": selectors.children_summary(session).as_dict(),
+            "results": ChildSessionSerializer(
+                selectors.children_in_order(session=session, ids=page_ids), many=True
+            ).data,
         }
         # A client polling a run asks "If-None-Match: <etag>" and gets an empty 304 while
         # nothing it would see has changed; the tag is a digest of exactly what it would see.
@@ -244,7 +258,7 @@ class SessionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedVie
         summary="The session's interactions, newest first",
         # A page of one session's history: the session list's filters are not its own.
         filters=False,
-        responses={200: InteractionSerializer(many=True), **error_responses(*READ_ERRORS)},
+        responses={200: InteractionSerializer(many=True), **error_responses(400, *READ_ERRORS)},
     )
     @action(detail=True, methods=["get"])
     def interactions(self, request: Request, pk: str) -> Response:

@@ -160,14 +160,13 @@ def dashboards_for(user, *, now: datetime | None = None) -> list[ProjectDashboar
 
     for board in boards.values():
         board.recent_runs = list(
-            selectors.with_children_cost(
-                selectors.with_children_progress(
-                    Session.objects.filter(project=board.project, parent_session__isnull=True)
-                )
-            )
+            Session.objects.filter(project=board.project, parent_session__isnull=True)
             .select_related("component")
             .order_by("-created_at")[:RECENT_RUNS]
         )
+    selectors.with_children_progress(
+        [run for board in boards.values() for run in board.recent_runs], now=now
+    )
     return list(boards.values())
 
 

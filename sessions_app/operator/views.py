@@ -299,7 +299,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
                     "name": selectors.display_name(run),
                     "badge": badge(_run_status(run, selectors.children_progress(run))),
                     "summary": selectors.children_progress(run),
-                    "cost": cost_text(run.children_cost),
+                    "cost": cost_text(run.children_summary.cost_usd),
                     "short_id": selectors.short_id(run.pk),
                     "branch": run.branch,
                     "pull_request_url": _http_url(run.state.get("pull_request_url")),

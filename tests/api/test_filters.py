@@ -86,7 +86,7 @@ def test_a_component_filter_filters(api, context):
 
 @pytest.mark.parametrize(
     "path",
-    ["/api/sessions/{id}/", "/api/sessions/{id}/children/", "/api/sessions/{id}/interactions/"],
+    ["/api/sessions/{id}/", "/api/sessions/{id}/interactions/"],
 )
 def test_one_objects_routes_ignore_the_list_filters(api, context_session, path):
     response = api.get(path.format(id=context_session.pk) + "?status=paused&project=")
@@ -104,16 +104,23 @@ def test_the_schema_documents_the_same_parameters(anonymous):
     # A set of values: its order in the schema is drf-spectacular's.
     status = parameters["/api/sessions/"]["status"]
     assert sorted(status.pop("enum")) == ["active", "cancelled", "complete", "failed"]
+    page_size = {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}
     assert parameters["/api/sessions/"] == {
         "page": {"type": "integer"},
+        "page_size": page_size,
         "project": {"type": "string", "format": "uuid"},
         "parent_session": {"type": "string", "format": "uuid"},
         "status": {"type": "string", "minLength": 1},
         "type": {"type": "string", "minLength": 1, "maxLength": 100},
         "id_prefix": {"type": "string", "minLength": 4},
     }
-    assert set(parameters["/api/components/"]) == {"page", "project", "parent_component"}
-    assert set(parameters["/api/sessions/{id}/interactions/"]) == {"id", "page"}
+    assert set(parameters["/api/components/"]) == {
+        "page",
+        "page_size",
+        "project",
+        "parent_component",
+    }
+    assert set(parameters["/api/sessions/{id}/interactions/"]) == {"id", "page", "page_size"}
 
 
 TWINS = [

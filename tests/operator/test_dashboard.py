@@ -99,8 +99,8 @@ def test_the_dashboard_costs_a_fixed_number_of_queries_per_project(
     scope, known_run, django_assert_num_queries
 ):
     # Projects, in flight, stalled, the week's finished sessions, the week's cost by day; one
-    # for each project's runs.
-    with django_assert_num_queries(6):
+    # for each project's runs; then for all those runs, their children's counts and cost.
+    with django_assert_num_queries(8):
         dashboards_for(scope.user)
 
 

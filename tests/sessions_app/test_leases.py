@@ -741,9 +741,7 @@ def test_the_summary_counts_stalled_children_among_the_active(scope, context_ses
     Session.objects.filter(pk=children["Token"].pk).update(status=SessionStatus.FAILED)
 
     summary = selectors.summarize(list(selectors.child_sessions(session=context_session)))
-    annotated = selectors.children_progress(
-        selectors.with_children_progress(Session.objects.filter(pk=context_session.pk)).get()
-    )
+    annotated = selectors.children_summary(context_session)
 
     expected = {
         "total": 4,
