@@ -227,10 +227,14 @@ def child_ids(*, session: Session) -> QuerySet[Session]:
     )
 
 
-def children_in_order(*, session: Session, ids: list[Any]) -> list[Session]:
-    """The children ``ids`` names (a page of ``child_ids``), read whole and in that order:
-    component, verification, failure reason, own usage and their own children's ids."""
-    rows = with_child_ids(child_sessions(session=session).filter(pk__in=ids), run=False)
+def children_in_order(
+    *, session: Session, ids: list[Any], with_cost: bool = False
+) -> list[Session]:
+    """The children ``ids`` names (a page), read whole and in that order: component,
+    verification, failure reason, own usage and their own children's ids (``with_cost``:
+    their usage alone, as the pages show it)."""
+    page = child_sessions(session=session).filter(pk__in=ids)
+    rows = with_usage(page, run=False) if with_cost else with_child_ids(page, run=False)
     found = {row.pk: row for row in rows}
     return [found[pk] for pk in ids if pk in found]
 

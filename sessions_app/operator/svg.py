@@ -9,12 +9,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import pairwise
 
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
 from sessions_app.operator.formatting import clock, duration_text
-from sessions_app.operator.run import Step
+from sessions_app.operator.run import DURATION_BUCKETS, Step, StepDistribution
 
 WIDTH = 960
 LABEL_WIDTH = 170
@@ -294,4 +295,93 @@ def duration_bars(items: Sequence[tuple[str, float]]) -> SafeString:
         width,
         len(items) * row + 4,
         bars,
+    )
+
+
+#: What each bucket of a step's distribution is called, from ``DURATION_BUCKETS``.
+def _bucket_names() -> list[str]:
+    bounds = [0, *DURATION_BUCKETS]
+    names = [f"under {_elapsed(bounds[1])}"]
+    names += [f"{_elapsed(low)} to {_elapsed(high)}" for low, high in pairwise(bounds[1:])]
+    names.append(f"{_elapsed(bounds[-1])} or more")
+    return names
+
+
+def distribution_legend() -> SafeString:
+    return format_html(
+        '<ul class="timeline-legend">{}</ul>',
+        format_html_join(
+            "",
+            '<li><span class="swatch bucket-{}"></span>{}</li>',
+            enumerate(_bucket_names()),
+        ),
+    )
+
+
+def distribution(steps: Sequence[StepDistribution]) -> SafeString:
+    """A large run's timeline: one row per step, a bar of its finished runs split by how
+    long they took (widths to scale across rows), then its counts, mean and longest."""
+    if not steps:
+        return format_html('<p class="timeline-empty">{}</p>', "No child's step has started yet.")
+    names = _bucket_names()
+    most = max(max(each.finished for each in steps), 1)
+    plot = WIDTH - LABEL_WIDTH - 330
+    shapes: list[SafeString] = []
+    for index, each in enumerate(steps):
+        top = index * ROW_HEIGHT
+        middle = _n(top + ROW_HEIGHT / 2 + 4)
+        shapes.append(
+            format_html(
+                '<text class="timeline-label" x="{}" y="{}" text-anchor="end">{}</text>',
+                LABEL_WIDTH - 8,
+                middle,
+                each.name,
+            )
+        )
+        left = float(LABEL_WIDTH)
+        for bucket, count in enumerate(each.buckets):
+            if not count:
+                continue
+            width = max(plot * count / most, MIN_BAR_WIDTH)
+            shapes.append(
+                format_html(
+                    '<rect class="bucket bucket-{}" x="{}" y="{}" width="{}" height="{}" '
+                    'data-step="{}" data-count="{}"><title>{}: {} {}</title></rect>',
+                    bucket,
+                    _n(left),
+                    _n(top + (ROW_HEIGHT - BAR_HEIGHT) / 2),
+                    _n(width),
+                    BAR_HEIGHT,
+                    each.name,
+                    count,
+                    each.name,
+                    f"{count:,}",
+                    names[bucket],
+                )
+            )
+            left += width
+        facts = [f"{each.finished:,} done"]
+        if each.errors:
+            facts.append(f"{each.errors:,} errors")
+        if each.running:
+            facts.append(f"{each.running:,} running")
+        if each.mean_seconds is not None:
+            facts.append(f"mean {duration_text(each.mean_seconds)}")
+        if each.max_seconds is not None:
+            facts.append(f"longest {duration_text(each.max_seconds)}")
+        shapes.append(
+            format_html(
+                '<text class="timeline-axis distribution-facts" x="{}" y="{}">{}</text>',
+                _n(LABEL_WIDTH + plot + 10),
+                middle,
+                " · ".join(facts),
+            )
+        )
+    return format_html(
+        '<svg class="timeline distribution" viewBox="0 0 {} {}" width="100%" role="img" '
+        'preserveAspectRatio="xMinYMin meet" aria-label="{}">{}</svg>',
+        WIDTH,
+        len(steps) * ROW_HEIGHT + 6,
+        "Each step's durations over every child",
+        _joined(shapes),
     )

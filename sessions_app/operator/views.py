@@ -28,7 +28,14 @@ from sessions_app.operator.formatting import (
     duration_text,
     progress_widths,
 )
-from sessions_app.operator.run import Run, run_etag, run_for, visible_sessions
+from sessions_app.operator.run import (
+    RUN_PAGE_SIZE,
+    TIMELINE_ROW_LIMIT,
+    Run,
+    run_etag,
+    run_for,
+    visible_sessions,
+)
 
 #: How often an open run page asks whether anything changed.
 POLL_MILLISECONDS = 2000
@@ -106,8 +113,10 @@ def _live_context(run: Run, etag: str) -> dict:
     )
     timeline_rows = [context_row] * bool(run.steps) + [
         svg.TimelineRow(label=row.name, steps=row.steps, stalled=row.stalled)
-        for row in run.children
+        for row in run.timeline_children
     ]
+    live_url = reverse("admin:sessions_app_session_run_live", args=[session.pk])
+    page = run.page
     return {
         "run": run,
         "session": session,
@@ -127,14 +136,26 @@ def _live_context(run: Run, etag: str) -> dict:
         else None,
         "budget": cost_text(session.max_cost_usd),
         "widths": progress_widths(summary),
-        "timeline": svg.timeline(timeline_rows, now=run.now),
-        "legend": svg.legend(),
-        "total_time": duration_text(svg.total_time(timeline_rows, now=run.now)),
+        "aggregated": run.aggregated,
+        "timeline_row_limit": TIMELINE_ROW_LIMIT,
+        "timeline": svg.distribution(run.distributions)
+        if run.aggregated
+        else svg.timeline(timeline_rows, now=run.now),
+        "context_timeline": svg.timeline([context_row], now=run.now)
+        if run.aggregated and run.steps
+        else "",
+        "legend": svg.distribution_legend() if run.aggregated else svg.legend(),
+        "total_time": duration_text(run.total_seconds),
+        "page": page,
+        "first_position": page.offset + 1,
+        "page_size": RUN_PAGE_SIZE,
         "needs_attention": run.needs_attention,
         "progress_text": run.progress_text,
         "missing": run.missing,
         "check_message": run.check_message,
-        "leased": any(row.session.runner for row in run.children) or bool(session.runner),
+        "leased": bool(summary.stalled)
+        or any(row.session.runner for row in run.children)
+        or bool(session.runner),
         "action_urls": {
             name.replace("-", "_"): reverse(
                 "admin:sessions_app_session_run_action", args=[session.pk, name]
@@ -144,7 +165,7 @@ def _live_context(run: Run, etag: str) -> dict:
         "etag": etag,
         "is_live": run.is_live,
         "rendered_at": clock(run.now),
-        "live_url": reverse("admin:sessions_app_session_run_live", args=[session.pk]),
+        "live_url": f"{live_url}?page={page.number}" if page.number > 1 else live_url,
         "poll_ms": POLL_MILLISECONDS,
     }
 
@@ -154,10 +175,11 @@ def run_page(request: HttpRequest, session_id: str) -> HttpResponse:
     """A context run: its children in spawn order, their steps, and a timeline."""
     _may_view_sessions(request)
     session = _session_or_404(request, session_id)
-    etag = run_etag(session=session)
+    page = request.GET.get("page", 1)
+    etag = run_etag(session=session, page=page)
     context = {
         **admin.site.each_context(request),
-        **_live_context(run_for(session=session), etag),
+        **_live_context(run_for(session=session, page=page), etag),
         "title": f"Run of {selectors.display_name(session)}",
         "subtitle": selectors.short_id(session.pk),
         "short_id": selectors.short_id(session.pk),
@@ -252,11 +274,14 @@ def run_live(request: HttpRequest, session_id: str) -> HttpResponse:
     """The run page's changing part, for its own polling: 304 while nothing changed."""
     _may_view_sessions(request)
     session = _session_or_404(request, session_id)
-    etag = run_etag(session=session)
+    page = request.GET.get("page", 1)
+    etag = run_etag(session=session, page=page)
     response = get_conditional_response(request, etag=etag)
     if response is None:
         response = TemplateResponse(
-            request, "operator/run_live.html", _live_context(run_for(session=session), etag)
+            request,
+            "operator/run_live.html",
+            _live_context(run_for(session=session, page=page), etag),
         )
     response["ETag"] = etag
     # Always revalidate: the tag, not an expiry, says whether the copy is current.

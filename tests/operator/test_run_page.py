@@ -6,6 +6,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from components_app.models import Component
 from sessions_app import services
 from sessions_app.models import Interaction, Session, SessionStatus
 from sessions_app.operator.run import run_for
@@ -30,15 +31,16 @@ def text(fragment: str) -> str:
     return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", fragment)).strip()
 
 
-def test_the_run_page_shows_each_child_in_spawn_order(staff_client, known_run):
+def test_the_run_page_shows_the_children_that_need_a_look_first(staff_client, known_run):
     response = staff_client.get(run_url(known_run.parent))
 
     assert response.status_code == 200
     html = response.content.decode()
     rows = rows_of(html)
-    assert list(rows) == SPAWN_ORDER
+    # Failed, stalled, running (none here), waiting, then the rest in spawn order.
+    assert list(rows) == ["Session", "Token", "Audit", "User"]
     statuses = re.findall(r'<tr class="child[^"]*" data-child-id="[^"]+" data-status="(\w+)"', html)
-    assert statuses == ["complete", "failed", "stalled", "active"]
+    assert statuses == ["failed", "stalled", "active", "complete"]
     assert 'class="badge badge-complete">Complete<' in rows["User"]
     assert 'class="badge badge-stalled">Stalled<' in rows["Token"]
     assert "Children 1/4 complete, 1 failed, 1 stalled, 1 running" in text(html)
@@ -127,19 +129,38 @@ def test_a_run_without_children_or_steps(staff_client, scope, project):
     assert "No step has started yet." in response.content.decode()
 
 
-def test_the_run_costs_three_queries_whatever_its_size(scope, project, django_assert_num_queries):
+# The summary's counts and cost, the page's ids, the page's rows, steps (every child's, or
+# the page's above the timeline's limit), the components without a child; then every child's
+# name for the timeline's rows, or each step's distribution above the limit.
+RUN_QUERIES = 7
+
+
+# 30 children: one page, a row each in the timeline; 130: three pages and a distribution.
+@pytest.mark.parametrize(("size", "aggregated"), [(30, False), (130, True)])
+def test_the_run_costs_seven_queries_whatever_its_size(
+    scope, project, size, aggregated, django_assert_num_queries
+):
     context = make_context(project, [])
-    for index in range(30):
-        make_component(project, f"C{index:02d}", parent_component=context)
+    Component.objects.bulk_create(
+        Component(
+            project=project,
+            name=f"C{index:03d}",
+            module_name=f"app.c{index:03d}",
+            type="module",
+            parent_component=context,
+        )
+        for index in range(size)
+    )
     session = make_context_session(scope, context)
     services.spawn_child_sessions(scope=scope, session_id=session.pk)
 
     session = Session.objects.select_related("project").get(pk=session.pk)
-    # The children, every step (the context's too), the components without a child.
-    with django_assert_num_queries(3):
+    with django_assert_num_queries(RUN_QUERIES):
         run = run_for(session=session)
 
-    assert len(run.children) == 30
+    assert len(run.children) == min(size, 50)
+    assert run.aggregated is aggregated
+    assert len(run.timeline_children) == (0 if aggregated else size)
 
 
 @pytest.mark.parametrize("session_id", ["not-a-uuid", "00000000-0000-0000-0000-000000000000"])
