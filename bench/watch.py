@@ -85,7 +85,8 @@ class Measurement:
 class Run:
     """One project with a context of ``n`` child components and a context session whose
     children exist, laid out as a run halfway through (``mixed``) or at its end
-    (``complete``, with the spawn step's interaction pending for the result check)."""
+    (``complete``, with the spawn step's interaction pending for the result check; ``claim``:
+    the same but the last child in spawn order active and free)."""
 
     def __init__(self, user: Any, n: int, layout: str) -> None:
         from django.contrib.auth.models import Permission
@@ -135,7 +136,7 @@ class Run:
             environment=Environment.VSCODE,
         )
         self._to_spawn()
-        if layout == "complete":
+        if layout in ("complete", "claim"):
             self._all_complete()
         else:
             self._halfway()
@@ -166,11 +167,11 @@ class Run:
         from sessions_app.models import Session, SessionStatus
 
         Session.objects.filter(parent_session=self.session).update(status=SessionStatus.COMPLETE)
-        children = self._children()
-        # The last child in spawn order is free, every other one complete or leased: the claim
-        # must look past all of them.
-        Session.objects.filter(pk=children[-1].pk).update(status=SessionStatus.ACTIVE)
-        self.claimable = children[-1]
+        if self.layout == "claim":
+            # The last child in spawn order is free, every other one complete: the claim must
+            # look past all of them.
+            last = self._children()[-1]
+            Session.objects.filter(pk=last.pk).update(status=SessionStatus.ACTIVE)
 
     def _halfway(self) -> None:
         from django.utils import timezone
@@ -279,7 +280,7 @@ class Bench:
         from django.db import transaction
 
         if case in POLL_CASES:
-            run = self.run(n, "complete")
+            run = self.run(n, "complete" if case == "result_check" else "claim")
             sid = run.session.pk
             with transaction.atomic():
                 if case == "result_check":
@@ -292,6 +293,10 @@ class Bench:
                     path, json.dumps(body), content_type="application/json", **self.api_headers
                 )
                 transaction.set_rollback(True)
+            if case == "result_check" and response.status_code == 200:
+                verdict = response.json()["interaction"]["result"]
+                if verdict["status"] != "ok":
+                    raise SystemExit(f"the result check at {n} did not pass: {verdict}")
             return response.status_code, len(response.content)
         run = self.run(n, "mixed")
         sid = run.session.pk
@@ -311,6 +316,8 @@ class Bench:
         from django.test.utils import CaptureQueriesContext
 
         measurement = Measurement(case, n)
+        # The data is built before the queries are counted.
+        self.run(n, {"result_check": "complete", "claim_child": "claim"}.get(case, "mixed"))
         with CaptureQueriesContext(self.connection) as captured:
             measurement.status, measurement.bytes = self.request(case, n)
         measurement.queries = len(captured.captured_queries)

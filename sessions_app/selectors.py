@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from django.db.models import (
     BigIntegerField,
     Case,
+    CharField,
     Count,
     DecimalField,
     F,
@@ -18,7 +19,6 @@ from django.db.models import (
     Max,
     Min,
     OuterRef,
-    Prefetch,
     Q,
     QuerySet,
     Subquery,
@@ -27,7 +27,7 @@ from django.db.models import (
     When,
 )
 from django.db.models.fields.json import KT
-from django.db.models.functions import Coalesce
+from django.db.models.functions import Cast, Coalesce
 from django.utils import timezone
 
 from components_app.models import SPAWN_ORDER as COMPONENT_SPAWN_ORDER
@@ -135,16 +135,53 @@ CHILDREN_IN_SPAWN_ORDER = "children_in_spawn_order"
 
 
 def with_child_ids(queryset: QuerySet[Session], *, run: bool = True) -> QuerySet[Session]:
-    """Sessions ready to render: component joined, children's ids prefetched in spawn order
-    on ``CHILDREN_IN_SPAWN_ORDER`` (two queries whatever the number of sessions), their usage
-    (``run`` False: their own only, for children, whose run is their context's)."""
-    children = Session.objects.order_by(*SPAWN_ORDER).only("id", "parent_session_id")
-    return with_usage(
-        queryset.select_related("component", "latest_verification").prefetch_related(
-            Prefetch("child_sessions", queryset=children, to_attr=CHILDREN_IN_SPAWN_ORDER)
-        ),
-        run=run,
+    """Sessions ready to render: component and verification joined, their usage (``run``
+    False: their own only, for children, whose run is their context's). Their children's ids
+    come from ``attach_child_ids`` once they are read (a page), else one query each."""
+    return with_usage(queryset.select_related("component", "latest_verification"), run=run)
+
+
+def _id_text(stored: str) -> str:
+    """A session id as its JSON shows it, from the database's text of it: PostgreSQL's is
+    that already, SQLite stores 32 hex digits."""
+    if len(stored) == 32:
+        return f"{stored[:8]}-{stored[8:12]}-{stored[12:16]}-{stored[16:20]}-{stored[20:]}"
+    return stored
+
+
+def _child_id_texts(parents: list[Any]) -> QuerySet:
+    # The ids as text: building a UUID object for each of 5,000 children, only to turn it
+    # back into text, was most of what an answer naming them cost.
+    return (
+        Session.objects.filter(parent_session_id__in=parents)
+        .order_by(*SPAWN_ORDER)
+        .annotate(id_text=Cast("id", output_field=CharField()))
     )
+
+
+def child_ids_in_spawn_order(session: Session) -> list[str]:
+    """The ids of the session's children in spawn order, as text: ids alone, never rows (a
+    context of 5,000 children is read and rendered in a few milliseconds)."""
+    found = getattr(session, CHILDREN_IN_SPAWN_ORDER, None)
+    if found is None:
+        found = [
+            _id_text(text)
+            for text in _child_id_texts([session.pk]).values_list("id_text", flat=True)
+        ]
+        setattr(session, CHILDREN_IN_SPAWN_ORDER, found)
+    return found
+
+
+def attach_child_ids(sessions: list[Session]) -> None:
+    """Give each of ``sessions`` (a page) its children's ids in spawn order: one query."""
+    by_parent: dict[Any, list[str]] = {session.pk: [] for session in sessions}
+    if not by_parent:
+        return
+    rows = _child_id_texts(list(by_parent)).values_list("parent_session_id", "id_text")
+    for parent, text in rows:
+        by_parent[parent].append(_id_text(text))
+    for session in sessions:
+        setattr(session, CHILDREN_IN_SPAWN_ORDER, by_parent[session.pk])
 
 
 def unspawned_context_session(*, scope: Scope, context: Component) -> Session | None:
@@ -236,7 +273,10 @@ def children_in_order(
     page = child_sessions(session=session).filter(pk__in=ids)
     rows = with_usage(page, run=False) if with_cost else with_child_ids(page, run=False)
     found = {row.pk: row for row in rows}
-    return [found[pk] for pk in ids if pk in found]
+    ordered = [found[pk] for pk in ids if pk in found]
+    if not with_cost:
+        attach_child_ids(ordered)
+    return ordered
 
 
 def child_sessions_with_cost(*, session: Session) -> QuerySet[Session]:

@@ -45,6 +45,10 @@ COMPONENT_TEST_SESSIONS = "ComponentTestSessions"
 FINISHED = ("complete", "failed", "cancelled")
 
 
+#: The server's largest page (``?page_size=`` 1 to 1,000).
+MAX_PAGE_SIZE = 1000
+
+
 class ApiError(Exception):
     """An answer the caller cannot act on: ``status`` is the HTTP status (None when the server
     could not be reached), ``detail`` the server's message."""
@@ -349,9 +353,13 @@ class Api:
         self._body(response)  # raises the error the answer names
         raise ApiError(response.status_code, "The server answered no report")
 
-    def children(self, session_id: str) -> Children:
-        """The children in spawn order, every page, and the summary that counts them all."""
-        body = self._json("GET", f"sessions/{session_id}/children/")
+    def children(self, session_id: str, *, status: str | None = None) -> Children:
+        """The children in spawn order (``status``: those with it), every page (of the
+        largest size the server serves), and the summary that counts them all."""
+        params: dict[str, Any] = {"page_size": MAX_PAGE_SIZE}
+        if status is not None:
+            params["status"] = status
+        body = self._json("GET", f"sessions/{session_id}/children/", params=params)
         results = list(body.get("results") or [])
         page = body
         while page.get("next"):

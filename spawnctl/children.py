@@ -19,8 +19,9 @@ def parallelism(jobs: int, max_parallel: object) -> int:
 
 
 def fetch_children(config: RunnerConfig, context_id: str) -> Children:
-    """The context's children, their counts told to the reporter on the way."""
-    children = config.api.children(context_id)
+    """The context's active children (all the loops that wait need: a large run's finished
+    ones are never fetched again) and the summary of all of them, told to the reporter."""
+    children = config.api.children(context_id, status="active")
     config.emit(events.ChildrenCounted.of(context_id, children.summary))
     return children
 

@@ -7,7 +7,6 @@ project, is the service layer's to decide.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Mapping
 from typing import Any
 
@@ -132,11 +131,8 @@ class SessionSerializer(serializers.ModelSerializer):
         return session.is_stalled(timezone.now())
 
     @extend_schema_field(serializers.ListField(child=serializers.UUIDField()))
-    def get_child_session_ids(self, session: Session) -> list[uuid.UUID]:
-        children = getattr(session, selectors.CHILDREN_IN_SPAWN_ORDER, None)
-        if children is None:
-            children = session.child_sessions.order_by(*selectors.SPAWN_ORDER).only("id")
-        return [child.pk for child in children]
+    def get_child_session_ids(self, session: Session) -> list[str]:
+        return selectors.child_ids_in_spawn_order(session)
 
 
 class ChildSessionSerializer(SessionSerializer):

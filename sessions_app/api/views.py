@@ -74,6 +74,12 @@ class SessionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedVie
             return selectors.with_child_ids(sessions)
         return sessions
 
+    def paginate_queryset(self, queryset: QuerySet) -> list | None:
+        page = super().paginate_queryset(queryset)
+        if page is not None and self.action == "list":
+            selectors.attach_child_ids(page)
+        return page
+
     def _rendered(self, session: Session) -> dict:
         """The session as stored now, read back with what its JSON needs."""
         fresh = selectors.with_child_ids(Session.objects.filter(pk=session.pk)).get()

@@ -98,9 +98,10 @@ def test_a_superuser_sees_every_project(superuser_client, project, other_scope):
 def test_the_dashboard_costs_a_fixed_number_of_queries_per_project(
     scope, known_run, django_assert_num_queries
 ):
-    # Projects, in flight, stalled, the week's finished sessions, the week's cost by day; one
-    # for each project's runs; then for all those runs, their children's counts and cost.
-    with django_assert_num_queries(8):
+    # Projects, in flight, stalled, the week's finished sessions counted, the week's cost by
+    # day; for each project its runs and its durations' count, median and slowest; then for
+    # all those runs, their children's counts and cost.
+    with django_assert_num_queries(11):
         dashboards_for(scope.user)
 
 

@@ -506,3 +506,20 @@ def test_a_request_that_keeps_conflicting_is_a_conflict_once_the_wait_is_over(cl
 
     assert raised.value.detail == kept["detail"]
     assert len(seen) == 3 and sum(clock.pauses) <= 3
+
+
+def test_children_ask_for_the_largest_page_and_pass_the_status_filter_on():
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(
+            200, json={"summary": {"total": 5000, "active": 1}, "results": [{"id": "a"}]}
+        )
+
+    api, seen = api_answering(handler)
+
+    children = api.children("s", status="active")
+
+    assert [child.id for child in children.results] == ["a"]
+    assert children.summary == {"total": 5000, "active": 1}
+    assert (seen[0].url.params["page_size"], seen[0].url.params["status"]) == ("1000", "active")
+    api.children("s")
+    assert "status" not in seen[-1].url.params
