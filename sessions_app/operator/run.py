@@ -387,13 +387,19 @@ def _rows(children: list[Session], steps: dict[object, list[Step]], now: datetim
     ]
 
 
-def run_for(*, session: Session, page: object = 1, now: datetime | None = None) -> Run:
+def run_for(
+    *,
+    session: Session,
+    page: object = 1,
+    now: datetime | None = None,
+    summary: selectors.ChildrenSummary | None = None,
+) -> Run:
     """The run page of ``session``: a fixed number of queries whatever the number of
     children or steps (the summary, a page of children, their steps or every child's up to
     ``TIMELINE_ROW_LIMIT``, the steps' distribution above it, the components without a
     child)."""
     now = now or timezone.now()
-    summary = selectors.children_summary(session, now=now)
+    summary = summary or selectors.children_summary(session, now=now)
     shown = RunPage.of(summary.total, page)
     ids = attention_ids(session=session, now=now, offset=shown.offset, limit=RUN_PAGE_SIZE)
     children = selectors.children_in_order(session=session, ids=ids, with_cost=True)
@@ -452,7 +458,13 @@ def run_for(*, session: Session, page: object = 1, now: datetime | None = None) 
     )
 
 
-def run_etag(*, session: Session, page: object = 1, now: datetime | None = None) -> str:
+def run_etag(
+    *,
+    session: Session,
+    page: object = 1,
+    now: datetime | None = None,
+    summary: selectors.ChildrenSummary | None = None,
+) -> str:
     """A tag of everything the run page shows, from a fixed number of small queries and no
     rendering: the summary (every child counted, stalled ones included, which changes with
     no write at all), the page's children hashed whole (a write through ``update()`` does not
@@ -460,7 +472,7 @@ def run_etag(*, session: Session, page: object = 1, now: datetime | None = None)
     latest times (a step only ever gains a result)."""
     now = now or timezone.now()
     digest = hashlib.sha256()
-    summary = selectors.children_summary(session, now=now)
+    summary = summary or selectors.children_summary(session, now=now)
     digest.update(repr(summary.as_dict()).encode())
     shown = RunPage.of(summary.total, page)
     ids = attention_ids(session=session, now=now, offset=shown.offset, limit=RUN_PAGE_SIZE)

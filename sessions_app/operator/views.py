@@ -13,6 +13,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.cache import get_conditional_response, patch_cache_control
 from django.views.decorators.http import require_safe
 
@@ -176,10 +177,11 @@ def run_page(request: HttpRequest, session_id: str) -> HttpResponse:
     _may_view_sessions(request)
     session = _session_or_404(request, session_id)
     page = request.GET.get("page", 1)
-    etag = run_etag(session=session, page=page)
+    run = run_for(session=session, page=page)
+    etag = run_etag(session=session, page=page, now=run.now, summary=run.summary)
     context = {
         **admin.site.each_context(request),
-        **_live_context(run_for(session=session, page=page), etag),
+        **_live_context(run, etag),
         "title": f"Run of {selectors.display_name(session)}",
         "subtitle": selectors.short_id(session.pk),
         "short_id": selectors.short_id(session.pk),
@@ -275,13 +277,15 @@ def run_live(request: HttpRequest, session_id: str) -> HttpResponse:
     _may_view_sessions(request)
     session = _session_or_404(request, session_id)
     page = request.GET.get("page", 1)
-    etag = run_etag(session=session, page=page)
+    now = timezone.now()
+    summary = selectors.children_summary(session, now=now)
+    etag = run_etag(session=session, page=page, now=now, summary=summary)
     response = get_conditional_response(request, etag=etag)
     if response is None:
         response = TemplateResponse(
             request,
             "operator/run_live.html",
-            _live_context(run_for(session=session, page=page), etag),
+            _live_context(run_for(session=session, page=page, now=now, summary=summary), etag),
         )
     response["ETag"] = etag
     # Always revalidate: the tag, not an expiry, says whether the copy is current.
