@@ -28,7 +28,10 @@ and exits non-zero on any 5xx, transport error, broken expectation or failed che
 With ``--runners K`` it runs the runners mode instead (bench/load_runners.py): K runners
 claim and drive the children of ``--contexts`` shared contexts through claim-child with short
 leases, some abandoning a child half-way, and the run checks that every context completed and
-that no child was ever held by two live leases at once.
+that no child was ever held by two live leases at once. ``--servers N`` runs them against N
+gunicorn instances on the one database (PostgreSQL when N > 1) and a Redis of the run's own,
+behind an HAProxy the run starts (``--kill-one-after S`` SIGKILLs one instance mid-run), and
+then checks that a user's throttle counts once across the instances.
 
 Everything it sends goes to 127.0.0.1; every loop is bounded in count and time.
 """
@@ -38,6 +41,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import threading
 import time
@@ -53,8 +57,10 @@ from loadkit import (
     MAX_STEPS,
     REQUEST_TIMEOUT_S,
     Api,
+    Cluster,
     Failure,
     Outcome,
+    Redis,
     Run,
     Stats,
     check_history,
@@ -218,14 +224,16 @@ def check(api: Api, driven: Driven) -> list[str]:
     if components != driven.spawn_order():
         problems.append(f"{driven.session_id}: not one child per component in spawn order")
     total = len(driven.components)
-    if children["summary"] != {
+    counts = {
         "total": total,
         "active": 0,
         "stalled": 0,
         "complete": total,
         "failed": 0,
         "cancelled": 0,
-    }:
+    }
+    # The summary carries the children's coverage and cost beside these counts.
+    if {name: children["summary"].get(name) for name in counts} != counts:
         problems.append(f"{driven.session_id}: children summary {children['summary']}")
     problems += check_history(api, driven.session_id, CONTEXT_STEPS)
     for child in children["results"]:
@@ -291,9 +299,49 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="share of claims a runner abandons half-way (default: %(default)s)",
     )
     runners.add_argument("--seed", type=int, default=None, help="seed of the runners' choices")
+    cluster = parser.add_argument_group("several servers (runners mode)")
+    cluster.add_argument(
+        "--servers",
+        type=int,
+        default=None,
+        help="N gunicorn instances (--workers each) on one database and one Redis, behind an "
+        "HAProxy the run starts; default: 1 instance, no proxy, no Redis",
+    )
+    cluster.add_argument(
+        "--kill-one-after",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="SIGKILL one instance (its whole process group) this long after the runners start",
+    )
+    cluster.add_argument(
+        "--throttle-rate",
+        type=int,
+        default=10,
+        metavar="R",
+        help="after the runners: a user throttled at R/min sends R + 5 requests over every "
+        "instance, exactly R must succeed (0: no such phase; default: %(default)s)",
+    )
+    cluster.add_argument(
+        "--unshared-throttle-cache",
+        action="store_true",
+        help="give the throttle phase's instances local-memory caches instead of the Redis, "
+        "to see its check fail",
+    )
     options = parser.parse_args(argv)
     if not options.database_url:
         parser.error("give --database-url or set DATABASE_URL (a database of the run's own)")
+    if options.servers is not None:
+        if not options.runners:
+            parser.error("--servers needs the runners mode (--runners K)")
+        if options.servers < 1:
+            parser.error("--servers takes 1 or more")
+        if options.servers > 1 and not options.database_url.startswith(("postgres", "pgsql")):
+            parser.error("--servers above 1 needs PostgreSQL: one SQLite file is one machine's")
+        if options.throttle_rate < 0:
+            parser.error("--throttle-rate takes 0 or more")
+    if options.kill_one_after is not None and (options.servers or 0) < 2:
+        parser.error("--kill-one-after needs --servers 2 or more (one must be left)")
     if options.duration is not None and options.sessions == 3:
         options.sessions = 100_000  # bounded by --duration and --max-seconds
     return options
@@ -335,7 +383,9 @@ def run_clients(api: Api, stats: Stats, options: argparse.Namespace) -> Outcome:
 
 
 def run_load(run: Run, token: str, options: argparse.Namespace) -> tuple[Outcome, Stats]:
-    """Start the server, run the chosen mode against it, stop the server."""
+    """Start the server (or the servers), run the chosen mode against it, stop the server."""
+    if options.servers is not None:
+        return run_cluster(run, token, options)
     port = free_port()
     server = start_server(
         run.environment,
@@ -346,7 +396,9 @@ def run_load(run: Run, token: str, options: argparse.Namespace) -> tuple[Outcome
         production_script=options.serve_production,
     )
     stats = Stats()
-    api = Api(port, token, stats)
+    # The runners retry as spawnctl does (Idempotency-Key on every POST); the clients' twins
+    # are the retries in the clients mode.
+    api = Api(port, token, stats, retries=bool(options.runners))
     try:
         if options.runners:
             from load_runners import run_runners
@@ -359,16 +411,57 @@ def run_load(run: Run, token: str, options: argparse.Namespace) -> tuple[Outcome
     return outcome, stats
 
 
+def run_cluster(run: Run, token: str, options: argparse.Namespace) -> tuple[Outcome, Stats]:
+    """The runners against ``--servers`` instances behind HAProxy, sharing a Redis; then the
+    throttle phase on a fresh set of instances. Every process is stopped, whatever happens."""
+    from load_runners import run_runners, throttle_phase
+
+    redis = Redis(run.scratch)
+    try:
+        redis.start()
+        cluster = Cluster(
+            run,
+            "runners",
+            options.servers,
+            options.workers,
+            {**run.environment, "CACHE_URL": redis.url},
+            production_script=options.serve_production,
+        )
+        cluster.start()
+        stats = Stats()
+        api = Api(cluster.proxy_port, token, stats, retries=True)
+        try:
+            outcome = run_runners(api, stats, options, cluster)
+        finally:
+            cluster.stop()
+        outcome.figures["cluster"] = {
+            "servers": options.servers,
+            "workers_per_server": options.workers,
+            "proxy": f"HAProxy on {cluster.proxy_port} ({cluster.config})",
+            "cache": redis.url,
+        }
+        if options.throttle_rate:
+            figures, problems = throttle_phase(run, redis, f"{run.run_id}-throttled", options)
+            outcome.figures["throttle"] = figures
+            outcome.problems.append(("throttle", problems))
+    finally:
+        redis.stop()
+    return outcome, stats
+
+
 def summarize(run: Run, options: argparse.Namespace, outcome: Outcome, stats: Stats) -> dict:
     return {
         "run": run.run_id,
         "database": run.engine,
         "mode": "runners" if options.runners else "clients",
         "server": "scripts/serve-production" if options.serve_production else "gunicorn",
+        "servers": options.servers or 1,
+        "proxy": "haproxy" if options.servers else None,
         "workers": options.workers,
         **outcome.figures,
         "seconds": round(outcome.seconds, 1),
         "server_errors": len(stats.server_errors),
+        "killed_instance_in_flight": len(stats.kill_in_flight),
         "transport_errors": len(stats.transport_errors),
         "broken_expectations": len(stats.failures),
         "failed_checks": sum(len(lines) for _, lines in outcome.problems),
@@ -376,11 +469,24 @@ def summarize(run: Run, options: argparse.Namespace, outcome: Outcome, stats: St
     }
 
 
+def _terminated(signum: int, frame: Any) -> None:
+    # A SIGTERM (a test's timeout, a supervisor) unwinds like an error: every finally stops
+    # the processes it started.
+    sys.exit(128 + signum)
+
+
 def main(argv: list[str]) -> int:
+    signal.signal(signal.SIGTERM, _terminated)
     options = parse_args(argv)
     run = prepare_run(options.database_url)
     mode = f"{options.runners} runners" if options.runners else f"{options.clients} clients"
-    print(f"{run.run_id}: {run.engine}, {options.workers} gunicorn workers, {mode}")
+    servers = (
+        f"{options.servers} gunicorn instances of {options.workers} workers behind HAProxy, "
+        "one Redis"
+        if options.servers
+        else f"{options.workers} gunicorn workers"
+    )
+    print(f"{run.run_id}: {run.engine}, {servers}, {mode}", flush=True)
     token = migrate_and_create_token(run)
     outcome, stats = run_load(run, token, options)
     figures = summarize(run, options, outcome, stats)
@@ -415,12 +521,30 @@ def print_report(figures: dict, stats: Stats, outcome: Outcome, log_path: Path) 
     )
     for name, value in figures.get("runners_figures", {}).items():
         print(f"  {name}: {value}")
+    if "answers_by_instance" in figures:
+        print(f"answers by instance (the proxy's X-Served-By): {figures['answers_by_instance']}")
+    if "proxy_counters" in figures:
+        print(f"the proxy's counters: {figures['proxy_counters']}")
+    if "kill" in figures:
+        print("the kill:")
+        for name, value in figures["kill"].items():
+            print(f"  {name}: {value}")
     print_endpoints(figures["endpoints"])
+    if "throttle" in figures:
+        print("throttle counted once across instances:")
+        for name, value in figures["throttle"].items():
+            print(f"  {name}: {value}")
+    if "kill" in figures:
+        print(
+            "the killed instance's in-flight requests (tries the proxy sent it that got no "
+            "answer or its 502/503/504 just after the kill, each sent again): "
+            f"{figures['killed_instance_in_flight']}"
+        )
     print(
         f"server errors (5xx): {figures['server_errors']}, transport errors: "
         f"{figures['transport_errors']}, broken expectations: {figures['broken_expectations']}, "
         f"failed checks: {figures['failed_checks']}, tracebacks in the server log: "
-        f"{figures['server_log_tracebacks']} ({log_path})"
+        f"{figures['server_log_tracebacks']} ({log_path.parent}/server*.log)"
     )
     print_problems(
         [
