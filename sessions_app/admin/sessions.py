@@ -103,6 +103,9 @@ RUN_ACTIONS = {
     "release-leases": actions.release_leases,
 }
 
+#: How many children a session's change page lists (the run page pages through all of them).
+CHILDREN_SHOWN = 100
+
 RETRY_HINT = "To run a failed or cancelled session again, use the “Retry selected sessions” action."
 
 
@@ -662,7 +665,10 @@ class SessionAdmin(ProjectScopedAdmin):
     @admin.display(description="children")
     def children(self, session: Session) -> SafeString:
         now = timezone.now()
-        children = list(selectors.child_sessions_with_cost(session=session))
+        # A large run's children are listed a page at a time on its run page; here, the first
+        # in spawn order and the counts of all of them.
+        children = list(selectors.child_sessions_with_cost(session=session)[:CHILDREN_SHOWN])
+        summary = selectors.children_summary(session, now=now)
         rows = [
             {
                 "session": child,
@@ -680,7 +686,8 @@ class SessionAdmin(ProjectScopedAdmin):
             "admin/sessions_app/session/children.html",
             {
                 "rows": rows,
-                "summary": selectors.summarize(children, now=now),
+                "summary": summary,
+                "more": summary.total - len(rows),
                 "run_url": reverse("admin:sessions_app_session_run", args=[session.pk]),
             },
         )

@@ -181,3 +181,14 @@ def test_the_tag_changes_when_a_child_off_the_page_changes(large):
 
     assert run_etag(session=session) != before
     assert run_etag(session=session) == run_etag(session=session)
+
+
+def test_a_sessions_page_lists_its_first_100_children_and_counts_them_all(staff_client, scope):
+    session, *_ = wide_run(scope, 105)
+
+    html = staff_client.get(f"/admin/sessions_app/session/{session.pk}/change/").content.decode()
+
+    listed = re.findall(r'<table class="child-sessions">.*?</table>', html, re.S)[0]
+    assert listed.count('<tr class="child') == 100
+    assert "105 children:" in html
+    assert "The first 100 in spawn order; 5 more on the" in html
