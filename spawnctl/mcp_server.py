@@ -217,17 +217,29 @@ def build_server(api: Api, *, runner: str) -> MCPServer:
         return as_json(_tool_call(lambda: api.sessions(page=page, **given)))
 
     @tool(annotations=read_only("Session status"))
-    def session_status(session_id: SessionId) -> str:
+    def session_status(
+        session_id: SessionId,
+        children_status: Annotated[
+            SessionStatus | None,
+            Field(
+                description="Only the children with this status (e.g. failed, of a large "
+                "run); the summary still counts every child."
+            ),
+        ] = None,
+    ) -> str:
         """A session and, for a ContextTestingSessions session, its children: JSON
         {"session": session, "reason": its state's error or null, "children": {"summary":
         {total, active, stalled, complete, failed, cancelled}, "results": [{id, component,
         module_name, status, stalled, attempt, runner, leased_until, failure_reason}]} (in
-        spawn order; null for a component session)}. Errors: HTTP 404 when the session is not
-        in your projects. The full history is the resource spawnctl://sessions/{session_id}."""
+        spawn order, every page of them, or those with children_status; null for a component
+        session)}. Errors: HTTP 404 when the session is not in your projects. The full history
+        is the resource spawnctl://sessions/{session_id}."""
 
         def call() -> dict[str, Any]:
             session = api.get_session(str(session_id))
-            children = api.children(session.id) if session.is_context else None
+            children = (
+                api.children(session.id, status=children_status) if session.is_context else None
+            )
             return {
                 "session": session.data,
                 "reason": session.state.get("error"),

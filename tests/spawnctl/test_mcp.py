@@ -396,6 +396,9 @@ def test_a_context_spawned_claimed_leased_released_and_retried(mcp, alice):
     async def recover(agent: Agent) -> dict:
         return {
             "status": await agent.ok("session_status", session_id=context_id),
+            "failed": await agent.ok(
+                "session_status", session_id=context_id, children_status="failed"
+            ),
             "active_retry": await agent.error("retry", session_id=high),
             "retried": await agent.ok("retry_children", session_id=context_id),
             "missing": await agent.ok("spawn_missing", session_id=context_id),
@@ -409,6 +412,9 @@ def test_a_context_spawned_claimed_leased_released_and_retried(mcp, alice):
     assert second["status"]["children"]["results"][1]["failure_reason"] == (
         "tests would not compile"
     )
+    failed = second["failed"]["children"]
+    assert [c["component"] for c in failed["results"]] == ["Low"]
+    assert (failed["summary"]["total"], failed["summary"]["failed"]) == (2, 1)
     assert second["active_retry"].endswith(
         "HTTP 409: " + RETRY_ONLY_FINISHED.format(status="active")
     )
