@@ -67,23 +67,24 @@ def test_the_run_page_shows_the_known_run(operator, run):
 
     rows = operator.locator("table.run-children tbody tr")
     assert rows.count() == 4
+    # Those that need a look first: failed, stalled, waiting, then the complete one.
     assert rows.locator("td.child-name a").all_inner_texts() == [
-        "User",
         "Session",
         "Token",
         "Audit",
+        "User",
     ]
     assert rows.locator("td.child-status").all_inner_texts() == [
-        "Complete", "Failed", "Stalled", "Active"
+        "Failed", "Stalled", "Active", "Complete"
     ]  # fmt: skip
-    assert "2 m 06 s" in rows.nth(0).locator("td.child-duration").inner_text()
-    assert "RunTests: 3 tests failed" in rows.nth(1).inner_text()
-    assert "w-1" in rows.nth(2).locator("td.child-lease").inner_text()
+    assert "2 m 06 s" in rows.nth(3).locator("td.child-duration").inner_text()
+    assert "RunTests: 3 tests failed" in rows.nth(0).inner_text()
+    assert "w-1" in rows.nth(1).locator("td.child-lease").inner_text()
     assert operator.inner_text(".children-summary") == (
         "1/4 complete, 1 failed, 1 stalled, 1 running"
     )
     # The test output is collapsed, then opens in monospace.
-    output = rows.nth(1).locator("details.test-output")
+    output = rows.nth(0).locator("details.test-output")
     assert not output.locator("pre").is_visible()
     output.locator("summary").click()
     assert output.locator("pre").is_visible()
