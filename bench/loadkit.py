@@ -10,7 +10,8 @@ Several servers (``Cluster``): N gunicorn instances on one database and one Redi
 checks ``/health/`` and marks each answer with the instance that served it (``X-Served-By``).
 
 Everything goes to 127.0.0.1; every request has a timeout, every wait a deadline, and every
-process started here is stopped by its starter, or killed with the bench if the bench dies.
+process started here is stopped by its starter, or killed with the bench if the bench dies
+(a gunicorn master with it; its workers see their master gone within 30 s and exit).
 """
 
 from __future__ import annotations
@@ -460,7 +461,9 @@ def manage(environment: dict[str, str], *args: str) -> str:
 
 
 # Linux: a process started here is killed when the bench dies, even by SIGKILL
-# (PR_SET_PDEATHSIG, kept across exec; every process is started by the main thread).
+# (PR_SET_PDEATHSIG, kept across exec, not passed to a fork: gunicorn's workers notice their
+# master gone at their next wake-up, within half their timeout). Every process is started by
+# the main thread (the signal follows the thread that started it).
 _LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform == "linux" else None
 PR_SET_PDEATHSIG = 1
 

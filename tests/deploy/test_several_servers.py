@@ -97,7 +97,7 @@ def database_url() -> Iterator[str]:
 
 def _run_bench(arguments: list[str], scratch: Path) -> tuple[int, str]:
     """The bench's exit status and output; past its time, SIGTERM (it stops what it started),
-    then SIGKILL (what it started dies with it)."""
+    then SIGKILL (what it started dies with it, gunicorn's workers within 30 s)."""
     environment = {**os.environ, "TMPDIR": str(scratch)}
     environment.pop("DJANGO_SETTINGS_MODULE", None)
     process = subprocess.Popen(
