@@ -135,6 +135,11 @@ STATIC_ROOT = env.path("STATIC_ROOT", default=BASE_DIR / "staticfiles")
 # (a client may get up to workers x rate); a cache the workers share counts exactly
 # (scripts/serve-production uses a private file cache; see docs/deployment.md).
 CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://")}
+if CACHES["default"]["BACKEND"].endswith(".RedisCache"):
+    # A Redis that hangs must not hang every request that counts a throttle in it.
+    CACHES["default"].setdefault("OPTIONS", {})
+    CACHES["default"]["OPTIONS"].setdefault("socket_connect_timeout", 1.0)
+    CACHES["default"]["OPTIONS"].setdefault("socket_timeout", 1.0)
 
 # Proxies in front that append the client's address to X-Forwarded-For (nginx with
 # $proxy_add_x_forwarded_for is one); 0 trusts no such header (see core/clients.py).

@@ -8,6 +8,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
+from core.cache import cache_state
 from core.unavailable import DATABASE_ERRORS, RETRY_AFTER_SECONDS
 
 # Migrations cannot become unapplied under a running process (a deploy that adds some starts
@@ -27,7 +28,8 @@ def unapplied_migrations() -> list[str]:
 @require_safe
 def health(request: HttpRequest) -> JsonResponse:
     """200 ``{"status": "ok", ...}`` when the database answers and every migration is
-    applied; else 503 saying which check failed. Needs no credentials and sets no cookie."""
+    applied; else 503 saying which check failed. ``cache`` says whether the shared cache
+    answers, without failing the check. Needs no credentials and sets no cookie."""
     global _migrations_applied
     checks: dict[str, str] = {}
     try:
@@ -44,6 +46,9 @@ def health(request: HttpRequest) -> JsonResponse:
         checks["database"] = f"unavailable: {type(error).__name__}"
         checks.setdefault("migrations", "unknown")
     healthy = all(value == "ok" for value in checks.values())
+    # Reported, not judged: without the shared cache the API still serves (its throttles
+    # uncounted), so a proxy must not take every instance out for it.
+    checks["cache"] = cache_state()
     response = JsonResponse({"status": "ok" if healthy else "unavailable", **checks})
     if not healthy:
         response.status_code = 503

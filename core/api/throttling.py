@@ -5,6 +5,7 @@ request is throttled, not when this module is imported: a rate of None turns one
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from rest_framework import authentication
@@ -13,7 +14,21 @@ from rest_framework.request import Request
 from rest_framework.settings import api_settings
 from rest_framework.throttling import AnonRateThrottle, SimpleRateThrottle, UserRateThrottle
 
+from core.cache import CACHE_ERRORS
 from core.clients import client_address
+
+logger = logging.getLogger(__name__)
+
+
+def _not_counted(scope: str, error: BaseException) -> None:
+    # Failing open: while the shared cache is down the API keeps serving, its rates uncounted
+    # (and /health/ says so), rather than answering every authenticated request with an error.
+    logger.warning(
+        "throttle %s not counted: the cache is unreachable (%s: %s)",
+        scope,
+        type(error).__name__,
+        error,
+    )
 
 
 class _RatesFromSettings:
@@ -21,6 +36,13 @@ class _RatesFromSettings:
 
     def get_rate(self) -> str | None:
         return api_settings.DEFAULT_THROTTLE_RATES.get(self.scope)
+
+    def allow_request(self, request: Request, view: Any) -> bool:
+        try:
+            return super().allow_request(request, view)  # type: ignore[misc]
+        except CACHE_ERRORS as error:
+            _not_counted(self.scope, error)
+            return True
 
     def get_ident(self, request: Request) -> str:
         return client_address(request)
@@ -49,8 +71,13 @@ class FailedAuthenticationThrottle(_RatesFromSettings, SimpleRateThrottle):
         if self.rate is None:
             return None
         self.key = self.get_cache_key(request)
-        self.history = self.cache.get(self.key, [])
         self.now = self.timer()
+        try:
+            self.history = self.cache.get(self.key, [])
+        except CACHE_ERRORS as error:
+            _not_counted(self.scope, error)
+            self.history = []
+            return None
         while self.history and self.history[-1] <= self.now - self.duration:
             self.history.pop()
         return self.wait() if len(self.history) >= self.num_requests else None
@@ -58,7 +85,10 @@ class FailedAuthenticationThrottle(_RatesFromSettings, SimpleRateThrottle):
     def record_failure(self, request: Request) -> None:
         if self.wait_before_trying(request) is None and self.rate is not None:
             self.history.insert(0, self.now)
-            self.cache.set(self.key, self.history, self.duration)
+            try:
+                self.cache.set(self.key, self.history, self.duration)
+            except CACHE_ERRORS as error:
+                _not_counted(self.scope, error)
 
 
 class TokenAuthentication(authentication.TokenAuthentication):

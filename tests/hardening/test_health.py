@@ -20,7 +20,12 @@ def test_healthy(client, db, django_assert_max_num_queries):
     response = client.get("/health/")
 
     assert response.status_code == 200
-    assert response.json() == {"status": "ok", "database": "ok", "migrations": "ok"}
+    assert response.json() == {
+        "status": "ok",
+        "database": "ok",
+        "migrations": "ok",
+        "cache": "ok",
+    }
     assert "no-cache" in response["Cache-Control"]
     assert not response.cookies
     # Once migrations were found applied, a poll is one query.
@@ -37,6 +42,7 @@ def test_the_database_down_is_a_503(client, db):
         "status": "unavailable",
         "database": "unavailable: OperationalError",
         "migrations": "unknown",
+        "cache": "ok",
     }
     assert response["Retry-After"] == str(RETRY_AFTER_SECONDS)
     assert client.get("/health/").status_code == 200
