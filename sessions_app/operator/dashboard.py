@@ -138,7 +138,9 @@ def _durations(projects: list[Project], now: datetime) -> QuerySet:
             session__status=SessionStatus.COMPLETE,
             session__updated_at__gte=now - WEEK,
         )
-        .values("session_id")
+        # Grouped by session; its project and component come along in the grouping
+        # (PostgreSQL has no MAX() of a uuid to pick them with).
+        .values("session_id", "session__project_id", "session__component__name")
         .annotate(seconds=Seconds(Max("completed_at"), Min("created_at")))
         .filter(seconds__isnull=False)
         .order_by()
@@ -149,11 +151,11 @@ def _time_taken(boards: dict[object, ProjectDashboard], projects: list[Project],
     """Each project's median and slowest components of the week: one grouped query whose
     durations the database computes, read as plain numbers (no timestamps parsed, no
     subquery per session)."""
-    durations = _durations(projects, now).annotate(
-        project_id=Max("session__project_id"), name=Max("session__component__name")
+    durations = _durations(projects, now).values_list(
+        "session__project_id", "session__component__name", "seconds"
     )
     by_project: dict[object, list[tuple[float, str]]] = defaultdict(list)
-    for project_id, name, seconds in durations.values_list("project_id", "name", "seconds"):
+    for project_id, name, seconds in durations:
         by_project[project_id].append((seconds, name or "(no component)"))
     for project_id, finished in by_project.items():
         board = boards[project_id]
