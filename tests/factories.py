@@ -46,6 +46,21 @@ def make_context(project: Project, children: list[tuple[str, int]]) -> Component
     return context
 
 
+def add_children_in_bulk(context: Component, size: int, prefix: str = "c") -> None:
+    """``size`` module components under ``context`` in one insert: ``C000``, ``C001``, ...
+    (``prefix`` upper-cased), module names ``app.c000``, ..."""
+    Component.objects.bulk_create(
+        Component(
+            project=context.project,
+            name=f"{prefix.upper()}{index:03d}",
+            module_name=f"app.{prefix}{index:03d}",
+            type="module",
+            parent_component=context,
+        )
+        for index in range(size)
+    )
+
+
 def make_session(scope: Scope, **fields: Any) -> Session:
     fields.setdefault("type", CONTEXT_TESTING_SESSIONS)
     return Session.objects.create(project=scope.project, user=scope.user, **fields)

@@ -9,11 +9,10 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from components_app.models import Component
 from sessions_app import selectors, services
 from sessions_app.models import Interaction, Session, SessionStatus
 from sessions_app.operator.run import RUN_PAGE_SIZE, TIMELINE_ROW_LIMIT, run_etag
-from tests.factories import make_context, make_context_session
+from tests.factories import add_children_in_bulk, make_context, make_context_session
 from tests.operator.conftest import live_url, run_url
 
 SIZE = 130
@@ -23,16 +22,7 @@ def wide_run(scope, size: int, prefix: str = "c"):
     """A spawned run of ``size`` children: every seventh failed, every eleventh stalled, the
     rest complete but the last ten (running); each finished child with two finished steps."""
     context = make_context(scope.project, [])
-    Component.objects.bulk_create(
-        Component(
-            project=scope.project,
-            name=f"{prefix.upper()}{index:03d}",
-            module_name=f"app.{prefix}{index:03d}",
-            type="module",
-            parent_component=context,
-        )
-        for index in range(size)
-    )
+    add_children_in_bulk(context, size, prefix)
     session = make_context_session(scope, context)
     services.spawn_child_sessions(scope=scope, session_id=session.pk)
     children = list(selectors.spawned_children(session=session))

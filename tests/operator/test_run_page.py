@@ -6,13 +6,12 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from components_app.models import Component
 from sessions_app import services
 from sessions_app.models import Interaction, Session, SessionStatus
 from sessions_app.operator.run import run_for
 from sessions_app.workflows.types import Result
 from tests.conftest import SPAWN_ORDER
-from tests.factories import make_component, make_context, make_context_session
+from tests.factories import add_children_in_bulk, make_component, make_context, make_context_session
 from tests.operator.conftest import live_url, run_url
 from tests.operator.runs import REASON, TEST_OUTPUT
 
@@ -141,16 +140,7 @@ def test_the_run_costs_seven_queries_whatever_its_size(
     scope, project, size, aggregated, django_assert_num_queries
 ):
     context = make_context(project, [])
-    Component.objects.bulk_create(
-        Component(
-            project=project,
-            name=f"C{index:03d}",
-            module_name=f"app.c{index:03d}",
-            type="module",
-            parent_component=context,
-        )
-        for index in range(size)
-    )
+    add_children_in_bulk(context, size)
     session = make_context_session(scope, context)
     services.spawn_child_sessions(scope=scope, session_id=session.pk)
 
