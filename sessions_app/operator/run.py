@@ -274,6 +274,11 @@ class Run:
     distributions: list[StepDistribution] = field(default_factory=list)
 
     @property
+    def child_ids(self) -> list[Any]:
+        """The page's children's ids, in the order shown."""
+        return [row.session.pk for row in self.children]
+
+    @property
     def aggregated(self) -> bool:
         return self.summary.total > TIMELINE_ROW_LIMIT
 
@@ -466,6 +471,7 @@ def run_etag(
     page: object = 1,
     now: datetime | None = None,
     summary: selectors.ChildrenSummary | None = None,
+    ids: list[Any] | None = None,
 ) -> str:
     """A tag of everything the run page shows, from a fixed number of small queries and no
     rendering: the summary (every child counted, stalled ones included, which changes with
@@ -476,8 +482,9 @@ def run_etag(
     digest = hashlib.sha256()
     summary = summary or selectors.children_summary(session, now=now)
     digest.update(repr(summary.as_dict()).encode())
-    shown = RunPage.of(summary.total, page)
-    ids = attention_ids(session=session, now=now, offset=shown.offset, limit=RUN_PAGE_SIZE)
+    if ids is None:  # a page already read (``Run.child_ids``) is not sorted out again
+        shown = RunPage.of(summary.total, page)
+        ids = attention_ids(session=session, now=now, offset=shown.offset, limit=RUN_PAGE_SIZE)
     columns = (
         "id",
         "status",

@@ -178,7 +178,7 @@ def run_page(request: HttpRequest, session_id: str) -> HttpResponse:
     session = _session_or_404(request, session_id)
     page = request.GET.get("page", 1)
     run = run_for(session=session, page=page)
-    etag = run_etag(session=session, page=page, now=run.now, summary=run.summary)
+    etag = run_etag(session=session, page=page, now=run.now, summary=run.summary, ids=run.child_ids)
     context = {
         **admin.site.each_context(request),
         **_live_context(run, etag),
