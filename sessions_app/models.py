@@ -209,6 +209,14 @@ class Session(models.Model):
         related_name="+",
         editable=False,
     )
+    # What the session's own steps cost, added to as each result is stored (under the
+    # session's row lock), so that a run's cost is a sum over its children's rows rather than
+    # over every step they took. ``sessions_app.services.recount_own_usage`` makes them again
+    # from the steps.
+    own_cost_usd = models.DecimalField(max_digits=20, decimal_places=6, default=0, editable=False)
+    own_input_tokens = models.BigIntegerField(default=0, editable=False)
+    own_output_tokens = models.BigIntegerField(default=0, editable=False)
+    own_agent_steps = models.BigIntegerField(default=0, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -217,6 +225,13 @@ class Session(models.Model):
         constraints = [
             models.UniqueConstraint(
                 fields=["parent_session", "component"], name="one_child_session_per_component"
+            ),
+            models.CheckConstraint(
+                condition=Q(own_cost_usd__gte=0)
+                & Q(own_input_tokens__gte=0)
+                & Q(own_output_tokens__gte=0)
+                & Q(own_agent_steps__gte=0),
+                name="session_own_usage_not_negative",
             ),
             models.CheckConstraint(
                 condition=~Q(parent_session=F("id")), name="session_not_its_own_parent"

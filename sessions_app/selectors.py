@@ -14,6 +14,7 @@ from django.db.models import (
     CharField,
     Count,
     DecimalField,
+    ExpressionWrapper,
     F,
     Func,
     Max,
@@ -383,7 +384,7 @@ def children_summaries(
     session_ids: list[Any], *, now: datetime | None = None
 ) -> dict[Any, ChildrenSummary]:
     """The children's summary of each of ``session_ids`` (an empty one for a session without
-    children): two grouped queries over those sessions' children alone, whatever else is
+    children): one grouped query over those sessions' children alone, whatever else is
     listed beside them. A count joined into the listing's own query multiplied its rows by
     the children and made every subquery beside it run once per child."""
     now = now or timezone.now()
@@ -404,17 +405,10 @@ def children_summaries(
                 "latest_verification__lines_covered",
                 filter=Q(latest_verification__lines_total__isnull=False),
             ),
+            cost=Sum("own_cost_usd"),
             **{status: Count("id", filter=Q(status=status)) for status in SessionStatus.values},
         )
         .order_by()
-    )
-    field, output = _USAGE_SUMS["cost"]
-    costs = dict(
-        Interaction.objects.filter(session__parent_session_id__in=session_ids)
-        .values("session__parent_session_id")
-        .annotate(cost=Sum(field, output_field=output))
-        .order_by()
-        .values_list("session__parent_session_id", "cost")
     )
     summaries = {
         pk: ChildrenSummary(total=0, **{status: 0 for status in SessionStatus.values})
@@ -425,38 +419,33 @@ def children_summaries(
         summaries[parent] = ChildrenSummary(
             lines_total=row.pop("lines_total") or 0,
             lines_covered=row.pop("lines_covered") or 0,
-            cost_usd=Decimal(costs.get(parent) or 0),
+            cost_usd=Decimal(row.pop("cost") or 0),
             **row,
         )
     return summaries
 
 
-def own_step_times_and_cost(session_ids: list[Any]) -> dict[Any, tuple[Any, Any, Decimal]]:
-    """For each of ``session_ids`` with a step: its first step's hand-out time, its last
-    result's time and what its own steps cost. One grouped query."""
-    field, output = _USAGE_SUMS["cost"]
+def own_step_times(session_ids: list[Any]) -> dict[Any, tuple[Any, Any]]:
+    """For each of ``session_ids`` with a step: its first step's hand-out time and its last
+    result's time. One grouped query."""
     rows = (
         Interaction.objects.filter(session_id__in=session_ids)
         .values("session_id")
-        .annotate(
-            first=Min("created_at"),
-            last=Max("completed_at"),
-            cost=Sum(field, output_field=output),
-        )
+        .annotate(first=Min("created_at"), last=Max("completed_at"))
         .order_by()
-        .values_list("session_id", "first", "last", "cost")
+        .values_list("session_id", "first", "last")
     )
-    return {pk: (first, last, Decimal(cost or 0)) for pk, first, last, cost in rows}
+    return {pk: (first, last) for pk, first, last in rows}
 
 
 def children_summary(session: Session, *, now: datetime | None = None) -> ChildrenSummary:
-    """Every child of ``session`` counted, in two queries whatever their number."""
+    """Every child of ``session`` counted, in one query whatever their number."""
     return children_summaries([session.pk], now=now)[session.pk]
 
 
 def with_children_progress(sessions: list[Session], *, now: datetime | None = None) -> None:
     """Give each of ``sessions`` (a page: already sliced and read) its children's summary,
-    for ``children_progress`` to read: two queries for the whole page."""
+    for ``children_progress`` to read: one query for the whole page."""
     summaries = children_summaries([session.pk for session in sessions], now=now)
     for session in sessions:
         session.children_summary = summaries[session.pk]
@@ -492,62 +481,48 @@ class UsageTotals:
         }
 
 
-_USAGE_SUMS = {
-    "cost": ("cost_usd", DecimalField(max_digits=20, decimal_places=6)),
-    "input": ("input_tokens", BigIntegerField()),
-    "output": ("output_tokens", BigIntegerField()),
+# Each usage sum's name in the annotations, the session's column that holds it and its type.
+_USAGE_COLUMNS = {
+    "cost": ("own_cost_usd", DecimalField(max_digits=20, decimal_places=6)),
+    "input": ("own_input_tokens", BigIntegerField()),
+    "output": ("own_output_tokens", BigIntegerField()),
+    "agent_steps": ("own_agent_steps", BigIntegerField()),
 }
-_AGENT_STEP = Q(step_name__in=usage.AGENT_STEPS, completed_at__isnull=False)
-_SUM_NAMES = (*_USAGE_SUMS, "agent_steps")
+_SUM_NAMES = tuple(_USAGE_COLUMNS)
 
 
-def _scalar(interactions: QuerySet[Interaction], function: str, field: str, output: Any) -> Any:
-    """One aggregate of ``interactions`` as a scalar subquery (no GROUP BY), 0 when none."""
-    total = interactions.order_by().annotate(
-        total=Func(F(field), function=function, output_field=output)
+def _children_sum(column: str, output: Any) -> Any:
+    """The sum of ``column`` over a session's children, as a scalar subquery over their rows
+    (an index on the parent answers it), 0 without children."""
+    total = (
+        Session.objects.filter(parent_session_id=OuterRef("pk"))
+        .order_by()
+        .annotate(total=Func(F(column), function="SUM", output_field=output))
     )
     return Coalesce(
         Subquery(total.values("total")[:1], output_field=output), 0, output_field=output
     )
 
 
-def _usage_annotations(prefix: str, interactions: QuerySet[Interaction]) -> dict[str, Any]:
-    found = {
-        f"{prefix}_{name}": _scalar(interactions, "SUM", field, output)
-        for name, (field, output) in _USAGE_SUMS.items()
-    }
-    found[f"{prefix}_agent_steps"] = _scalar(
-        interactions.filter(_AGENT_STEP), "COUNT", "id", BigIntegerField()
-    )
-    return found
-
-
-def _own_interactions() -> QuerySet[Interaction]:
-    return Interaction.objects.filter(session_id=OuterRef("pk"))
-
-
-def _children_interactions() -> QuerySet[Interaction]:
-    return Interaction.objects.filter(session__parent_session_id=OuterRef("pk"))
-
-
 def with_usage(queryset: QuerySet[Session], *, run: bool = True) -> QuerySet[Session]:
-    """Annotate each session with its own usage and (``run``) its run's: it and its children,
-    summed for a context session only. Each sum is a scalar subquery an index answers (a
-    session's interactions; a context's children, then theirs): one subquery over "this
-    session or its children" made PostgreSQL scan every interaction for each row."""
-    own = _usage_annotations("usage", _own_interactions())
+    """Annotate each session with its own usage (the totals its row keeps as its results are
+    stored) and (``run``) its run's: it and its children, summed for a context session only,
+    over the children's rows (never over every step they took)."""
+    own = {f"usage_{name}": F(column) for name, (column, _) in _USAGE_COLUMNS.items()}
     if not run:
         return queryset.annotate(**own)
-    children = _usage_annotations("children_usage", _children_interactions())
     is_context = Q(type=CONTEXT_TESTING_SESSIONS)
     totals = {
-        name.replace("usage_", "run_usage_", 1): F(name)
-        + Case(
-            When(is_context, then=children[name.replace("usage_", "children_usage_", 1)]),
-            default=Value(0),
-            output_field=own[name].output_field,
+        f"run_usage_{name}": ExpressionWrapper(
+            F(column)
+            + Case(
+                When(is_context, then=_children_sum(column, output)),
+                default=Value(0),
+                output_field=output,
+            ),
+            output_field=output,
         )
-        for name in own
+        for name, (column, output) in _USAGE_COLUMNS.items()
     }
     return queryset.annotate(**own).annotate(**totals)
 
@@ -606,15 +581,13 @@ def budget_problem(run: Session | None) -> str | None:
 
 def with_run_cost(queryset: QuerySet[Session]) -> QuerySet[Session]:
     """Annotate each session with what its run cost (``run_cost``): it and its children."""
-    field, output = _USAGE_SUMS["cost"]
+    column, output = _USAGE_COLUMNS["cost"]
     return queryset.annotate(
-        run_cost=_scalar(_own_interactions(), "SUM", field, output)
-        + _scalar(_children_interactions(), "SUM", field, output)
+        run_cost=ExpressionWrapper(F(column) + _children_sum(column, output), output_field=output)
     )
 
 
 def with_children_cost(queryset: QuerySet[Session]) -> QuerySet[Session]:
     """Annotate each session with what its children cost (``children_cost``)."""
-    children = Interaction.objects.filter(session__parent_session_id=OuterRef("pk"))
-    field, output = _USAGE_SUMS["cost"]
-    return queryset.annotate(children_cost=_scalar(children, "SUM", field, output))
+    column, output = _USAGE_COLUMNS["cost"]
+    return queryset.annotate(children_cost=_children_sum(column, output))

@@ -15,7 +15,7 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import Q, Subquery
+from django.db.models import Count, Q, QuerySet, Subquery, Sum
 from django.utils import timezone
 
 from components_app.models import Component
@@ -481,10 +481,64 @@ def submit_result(
                 changed["state"] = {**changed.get("state", session.state), "error": reason}
         for name, value in changed.items():
             setattr(session, name, value)
-        fields = [*changed, *_drop_lease_if_finished(session)]
+        fields = [
+            *changed,
+            *_add_own_usage(
+                session, reported, agent_step=interaction.step_name in usage.AGENT_STEPS
+            ),
+            *_drop_lease_if_finished(session),
+        ]
         if fields:
             session.save(update_fields=[*fields, "updated_at"])
     return interaction, session
+
+
+OWN_USAGE_FIELDS = ("own_cost_usd", "own_input_tokens", "own_output_tokens", "own_agent_steps")
+
+
+def _add_own_usage(
+    session: Session, reported: usage.Usage | None, *, agent_step: bool
+) -> list[str]:
+    """Add a finished step's usage to its session's totals (the caller holds the session's
+    row lock, so the values read are current); the fields changed."""
+    added = {
+        "own_cost_usd": reported.cost_usd if reported else None,
+        "own_input_tokens": reported.input_tokens if reported else None,
+        "own_output_tokens": reported.output_tokens if reported else None,
+        "own_agent_steps": 1 if agent_step else None,
+    }
+    changed = []
+    for name, value in added.items():
+        if value:
+            setattr(session, name, getattr(session, name) + value)
+            changed.append(name)
+    return changed
+
+
+def recount_own_usage(sessions: QuerySet[Session]) -> int:
+    """Make ``sessions``' own usage totals again from their steps (for data written around
+    the service, as a benchmark's bulk inserts are); how many sessions were written."""
+    rows = {
+        row.pop("session_id"): row
+        for row in Interaction.objects.filter(session__in=sessions)
+        .values("session_id")
+        .annotate(
+            own_cost_usd=Sum("cost_usd"),
+            own_input_tokens=Sum("input_tokens"),
+            own_output_tokens=Sum("output_tokens"),
+            own_agent_steps=Count(
+                "id", filter=Q(step_name__in=usage.AGENT_STEPS, completed_at__isnull=False)
+            ),
+        )
+        .order_by()
+    }
+    changed = []
+    for session in sessions.only("pk"):
+        for name in OWN_USAGE_FIELDS:
+            setattr(session, name, rows.get(session.pk, {}).get(name) or 0)
+        changed.append(session)
+    Session.objects.bulk_update(changed, OWN_USAGE_FIELDS, batch_size=2000)
+    return len(changed)
 
 
 def _step_failed_too_often(
@@ -628,8 +682,23 @@ def _reopen(sessions: list[Session]) -> None:
         session.attempt += 1
         session.runner = session.leased_until = None
         session.updated_at = now
+    # A pending agent step closed as superseded still counts as an agent step taken.
+    closed_agent_steps = dict(
+        Interaction.objects.filter(
+            session__in=[s.pk for s in sessions],
+            completed_at__isnull=True,
+            step_name__in=usage.AGENT_STEPS,
+        )
+        .values("session_id")
+        .annotate(count=Count("id"))
+        .order_by()
+        .values_list("session_id", "count")
+    )
+    for session in sessions:
+        session.own_agent_steps += closed_agent_steps.get(session.pk, 0)
     Session.objects.bulk_update(
-        sessions, ["state", "status", "attempt", "runner", "leased_until", "updated_at"]
+        sessions,
+        ["state", "status", "attempt", "runner", "leased_until", "updated_at", "own_agent_steps"],
     )
     superseded = Result(status="error", error_message=SUPERSEDED_BY_RETRY, timestamp=now)
     Interaction.objects.filter(

@@ -3,7 +3,6 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Callable
-from decimal import Decimal
 from typing import Any, TypeVar
 
 from django import forms
@@ -119,11 +118,10 @@ class SessionChangeList(ChangeList):
         super().get_results(request)
         rows = list(self.result_list)
         selectors.with_children_progress(rows)
-        own = selectors.own_step_times_and_cost([row.pk for row in rows])
+        times = selectors.own_step_times([row.pk for row in rows])
         for row in rows:
-            first, last, cost = own.get(row.pk, (None, None, Decimal(0)))
-            row.first_step_at, row.last_result_at = first, last
-            row.run_cost = cost + row.children_summary.cost_usd
+            row.first_step_at, row.last_result_at = times.get(row.pk, (None, None))
+            row.run_cost = row.own_cost_usd + row.children_summary.cost_usd
         self.result_list = rows
 
 

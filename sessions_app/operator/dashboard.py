@@ -168,7 +168,7 @@ def _time_taken(boards: dict[object, ProjectDashboard], projects: list[Project],
 
 def dashboards_for(user, *, now: datetime | None = None) -> list[ProjectDashboard]:
     """The dashboard of every project ``user`` can see: seven queries, one per project (its
-    latest runs), and two for the latest runs' children's counts and cost; none grows with
+    latest runs), and one for the latest runs' children's counts and cost; none grows with
     the number of sessions."""
     now = now or timezone.now()
     projects = visible_projects(user)

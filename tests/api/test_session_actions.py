@@ -172,9 +172,9 @@ def test_no_children_yet(api, context_session):
     }
 
 
-# The token and its user, the session, the count, the page's ids, the summary's counts, the
-# children's cost, the page's rows (with reasons and usage), their own children's ids.
-CHILDREN_PAGE_QUERIES = 8
+# The token and its user, the session, the count, the page's ids, the summary's counts and
+# cost, the page's rows (with reasons and usage), their own children's ids.
+CHILDREN_PAGE_QUERIES = 7
 
 
 # Past a page of 100: a page costs the same whatever the number of children.

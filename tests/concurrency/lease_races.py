@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from core.errors import Conflict
 from core.scope import Scope
-from sessions_app import services
+from sessions_app import selectors, services
 from sessions_app.models import Interaction, Session, SessionStatus
 from sessions_app.workflows.steps.spawn_component_testing_sessions import CANNOT_SPAWN
 from sessions_app.workflows.types import Result
@@ -409,6 +409,7 @@ def retry_cancel_race() -> None:
         assert child.status == expected, child
         if retried:
             assert child.state["previous_errors"] == (["tests failed"] if was_failed else [])
+    assert_totals_match_the_steps(spawned_children(session))
 
 
 # --- A run's budget ------------------------------------------------------------------------
@@ -417,6 +418,16 @@ BUDGET_CHILDREN = 12
 BUDGET_RUNNERS = 6
 BUDGET = Decimal("1.00")
 STEP_COST = Decimal("0.15")
+
+
+def assert_totals_match_the_steps(sessions: list[Session]) -> None:
+    """Each session's own usage totals, as results kept them, are what its steps sum to."""
+    kept = {s.pk: tuple(getattr(s, name) for name in services.OWN_USAGE_FIELDS) for s in sessions}
+    services.recount_own_usage(Session.objects.filter(pk__in=kept))
+    for recounted in Session.objects.filter(pk__in=kept):
+        assert kept[recounted.pk] == tuple(
+            getattr(recounted, name) for name in services.OWN_USAGE_FIELDS
+        ), recounted
 
 
 def budget_race() -> None:
@@ -483,6 +494,10 @@ def budget_race() -> None:
         assert before < BUDGET, (name, created, before)
     left = Session.objects.filter(parent_session=session, status=SessionStatus.ACTIVE)
     assert left.exists() and not left.filter(runner__isnull=False).exists()
+    # The totals each result added under its row lock are what the steps sum to: none lost
+    # or added twice however the runners' results interleaved.
+    assert selectors.run_cost(session) == spent
+    assert_totals_match_the_steps(spawned_children(session))
     # Nothing more is handed out, by claim or by next-command.
     assert services.claim_child(scope=scope, session_id=session.pk, runner="late") is None
 

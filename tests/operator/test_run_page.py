@@ -11,7 +11,13 @@ from sessions_app.models import Interaction, Session, SessionStatus
 from sessions_app.operator.run import run_for
 from sessions_app.workflows.types import Result
 from tests.conftest import SPAWN_ORDER
-from tests.factories import add_children_in_bulk, make_component, make_context, make_context_session
+from tests.factories import (
+    add_children_in_bulk,
+    add_finished_step,
+    make_component,
+    make_context,
+    make_context_session,
+)
 from tests.operator.conftest import live_url, run_url
 from tests.operator.runs import REASON, TEST_OUTPUT
 
@@ -131,12 +137,12 @@ def test_a_run_without_children_or_steps(staff_client, scope, project):
 # The summary's counts and cost, the page's ids, the page's rows, steps (every child's, or
 # the page's above the timeline's limit), the components without a child; then every child's
 # name for the timeline's rows, or each step's distribution above the limit.
-RUN_QUERIES = 7
+RUN_QUERIES = 6
 
 
 # 30 children: one page, a row each in the timeline; 130: three pages and a distribution.
 @pytest.mark.parametrize(("size", "aggregated"), [(30, False), (130, True)])
-def test_the_run_costs_seven_queries_whatever_its_size(
+def test_the_run_costs_six_queries_whatever_its_size(
     scope, project, size, aggregated, django_assert_num_queries
 ):
     context = make_context(project, [])
@@ -296,14 +302,7 @@ def test_each_child_shows_its_cost_and_the_run_its_total_beside_its_budget(staff
         :2
     ]
     for child, cost in ((first, "1.234"), (second, "0.004")):
-        Interaction.objects.create(
-            session=child,
-            step_name="GenerateTestsAndFixtures",
-            command={"command": "x"},
-            result={"status": "ok"},
-            completed_at=timezone.now(),
-            cost_usd=Decimal(cost),
-        )
+        add_finished_step(child, "GenerateTestsAndFixtures", cost=cost)
     Session.objects.filter(pk=known_run.parent.pk).update(max_cost_usd=Decimal("5"))
 
     html = staff_client.get(run_url(known_run.parent)).content.decode()

@@ -17,7 +17,13 @@ from sessions_app.models import Interaction, Session, SessionStatus, Verificatio
 from sessions_app.workflows import conventions
 from sessions_app.workflows.types import Result
 from tests.api.conftest import client_for
-from tests.factories import make_component, make_context, make_context_session, make_user
+from tests.factories import (
+    add_finished_step,
+    make_component,
+    make_context,
+    make_context_session,
+    make_user,
+)
 
 HOSTILE = "Evil | <script>alert(1)</script>\n| x | y |"
 
@@ -25,14 +31,7 @@ HOSTILE = "Evil | <script>alert(1)</script>\n| x | y |"
 def add_step(child, name, *, cost=None, minutes=0, result="ok"):
     now = timezone.now() + timedelta(minutes=minutes)
     Interaction.objects.filter(
-        pk=Interaction.objects.create(
-            session=child,
-            step_name=name,
-            command={"command": "x"},
-            result={"status": result},
-            completed_at=now,
-            cost_usd=None if cost is None else Decimal(cost),
-        ).pk
+        pk=add_finished_step(child, name, cost=cost, result={"status": result}, completed_at=now).pk
     ).update(created_at=now - timedelta(seconds=30))
 
 
