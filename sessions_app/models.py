@@ -10,6 +10,7 @@ from django.db.models import F, Q
 from components_app.models import Component, Project
 from core import safety
 from core.json_values import unstorable_reason
+from sessions_app.expressions import Seconds
 from sessions_app.workflows.session_types import CONTEXT_TESTING_SESSIONS, is_registered
 
 RUNNER_MAX_LENGTH = 200
@@ -349,6 +350,14 @@ class Interaction(models.Model):
     cache_creation_tokens = models.BigIntegerField(null=True, blank=True)
     turns = models.PositiveIntegerField(null=True, blank=True)
     model = models.CharField(max_length=200, blank=True, default="")
+    # How long the step took, from its hand-out to its result, in seconds (null while it
+    # runs): computed by the database as the row is written, so that a run's distribution of
+    # step times compares a column rather than computing every step's duration again.
+    seconds = models.GeneratedField(
+        expression=Seconds("completed_at", "created_at"),
+        output_field=models.FloatField(),
+        db_persist=True,
+    )
 
     class Meta:
         ordering = ["-created_at"]

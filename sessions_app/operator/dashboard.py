@@ -19,8 +19,8 @@ from django.utils import timezone
 
 from components_app.models import Project
 from sessions_app import selectors
+from sessions_app.expressions import Seconds
 from sessions_app.models import Interaction, Session, SessionStatus, stalled_at
-from sessions_app.operator.run import Seconds
 from sessions_app.workflows.session_types import COMPONENT_TEST_SESSIONS
 
 DAY = timedelta(days=1)

@@ -13,8 +13,6 @@ from django.db.models import (
     Avg,
     Case,
     Count,
-    FloatField,
-    Func,
     IntegerField,
     Max,
     Min,
@@ -123,26 +121,6 @@ STEP_ORDER = (
 )
 
 
-class Seconds(Func):
-    """``end - start`` in seconds, computed by the database itself (no Python function per
-    row, as Django's own temporal subtraction is on SQLite)."""
-
-    output_field = FloatField()
-
-    def as_sql(self, compiler, connection, **extra):  # PostgreSQL and the rest
-        end, start = (compiler.compile(e) for e in self.get_source_expressions())
-        return f"EXTRACT(EPOCH FROM ({end[0]} - {start[0]}))", [*end[1], *start[1]]
-
-    def as_sqlite(self, compiler, connection, **extra):
-        end, start = (compiler.compile(e) for e in self.get_source_expressions())
-        # julianday() is a double counting days: about 20 microseconds of noise on a date of
-        # today, so the seconds are rounded to the millisecond.
-        return f"ROUND((julianday({end[0]}) - julianday({start[0]})) * 86400.0, 3)", [
-            *end[1],
-            *start[1],
-        ]
-
-
 @dataclass(frozen=True)
 class StepDistribution:
     """One step over every child of a run: how many ran, how long they took."""
@@ -162,7 +140,6 @@ class StepDistribution:
 def step_distributions(*, session: Session) -> list[StepDistribution]:
     """Each step of ``session``'s children, aggregated: one grouped query, whatever the
     number of children or steps."""
-    seconds = Seconds("completed_at", "created_at")
     done = Q(completed_at__isnull=False)
     bounds = (0, *DURATION_BUCKETS, None)
     buckets = {}
@@ -173,7 +150,6 @@ def step_distributions(*, session: Session) -> list[StepDistribution]:
         buckets[f"bucket_{index}"] = Count("id", filter=condition)
     rows = (
         Interaction.objects.filter(session__parent_session_id=session.pk)
-        .annotate(seconds=seconds)
         .values("step_name")
         .annotate(
             finished=Count("id", filter=done),
@@ -225,6 +201,14 @@ def attention_ids(*, session: Session, now: datetime, offset: int, limit: int) -
         .order_by("rank", *selectors.SPAWN_ORDER)
         .values_list("pk", flat=True)[offset : offset + limit]
     )
+
+
+def page_ids(
+    *, session: Session, summary: selectors.ChildrenSummary, page: object, now: datetime
+) -> list[Any]:
+    """The ids of the children run page ``page`` shows, in the order shown."""
+    shown = RunPage.of(summary.total, page)
+    return attention_ids(session=session, now=now, offset=shown.offset, limit=RUN_PAGE_SIZE)
 
 
 @dataclass(frozen=True)
@@ -400,15 +384,19 @@ def run_for(
     page: object = 1,
     now: datetime | None = None,
     summary: selectors.ChildrenSummary | None = None,
+    ids: list[Any] | None = None,
+    distributions: list[StepDistribution] | None = None,
 ) -> Run:
     """The run page of ``session``: a fixed number of queries whatever the number of
     children or steps (the summary, a page of children, their steps or every child's up to
     ``TIMELINE_ROW_LIMIT``, the steps' distribution above it, the components without a
-    child)."""
+    child). The page's ``ids`` and the ``distributions`` a tag was just made from are not read
+    again."""
     now = now or timezone.now()
     summary = summary or selectors.children_summary(session, now=now)
     shown = RunPage.of(summary.total, page)
-    ids = attention_ids(session=session, now=now, offset=shown.offset, limit=RUN_PAGE_SIZE)
+    if ids is None:
+        ids = page_ids(session=session, summary=summary, page=page, now=now)
     children = selectors.children_in_order(session=session, ids=ids, with_cost=True)
     aggregated = summary.total > TIMELINE_ROW_LIMIT
     steps = child_steps(session=session, child_ids=ids if aggregated else None)
@@ -461,7 +449,13 @@ def run_for(
         check_message=check or "",
         steps=own,
         timeline_children=timeline_children,
-        distributions=step_distributions(session=session) if aggregated else [],
+        distributions=(
+            []
+            if not aggregated
+            else distributions
+            if distributions is not None
+            else step_distributions(session=session)
+        ),
     )
 
 
@@ -472,19 +466,22 @@ def run_etag(
     now: datetime | None = None,
     summary: selectors.ChildrenSummary | None = None,
     ids: list[Any] | None = None,
+    distributions: list[StepDistribution] | None = None,
 ) -> str:
     """A tag of everything the run page shows, from a fixed number of small queries and no
     rendering: the summary (every child counted, stalled ones included, which changes with
     no write at all), the page's children hashed whole (a write through ``update()`` does not
     bump ``updated_at``) in the order shown, the context's row, and the steps by count and
-    latest times (a step only ever gains a result)."""
+    latest times (a step only ever gains a result). Above ``TIMELINE_ROW_LIMIT`` children the
+    children's steps are the ``distributions`` the page draws (each step's counts change
+    whenever one is handed out or finishes), read here unless given, and the context's own
+    steps are counted apart: the page's own reads, not a second scan of every step."""
     now = now or timezone.now()
     digest = hashlib.sha256()
     summary = summary or selectors.children_summary(session, now=now)
     digest.update(repr(summary.as_dict()).encode())
     if ids is None:  # a page already read (``Run.child_ids``) is not sorted out again
-        shown = RunPage.of(summary.total, page)
-        ids = attention_ids(session=session, now=now, offset=shown.offset, limit=RUN_PAGE_SIZE)
+        ids = page_ids(session=session, summary=summary, page=page, now=now)
     columns = (
         "id",
         "status",
@@ -510,8 +507,15 @@ def run_etag(
             and (row[4] is not None and row[4] <= now)
         )
         digest.update(repr((row, stalled)).encode())
-    steps = Interaction.objects.filter(
-        Q(session_id=session.pk) | Q(session__parent_session_id=session.pk)
-    ).aggregate(count=Count("id"), created=Max("created_at"), completed=Max("completed_at"))
+    counted = Count("id"), Max("created_at"), Max("completed_at")
+    if summary.total > TIMELINE_ROW_LIMIT:
+        if distributions is None:
+            distributions = step_distributions(session=session)
+        digest.update(repr(distributions).encode())
+        steps = Interaction.objects.filter(session_id=session.pk).aggregate(*counted)
+    else:
+        steps = Interaction.objects.filter(
+            Q(session_id=session.pk) | Q(session__parent_session_id=session.pk)
+        ).aggregate(*counted)
     digest.update(repr(sorted(steps.items())).encode())
     return f'"{digest.hexdigest()[:32]}"'

@@ -33,8 +33,10 @@ from sessions_app.operator.run import (
     RUN_PAGE_SIZE,
     TIMELINE_ROW_LIMIT,
     Run,
+    page_ids,
     run_etag,
     run_for,
+    step_distributions,
     visible_sessions,
 )
 
@@ -178,7 +180,14 @@ def run_page(request: HttpRequest, session_id: str) -> HttpResponse:
     session = _session_or_404(request, session_id)
     page = request.GET.get("page", 1)
     run = run_for(session=session, page=page)
-    etag = run_etag(session=session, page=page, now=run.now, summary=run.summary, ids=run.child_ids)
+    etag = run_etag(
+        session=session,
+        page=page,
+        now=run.now,
+        summary=run.summary,
+        ids=run.child_ids,
+        distributions=run.distributions if run.aggregated else None,
+    )
     context = {
         **admin.site.each_context(request),
         **_live_context(run, etag),
@@ -279,14 +288,17 @@ def run_live(request: HttpRequest, session_id: str) -> HttpResponse:
     page = request.GET.get("page", 1)
     now = timezone.now()
     summary = selectors.children_summary(session, now=now)
-    etag = run_etag(session=session, page=page, now=now, summary=summary)
+    # What the tag is made of is what the fragment shows: read once for both.
+    ids = page_ids(session=session, summary=summary, page=page, now=now)
+    distributions = (
+        step_distributions(session=session) if summary.total > TIMELINE_ROW_LIMIT else None
+    )
+    known = {"page": page, "now": now, "summary": summary, "ids": ids}
+    etag = run_etag(session=session, distributions=distributions, **known)
     response = get_conditional_response(request, etag=etag)
     if response is None:
-        response = TemplateResponse(
-            request,
-            "operator/run_live.html",
-            _live_context(run_for(session=session, page=page, now=now, summary=summary), etag),
-        )
+        run = run_for(session=session, distributions=distributions, **known)
+        response = TemplateResponse(request, "operator/run_live.html", _live_context(run, etag))
     response["ETag"] = etag
     # Always revalidate: the tag, not an expiry, says whether the copy is current.
     patch_cache_control(response, private=True, no_cache=True)

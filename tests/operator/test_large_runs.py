@@ -48,20 +48,20 @@ def wide_run(scope, size: int, prefix: str = "c"):
             continue
         for name, seconds in (("Initialize", 5), ("RunTests", 90 if index % 2 else 400)):
             steps.append(
-                Interaction(
-                    session=child,
-                    step_name=name,
-                    command={"module": name},
-                    result={"status": "ok"},
-                    completed_at=now,
+                (
+                    Interaction(
+                        session=child,
+                        step_name=name,
+                        command={"module": name},
+                        result={"status": "ok"},
+                        completed_at=now,
+                    ),
+                    seconds,
                 )
             )
-            steps[-1].seconds = seconds
-    Interaction.objects.bulk_create(steps)
-    for step in steps:
-        Interaction.objects.filter(pk=step.pk).update(
-            created_at=now - timedelta(seconds=step.seconds)
-        )
+    Interaction.objects.bulk_create(step for step, _ in steps)
+    for step, seconds in steps:
+        Interaction.objects.filter(pk=step.pk).update(created_at=now - timedelta(seconds=seconds))
     return session, children, failed, stalled, running
 
 
@@ -171,6 +171,34 @@ def test_the_tag_changes_when_a_child_off_the_page_changes(large):
 
     assert run_etag(session=session) != before
     assert run_etag(session=session) == run_etag(session=session)
+
+
+def test_the_tag_of_a_large_run_changes_with_a_step_of_a_child_off_the_page(staff_client, large):
+    """Above the timeline's limit the children's steps reach the tag through the
+    distributions the page draws: a step handed out, then finished, off page 1."""
+    session, children, *_ = large
+    tags = [staff_client.get(live_url(session))["ETag"]]
+    last_complete = [c for c in children if c.status == SessionStatus.COMPLETE][-1]
+    step = Interaction.objects.create(
+        session=last_complete, step_name="Finalize", command={"module": "Finalize"}
+    )
+    tags.append(staff_client.get(live_url(session))["ETag"])
+    Interaction.objects.filter(pk=step.pk).update(
+        result={"status": "ok"}, completed_at=timezone.now()
+    )
+    tags.append(staff_client.get(live_url(session))["ETag"])
+    # The context's own step is counted apart from the distributions.
+    Interaction.objects.create(
+        session=session,
+        step_name="Finalize",
+        command={"module": "Finalize"},
+        result={"status": "ok"},
+        completed_at=timezone.now(),
+    )
+    tags.append(staff_client.get(live_url(session))["ETag"])
+
+    assert len(set(tags)) == 4
+    assert staff_client.get(live_url(session), HTTP_IF_NONE_MATCH=tags[-1]).status_code == 304
 
 
 def test_a_sessions_page_lists_its_first_100_children_and_counts_them_all(staff_client, scope):
