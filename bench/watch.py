@@ -217,9 +217,10 @@ class Run:
             if interaction.completed_at is not None:
                 interaction.created_at = interaction.completed_at - timedelta(seconds=50)
         Interaction.objects.bulk_update(interactions, ["created_at"], batch_size=2000)
-        # Bulk inserts go around submit_result: the sessions' usage totals are made from the
-        # steps, as results would have kept them.
-        services.recount_own_usage(Session.objects.filter(pk__in=[c.pk for c in children]))
+        # Bulk inserts go around submit_result: the sessions' usage totals and step times and
+        # the project's cost per day are made from the steps, as results would have kept them.
+        services.recount_from_steps(Session.objects.filter(pk__in=[c.pk for c in children]))
+        services.recount_daily_costs([self.session.project_id])
         by_session = {}
         for interaction in interactions:
             if interaction.step_name == "VerifyTests" and interaction.completed_at:

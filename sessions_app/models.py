@@ -212,12 +212,20 @@ class Session(models.Model):
     )
     # What the session's own steps cost, added to as each result is stored (under the
     # session's row lock), so that a run's cost is a sum over its children's rows rather than
-    # over every step they took. ``sessions_app.services.recount_own_usage`` makes them again
-    # from the steps.
+    # over every step they took; and when its first step was handed out and its last result
+    # came, for its duration (``seconds``, computed by the database). Kept as the steps
+    # change; ``sessions_app.services.recount_from_steps`` makes them again from the steps.
     own_cost_usd = models.DecimalField(max_digits=20, decimal_places=6, default=0, editable=False)
     own_input_tokens = models.BigIntegerField(default=0, editable=False)
     own_output_tokens = models.BigIntegerField(default=0, editable=False)
     own_agent_steps = models.BigIntegerField(default=0, editable=False)
+    first_step_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_result_at = models.DateTimeField(null=True, blank=True, editable=False)
+    seconds = models.GeneratedField(
+        expression=Seconds("last_result_at", "first_step_at"),
+        output_field=models.FloatField(),
+        db_persist=True,
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -326,6 +334,26 @@ class Session(models.Model):
                 errors["parent_session"] = "The parent session must belong to the same project."
         if errors:
             raise ValidationError(errors)
+
+
+class DailyCost(models.Model):
+    """What a project's steps cost on one day (a date in the server's ``TIME_ZONE``, by when
+    each step's result came), added to as each costed result is stored: the dashboard's week
+    reads seven rows instead of every step. Money spent stays counted when a session is
+    deleted."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="daily_costs")
+    day = models.DateField()
+    cost_usd = models.DecimalField(max_digits=20, decimal_places=6, default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["project", "day"], name="one_daily_cost_per_day"),
+            models.CheckConstraint(condition=Q(cost_usd__gte=0), name="daily_cost_not_negative"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.project} · {self.day} · ${self.cost_usd}"
 
 
 class Interaction(models.Model):

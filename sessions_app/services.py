@@ -15,7 +15,7 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import Count, Q, QuerySet, Subquery, Sum
+from django.db.models import Count, F, Max, Min, Q, QuerySet, Subquery, Sum
 from django.utils import timezone
 
 from components_app.models import Component
@@ -26,6 +26,7 @@ from sessions_app import selectors, usage
 from sessions_app.models import (
     MAX_LEASE_SECONDS,
     RUNNER_MAX_LENGTH,
+    DailyCost,
     ExecutionMode,
     Interaction,
     Session,
@@ -297,6 +298,9 @@ def _next_interaction(
     interaction = Interaction.objects.create(
         session=session, step_name=step.name, attempt=session.attempt, command=command.to_dict()
     )
+    if session.first_step_at is None:  # read under the row lock: its first step indeed
+        session.first_step_at = interaction.created_at
+        Session.objects.filter(pk=session.pk).update(first_step_at=session.first_step_at)
     return interaction, True
 
 
@@ -481,19 +485,38 @@ def submit_result(
                 changed["state"] = {**changed.get("state", session.state), "error": reason}
         for name, value in changed.items():
             setattr(session, name, value)
+        session.last_result_at = interaction.completed_at
+        if reported is not None and reported.cost_usd:
+            _add_daily_cost(session.project_id, interaction.completed_at, reported.cost_usd)
         fields = [
             *changed,
+            "last_result_at",
             *_add_own_usage(
                 session, reported, agent_step=interaction.step_name in usage.AGENT_STEPS
             ),
             *_drop_lease_if_finished(session),
         ]
-        if fields:
-            session.save(update_fields=[*fields, "updated_at"])
+        session.save(update_fields=[*fields, "updated_at"])
     return interaction, session
 
 
 OWN_USAGE_FIELDS = ("own_cost_usd", "own_input_tokens", "own_output_tokens", "own_agent_steps")
+STEP_TOTAL_FIELDS = (*OWN_USAGE_FIELDS, "first_step_at", "last_result_at")
+
+
+def _add_daily_cost(project_id: Any, completed_at: datetime, cost: Decimal) -> None:
+    """Add ``cost`` to the project's cost of the day ``completed_at`` falls on. Two results
+    of one project may come at once: the second to create the day's row waits for the first
+    and adds to it instead."""
+    day = timezone.localdate(completed_at)
+    added = F("cost_usd") + cost
+    if DailyCost.objects.filter(project_id=project_id, day=day).update(cost_usd=added):
+        return
+    try:
+        with transaction.atomic():
+            DailyCost.objects.create(project_id=project_id, day=day, cost_usd=cost)
+    except IntegrityError:
+        DailyCost.objects.filter(project_id=project_id, day=day).update(cost_usd=added)
 
 
 def _add_own_usage(
@@ -515,9 +538,10 @@ def _add_own_usage(
     return changed
 
 
-def recount_own_usage(sessions: QuerySet[Session]) -> int:
-    """Make ``sessions``' own usage totals again from their steps (for data written around
-    the service, as a benchmark's bulk inserts are); how many sessions were written."""
+def recount_from_steps(sessions: QuerySet[Session]) -> int:
+    """Make ``sessions``' own usage totals and step times again from their steps (for data
+    written around the service, as a benchmark's bulk inserts are); how many sessions were
+    written."""
     rows = {
         row.pop("session_id"): row
         for row in Interaction.objects.filter(session__in=sessions)
@@ -529,16 +553,39 @@ def recount_own_usage(sessions: QuerySet[Session]) -> int:
             own_agent_steps=Count(
                 "id", filter=Q(step_name__in=usage.AGENT_STEPS, completed_at__isnull=False)
             ),
+            first_step_at=Min("created_at"),
+            last_result_at=Max("completed_at"),
         )
         .order_by()
     }
     changed = []
     for session in sessions.only("pk"):
+        row = rows.get(session.pk, {})
         for name in OWN_USAGE_FIELDS:
-            setattr(session, name, rows.get(session.pk, {}).get(name) or 0)
+            setattr(session, name, row.get(name) or 0)
+        session.first_step_at = row.get("first_step_at")
+        session.last_result_at = row.get("last_result_at")
         changed.append(session)
-    Session.objects.bulk_update(changed, OWN_USAGE_FIELDS, batch_size=2000)
+    Session.objects.bulk_update(changed, STEP_TOTAL_FIELDS, batch_size=2000)
     return len(changed)
+
+
+def recount_daily_costs(project_ids: list[Any]) -> int:
+    """Make the projects' costs per day again from their steps (for data written around the
+    service); how many days were written."""
+    spent: dict[tuple[Any, Any], Decimal] = {}
+    costed = Interaction.objects.filter(
+        session__project_id__in=project_ids, cost_usd__isnull=False, completed_at__isnull=False
+    ).values_list("session__project_id", "completed_at", "cost_usd")
+    for project_id, completed_at, cost in costed.iterator(chunk_size=2000):
+        key = (project_id, timezone.localdate(completed_at))
+        spent[key] = spent.get(key, Decimal(0)) + cost
+    with transaction.atomic():
+        DailyCost.objects.filter(project_id__in=project_ids).delete()
+        DailyCost.objects.bulk_create(
+            [DailyCost(project_id=p, day=day, cost_usd=cost) for (p, day), cost in spent.items()]
+        )
+    return len(spent)
 
 
 def _step_failed_too_often(
@@ -682,23 +729,25 @@ def _reopen(sessions: list[Session]) -> None:
         session.attempt += 1
         session.runner = session.leased_until = None
         session.updated_at = now
-    # A pending agent step closed as superseded still counts as an agent step taken.
-    closed_agent_steps = dict(
-        Interaction.objects.filter(
-            session__in=[s.pk for s in sessions],
-            completed_at__isnull=True,
-            step_name__in=usage.AGENT_STEPS,
-        )
+    # A pending step closed as superseded is the session's last result so far, and a pending
+    # agent step so closed still counts as an agent step taken.
+    closed = dict(
+        Interaction.objects.filter(session__in=[s.pk for s in sessions], completed_at__isnull=True)
         .values("session_id")
-        .annotate(count=Count("id"))
+        .annotate(agent=Count("id", filter=Q(step_name__in=usage.AGENT_STEPS)))
         .order_by()
-        .values_list("session_id", "count")
+        .values_list("session_id", "agent")
     )
     for session in sessions:
-        session.own_agent_steps += closed_agent_steps.get(session.pk, 0)
+        if session.pk in closed:
+            session.own_agent_steps += closed[session.pk]
+            session.last_result_at = now
     Session.objects.bulk_update(
         sessions,
-        ["state", "status", "attempt", "runner", "leased_until", "updated_at", "own_agent_steps"],
+        [
+            *("state", "status", "attempt", "runner", "leased_until", "updated_at"),
+            *("own_agent_steps", "last_result_at"),
+        ],
     )
     superseded = Result(status="error", error_message=SUPERSEDED_BY_RETRY, timestamp=now)
     Interaction.objects.filter(

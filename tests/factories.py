@@ -86,7 +86,8 @@ def make_child(parent: Session, component: Component, **fields: Any) -> Session:
 
 def add_finished_step(session: Session, step_name: str, *, cost: Any = None, **fields: Any):
     """A finished step written through the ORM, with its cost (a string or a Decimal) added to
-    its session's usage totals as ``submit_result`` adds it."""
+    its session's usage totals and step times, and its project's cost of the day, as
+    ``submit_result`` adds them."""
     from decimal import Decimal
 
     from django.utils import timezone
@@ -103,5 +104,6 @@ def add_finished_step(session: Session, step_name: str, *, cost: Any = None, **f
         cost_usd=None if cost is None else Decimal(cost),
         **fields,
     )
-    services.recount_own_usage(Session.objects.filter(pk=session.pk))
+    services.recount_from_steps(Session.objects.filter(pk=session.pk))
+    services.recount_daily_costs([session.project_id])
     return step

@@ -14,13 +14,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from django.db.models import BooleanField, Case, Count, Max, Min, Q, QuerySet, Sum, Value, When
+from django.db.models import BooleanField, Case, Count, Q, Value, When
 from django.utils import timezone
 
 from components_app.models import Project
 from sessions_app import selectors
-from sessions_app.expressions import Seconds
-from sessions_app.models import Interaction, Session, SessionStatus, stalled_at
+from sessions_app.models import DailyCost, Session, SessionStatus, stalled_at
 from sessions_app.workflows.session_types import COMPONENT_TEST_SESSIONS
 
 DAY = timedelta(days=1)
@@ -128,31 +127,20 @@ def _count_finished_this_week(
             ]
 
 
-def _durations(projects: list[Project], now: datetime) -> QuerySet:
-    """The week's completed component sessions with a step: each one's time from its first
-    step handed out to its last result, in seconds, computed by the database."""
-    return (
-        Interaction.objects.filter(
-            session__project__in=projects,
-            session__type=COMPONENT_TEST_SESSIONS,
-            session__status=SessionStatus.COMPLETE,
-            session__updated_at__gte=now - WEEK,
-        )
-        # Grouped by session; its project and component come along in the grouping
-        # (PostgreSQL has no MAX() of a uuid to pick them with).
-        .values("session_id", "session__project_id", "session__component__name")
-        .annotate(seconds=Seconds(Max("completed_at"), Min("created_at")))
-        .filter(seconds__isnull=False)
-        .order_by()
-    )
-
-
 def _time_taken(boards: dict[object, ProjectDashboard], projects: list[Project], now: datetime):
-    """Each project's median and slowest components of the week: one grouped query whose
-    durations the database computes, read as plain numbers (no timestamps parsed, no
-    subquery per session)."""
-    durations = _durations(projects, now).values_list(
-        "session__project_id", "session__component__name", "seconds"
+    """Each project's median and slowest components of the week's completed component
+    sessions: their durations are a column of their rows (``Session.seconds``, kept as their
+    steps come and go), read as plain numbers, no step read."""
+    durations = (
+        Session.objects.filter(
+            project__in=projects,
+            type=COMPONENT_TEST_SESSIONS,
+            status=SessionStatus.COMPLETE,
+            updated_at__gte=now - WEEK,
+            seconds__isnull=False,
+        )
+        .order_by()
+        .values_list("project_id", "component__name", "seconds")
     )
     by_project: dict[object, list[tuple[float, str]]] = defaultdict(list)
     for project_id, name, seconds in durations:
@@ -221,29 +209,18 @@ def _count_costs(
     boards: dict[object, ProjectDashboard], projects: list[Project], now: datetime
 ) -> None:
     """Each project's cost per day over the last 7 days (by when each step's result came),
-    and their sum: one query, a conditional sum per day (comparisons an index serves, not a
-    date computed for every step)."""
-    today = timezone.localtime(now).replace(hour=0, minute=0, second=0, microsecond=0)
-    starts = [today - timedelta(days=back) for back in range(6, -1, -1)]
-    sums = {
-        f"day_{index}": Sum(
-            "cost_usd", filter=Q(completed_at__gte=start, completed_at__lt=start + DAY)
-        )
-        for index, start in enumerate(starts)
+    and their sum: seven rows a project (``DailyCost``, added to as costed results come),
+    whatever the number of steps."""
+    today = timezone.localdate(now)
+    days = [today - timedelta(days=back) for back in range(6, -1, -1)]
+    spent = {
+        (project_id, day): cost
+        for project_id, day, cost in DailyCost.objects.filter(
+            project__in=projects, day__gte=days[0], day__lte=today
+        ).values_list("project_id", "day", "cost_usd")
     }
-    rows = (
-        Interaction.objects.filter(
-            session__project__in=projects, cost_usd__isnull=False, completed_at__gte=starts[0]
-        )
-        .values("session__project_id")
-        .annotate(**sums)
-        .order_by()
-    )
-    spent = {row["session__project_id"]: row for row in rows}
     for project_id, board in boards.items():
-        row = spent.get(project_id, {})
         board.daily_cost = [
-            (start.strftime("%a"), Decimal(row.get(f"day_{index}") or 0))
-            for index, start in enumerate(starts)
+            (day.strftime("%a"), Decimal(spent.get((project_id, day)) or 0)) for day in days
         ]
         board.cost_week = sum((cost for _, cost in board.daily_cost), Decimal(0))

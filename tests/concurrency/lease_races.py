@@ -21,7 +21,7 @@ from django.utils import timezone
 from core.errors import Conflict
 from core.scope import Scope
 from sessions_app import selectors, services
-from sessions_app.models import Interaction, Session, SessionStatus
+from sessions_app.models import DailyCost, Interaction, Session, SessionStatus
 from sessions_app.workflows.steps.spawn_component_testing_sessions import CANNOT_SPAWN
 from sessions_app.workflows.types import Result
 from tests.concurrency.races import (
@@ -423,7 +423,7 @@ STEP_COST = Decimal("0.15")
 def assert_totals_match_the_steps(sessions: list[Session]) -> None:
     """Each session's own usage totals, as results kept them, are what its steps sum to."""
     kept = {s.pk: tuple(getattr(s, name) for name in services.OWN_USAGE_FIELDS) for s in sessions}
-    services.recount_own_usage(Session.objects.filter(pk__in=kept))
+    services.recount_from_steps(Session.objects.filter(pk__in=kept))
     for recounted in Session.objects.filter(pk__in=kept):
         assert kept[recounted.pk] == tuple(
             getattr(recounted, name) for name in services.OWN_USAGE_FIELDS
@@ -498,6 +498,8 @@ def budget_race() -> None:
     # or added twice however the runners' results interleaved.
     assert selectors.run_cost(session) == spent
     assert_totals_match_the_steps(spawned_children(session))
+    # The project's cost of the day: the runners' first results raced to create its row.
+    assert DailyCost.objects.get(project_id=session.project_id).cost_usd == spent
     # Nothing more is handed out, by claim or by next-command.
     assert services.claim_child(scope=scope, session_id=session.pk, runner="late") is None
 

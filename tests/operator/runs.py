@@ -111,6 +111,8 @@ def build_known_run(scope, context_session: Session, *, start: datetime | None =
     Session.objects.filter(pk=children["Token"].pk).update(
         runner="w-1", leased_until=timezone.now() - timedelta(minutes=2)
     )
+    # The steps were written around the service: its totals are made from them.
+    services.recount_from_steps(Session.objects.filter(project_id=context_session.project_id))
     return KnownRun(
         parent=context_session,
         children={name: Session.objects.get(pk=child.pk) for name, child in children.items()},

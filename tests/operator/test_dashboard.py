@@ -5,6 +5,7 @@ from datetime import timedelta
 
 from django.utils import timezone
 
+from sessions_app import services
 from sessions_app.models import Session, SessionStatus
 from sessions_app.operator.dashboard import dashboards_for
 from tests.factories import (
@@ -168,6 +169,7 @@ def _finished_child(run, component, seconds: float, status=SessionStatus.COMPLET
         session=child, step_name="Initialize", command={}, result={"status": "ok"}, completed_at=now
     )
     Interaction.objects.filter(pk=step.pk).update(created_at=now - timedelta(seconds=seconds))
+    services.recount_from_steps(Session.objects.filter(pk=child.pk))  # as the service keeps it
     return child
 
 

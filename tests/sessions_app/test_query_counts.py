@@ -64,8 +64,8 @@ def inserts_in(captured) -> int:
     return sum(1 for query in captured.captured_queries if query["sql"].startswith(SESSION_INSERT))
 
 
-# Sizes on both sides of one SQLite INSERT (49 sessions of 20 columns in its 999 parameters):
-# 150 takes four statements there.
+# Sizes on both sides of one SQLite INSERT (35 sessions of 28 columns in its 999 parameters):
+# 150 takes five statements there.
 @pytest.mark.parametrize("size", [5, 150])
 def test_spawn_costs_a_constant_plus_the_drivers_insert_statements(
     scope, size, django_assert_max_num_queries
@@ -81,10 +81,10 @@ def test_spawn_costs_a_constant_plus_the_drivers_insert_statements(
     assert len(captured) - inserts_in(captured) == SPAWN_QUERIES_BESIDES_INSERTS
 
 
-def test_sqlite_splits_150_children_into_four_inserts_and_postgresql_takes_one():
+def test_sqlite_splits_150_children_into_five_inserts_and_postgresql_takes_one():
     # The accounting above, spelled out: only INSERT statements grow with the children.
     assert insert_statements(5) == 1
-    assert insert_statements(150) == (4 if connection.vendor == "sqlite" else 1)
+    assert insert_statements(150) == (5 if connection.vendor == "sqlite" else 1)
 
 
 def test_spawn_falls_back_to_one_insert_per_child_only_when_the_bulk_insert_fails(
@@ -264,13 +264,14 @@ def test_a_bad_shared_field_refuses_every_child_with_full_cleans_details(
 
 # Savepoint, the locked context, the claimable child (locked), the lease's save, the child's
 # latest interaction, the context's component (the child's branch is named after it), the new
-# interaction, release; with a cap, one more to count the children holding a live lease.
-CLAIM_QUERIES = 8
+# interaction, the child's first step's time, release; with a cap, one more to count the
+# children holding a live lease.
+CLAIM_QUERIES = 9
 # Savepoint, whether the session is a child of a context with a budget (whose row it would lock
 # first), the locked session, the interaction, the result check's own three (the session
 # reloaded, the children not complete: none, the components without a child: none), the
-# interaction's save, release. Nothing ends the session, so it is not saved.
-ALL_COMPLETE_SUBMIT_QUERIES = 9
+# interaction's save, the session's (its last result's time), release.
+ALL_COMPLETE_SUBMIT_QUERIES = 10
 
 
 @pytest.mark.parametrize("size", [3, 30])

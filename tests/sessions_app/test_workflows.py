@@ -567,8 +567,9 @@ class TestQueryCounts:
     def test_submit_result_of_the_spawn_step(self, scope, at_spawn, django_assert_max_num_queries):
         pending, _ = services.next_command(scope=scope, session_id=at_spawn.pk)
 
-        # Savepoints, the locked session, the interaction, the result check's four, the save.
-        with django_assert_max_num_queries(9):
+        # Savepoints, the locked session, the interaction, the result check's four, the
+        # interaction's save, the session's (its last result's time).
+        with django_assert_max_num_queries(10):
             services.submit_result(
                 scope=scope,
                 session_id=at_spawn.pk,
