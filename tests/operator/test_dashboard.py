@@ -105,10 +105,10 @@ def test_a_superuser_sees_every_project(superuser_client, project, other_scope):
 def test_the_dashboard_costs_a_fixed_number_of_queries_per_project(
     scope, known_run, django_assert_num_queries
 ):
-    # Projects, in flight, stalled, the week's finished sessions counted, their durations, the
-    # week's cost by day; for each project its runs; then for all those runs, their children's
-    # counts and cost (one grouped query over the children's rows).
-    with django_assert_num_queries(8):
+    # Projects, in flight, stalled, the week's finished sessions counted, their median and
+    # their slowest components, the week's cost by day; for each project its runs; then for all
+    # those runs, their children's counts and cost (one grouped query over the children's rows).
+    with django_assert_num_queries(9):
         dashboards_for(scope.user)
 
 
@@ -201,3 +201,21 @@ def test_the_median_and_the_slowest_come_from_the_weeks_completed_component_sess
     assert (board.components_week.complete, board.components_week.failed) == (4, 1)
     assert board.daily[-1][1:] == (4, 1)  # today: 4 complete, 1 failed
     assert sum(done + failed for _, done, failed in board.daily[:-1]) == 0
+
+
+def test_each_project_has_its_own_median_and_slowest(scope, other_scope):
+    """The ranks are taken within each project: an odd count's middle, an even count's two."""
+    other_scope.project.members.add(scope.user)
+    for each, durations in ((scope, (30, 10, 20)), (other_scope, (100, 400))):
+        context = make_context(each.project, [])
+        run = make_context_session(each, context)
+        for index, seconds in enumerate(durations):
+            component = make_component(each.project, f"M{index}", parent_component=context)
+            _finished_child(run, component, seconds)
+
+    boards = {board.project.pk: board for board in dashboards_for(scope.user)}
+
+    mine, theirs = boards[scope.project.pk], boards[other_scope.project.pk]
+    assert mine.median_seconds == 20 and theirs.median_seconds == 250
+    assert [name for name, _ in mine.slowest] == ["M0", "M2", "M1"]
+    assert [(name, round(s)) for name, s in theirs.slowest] == [("M1", 400), ("M0", 100)]
