@@ -17,8 +17,6 @@ from django.db.models import (
     ExpressionWrapper,
     F,
     Func,
-    Max,
-    Min,
     OuterRef,
     Q,
     QuerySet,
@@ -423,19 +421,6 @@ def children_summaries(
             **row,
         )
     return summaries
-
-
-def own_step_times(session_ids: list[Any]) -> dict[Any, tuple[Any, Any]]:
-    """For each of ``session_ids`` with a step: its first step's hand-out time and its last
-    result's time. One grouped query."""
-    rows = (
-        Interaction.objects.filter(session_id__in=session_ids)
-        .values("session_id")
-        .annotate(first=Min("created_at"), last=Max("completed_at"))
-        .order_by()
-        .values_list("session_id", "first", "last")
-    )
-    return {pk: (first, last) for pk, first, last in rows}
 
 
 def children_summary(session: Session, *, now: datetime | None = None) -> ChildrenSummary:

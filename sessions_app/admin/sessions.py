@@ -109,18 +109,16 @@ RETRY_HINT = "To run a failed or cancelled session again, use the “Retry selec
 
 
 class SessionChangeList(ChangeList):
-    """The changelist's page of rows, then what its columns show for those rows alone: their
-    children's counts, their cost, their first and last step's times. Four queries whatever
-    the number of sessions and children; annotated onto the listing's own query, every count
-    and sum was computed for every session before the page was cut."""
+    """The changelist's page of rows, then their children's counts and cost for those rows
+    alone: one grouped query whatever the number of sessions and children (a row's own cost and
+    its first and last step's times are columns it keeps). Annotated onto the listing's own
+    query, every count and sum was computed for every session before the page was cut."""
 
     def get_results(self, request: HttpRequest) -> None:
         super().get_results(request)
         rows = list(self.result_list)
         selectors.with_children_progress(rows)
-        times = selectors.own_step_times([row.pk for row in rows])
-        for row in rows:
-            row.first_step_at, row.last_result_at = times.get(row.pk, (None, None))
+        for row in rows:  # its first step's and last result's times are on its row
             row.run_cost = row.own_cost_usd + row.children_summary.cost_usd
         self.result_list = rows
 

@@ -186,3 +186,21 @@ def test_a_failed_childs_page_shows_its_reason_and_test_output_outside_the_json(
         r'<pre class="test-output">FAILED tests/test_session.py',
         html,
     )
+
+
+def test_a_finished_sessions_duration_is_from_its_first_step_to_its_last_result(
+    staff_client, scope, context_session
+):
+    from sessions_app.operator.formatting import duration_text
+
+    known = build_known_run(scope, context_session)
+    done = Session.objects.get(pk=known.children["User"].pk)
+    steps = done.interactions.all()
+    expected = max(s.completed_at for s in steps) - min(s.created_at for s in steps)
+    assert done.seconds == pytest.approx(expected.total_seconds(), abs=0.002) and done.seconds > 0
+
+    html = staff_client.get(CHANGELIST).content.decode()
+
+    row = re.search(rf"<tr[^>]*>(?:(?!</tr>).)*{done.pk}(?:(?!</tr>).)*</tr>", html, re.S)
+    assert row is not None
+    assert f'<td class="field-duration">{duration_text(done.seconds)}</td>' in row.group(0)
