@@ -145,9 +145,7 @@ def _time_taken(boards: dict[object, ProjectDashboard], projects: list[Project],
     per_project = {"partition_by": [F("project_id")]}
     middle = (
         timed.annotate(
-            position=Over(
-                RowNumber(), order_by=[F("seconds").asc(), F("id").asc()], **per_project
-            ),
+            position=Over(RowNumber(), order_by=[F("seconds").asc(), F("id").asc()], **per_project),
             timed=Over(Count("id"), **per_project),
         )
         # The middle row of an odd count, the middle two of an even one.
