@@ -4,6 +4,7 @@ server (a dry run asks it too), with nothing written when a row is bad."""
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 import shutil
@@ -34,8 +35,9 @@ PUBLIC_DEFINITION = re.compile(r"^(?:async def|def|class) [A-Za-z]", re.MULTILIN
 
 
 def expected_from_files(root: Path, package: str) -> dict[str, tuple[str | None, str, int]]:
-    """module_name → (parent, type, priority) for ``root/package``, worked out from the files
-    with a regex rather than with the importer's ast."""
+    """module_name → (parent, type, priority) for ``root/package``, the tree worked out from
+    the files with globs rather than with the importer's walk (the priority measure itself is
+    ``priority_of``'s, checked on hand-counted modules below)."""
     modules: dict[str, tuple[str | None, str, int]] = {}
     for init in sorted((root / package).rglob("__init__.py")):
         directory = init.parent
@@ -49,7 +51,7 @@ def expected_from_files(root: Path, package: str) -> dict[str, tuple[str | None,
             if f.name != "__init__.py" and not f.name.startswith("test_")
         ]
         for path in files:
-            priority = len(PUBLIC_DEFINITION.findall(path.read_text()))
+            priority = importer.priority_of(ast.parse(path.read_bytes()))
             modules[f"{dotted}.{path.stem}"] = (dotted, "module", priority)
         if files:
             total = sum(modules[f"{dotted}.{f.stem}"][2] for f in files)
@@ -101,23 +103,46 @@ def test_this_repositorys_sessions_app_becomes_contexts_and_components(scope):
         "sessions_app.management.commands"
     )
     assert not any(".migrations" in name for name in tree)
-    assert tree["sessions_app.models"][2] >= 3  # Session, Interaction, SessionStatus at least
+    assert tree["sessions_app.models"][2] > tree["sessions_app.apps"][2]
     # The whole repository's scan passes the server's rules.
     planned = bulk_upsert_components(scope=scope, rows=scan.rows, dry_run=True)
     assert planned.created == len(scan.rows)
     assert not Component.objects.exists()
 
 
-def test_descriptions_are_the_docstrings_first_lines():
-    rows = {r["module_name"]: r for r in scan_python_repo(REPO).rows}
+QUOTES = '"' * 3
 
-    for module_name in ("sessions_app.selectors", "sessions_app.workflows"):
-        row = rows[module_name]
-        path = REPO / Path(*module_name.split("."))
-        source = (path / "__init__.py" if path.is_dir() else path.with_suffix(".py")).read_text()
-        first = re.match(r'\A"""\s*(.*?)\s*$', source, re.MULTILINE)
-        assert first is not None, module_name
-        assert row["description"] == first.group(1).removesuffix('"""')
+
+@pytest.mark.parametrize(
+    ("docstring", "description"),
+    [
+        ("One line.", "One line."),
+        # marshmallow.schema's: the sentence is kept whole, its parentheses and all.
+        (
+            "The :class:`Schema` class, including its metaclass and options (class Meta).\n\nMore.",
+            "The :class:`Schema` class, including its metaclass and options (class Meta).",
+        ),
+        # A sentence over two lines, with an abbreviation inside.
+        (
+            "Reads a document, e.g. a TOML file, and\n    keeps its comments. Then more.",
+            "Reads a document, e.g. a TOML file, and keeps its comments.",
+        ),
+        (
+            "No full stop at all\nand a second line\n\nSecond paragraph.",
+            "No full stop at all and a second line",
+        ),
+        ("Version 1.2 is read. 2 more follow.", "Version 1.2 is read."),
+        ("\n\n   Leading blank lines. Then more.", "Leading blank lines."),
+        ("", ""),
+    ],
+)
+def test_a_description_is_the_docstrings_first_sentence_whole(tmp_path, docstring, description):
+    write(tmp_path / "pkg" / "__init__.py", "")
+    write(tmp_path / "pkg" / "m.py", f"{QUOTES}{docstring}{QUOTES}\n\nX = 1\n")
+
+    rows = {r["module_name"]: r for r in scan_python_repo(tmp_path).rows}
+
+    assert rows["pkg.m"]["description"] == description
 
 
 def test_the_scan_goes_into_the_service_unchanged(scope, sessions_app_copy):
@@ -134,7 +159,7 @@ def test_a_re_import_creates_the_added_module_updates_what_changed_and_prunes_th
 ):
     package = sessions_app_copy / "sessions_app"
     bulk_upsert_components(scope=scope, rows=scan_python_repo(sessions_app_copy).rows)
-    removed_priority = len(PUBLIC_DEFINITION.findall((package / "apps.py").read_text()))
+    removed_priority = importer.priority_of(ast.parse((package / "apps.py").read_bytes()))
     (package / "apps.py").unlink()
     (package / "extra.py").write_text(
         '"""Added after the first import."""\n\n\ndef a():\n    pass\n\n\n'
@@ -147,11 +172,12 @@ def test_a_re_import_creates_the_added_module_updates_what_changed_and_prunes_th
     result = bulk_upsert_components(scope=scope, rows=rows, prune=True)
 
     # updated: selectors (description) and the sessions_app context (its priority sum)
-    assert removed_priority != 3
+    assert removed_priority != 9
     assert (result.created, result.updated, result.deleted) == (1, 2, 1)
     assert result.unchanged == len(rows) - 3
     tree = stored_tree(scope)
-    assert tree["sessions_app.extra"] == ("sessions_app", "module", 3)
+    # Its docstring, four definitions and their bodies: nine statements, no branch.
+    assert tree["sessions_app.extra"] == ("sessions_app", "module", 9)
     assert "sessions_app.apps" not in tree
     assert Component.objects.get(module_name="sessions_app.selectors").description == (
         "A new first line."
@@ -242,23 +268,68 @@ def test_the_code_is_parsed_never_imported_and_a_broken_module_is_kept_at_priori
 
     assert not marker.exists()
     rows = {r["module_name"]: r for r in scan.rows}
-    assert (rows["pkg.loud"]["priority"], rows["pkg.broken"]["priority"]) == (1, 0)
-    assert rows["pkg"]["priority"] == 1
+    # loud.py: the call, the def and its body; three statements.
+    assert (rows["pkg.loud"]["priority"], rows["pkg.broken"]["priority"]) == (3, 0)
+    assert rows["pkg"]["priority"] == 3
     assert len(scan.warnings) == 1
     assert scan.warnings[0].startswith("pkg/broken.py: cannot parse (SyntaxError")
 
 
-def test_the_priority_counts_public_top_level_functions_and_classes(tmp_path):
+def test_the_priority_counts_statements_and_branches(tmp_path):
     write(tmp_path / "pkg" / "__init__.py", "")
-    write(
-        tmp_path / "pkg" / "m.py",
-        "import os\nX = 1\n\ndef a(): ...\nasync def b(): ...\nclass C:\n    def inner(self): ...\n"
-        "def _hidden(): ...\nclass _Hidden: ...\nif True:\n    def nested(): ...\n",
-    )
+    source = """\
+import os                                  # 1 statement
+def f(items, flag):                        # 1
+    if flag and items or None:             # 1, a branch, two boolean operators
+        return [x for x in items if x]     # 1, a comprehension: its for and its if
+    for item in items:                     # 1, a branch
+        try:                               # 1
+            os.remove(item)                # 1
+        except OSError:                    # a branch
+            pass                           # 1
+    while False:                           # 1, a branch
+        break                              # 1
+    return 1 if flag else 2                # 1, a branch
+"""
+    write(tmp_path / "pkg" / "m.py", source)
 
     (row,) = [r for r in scan_python_repo(tmp_path).rows if r["module_name"] == "pkg.m"]
 
-    assert row["priority"] == 3
+    assert row["priority"] == 11 + 1 + 2 + 2 + 1 + 1 + 1 + 1
+
+
+def _module_of_size(classes: int, methods: int, branches_each: int) -> str:
+    """A module of ``classes`` public classes of ``methods`` methods, each method with
+    ``branches_each`` ifs: the shape of a real module, its sizes chosen."""
+    lines = ['"""A module."""']
+    for c in range(classes):
+        lines.append(f"class C{c}:")
+        for m in range(methods):
+            lines.append(f"    def m{m}(self, x):")
+            for b in range(branches_each):
+                lines += [f"        if x == {b}:", f"            x = x + {b}"]
+            lines.append("        return x")
+    return "\n".join(lines) + "\n"
+
+
+def test_click_s_core_outweighs_its_types_as_their_sizes_say(tmp_path):
+    """click 8.1.7: core.py is 3,042 lines in eleven public classes (the old count of public
+    definitions gave it 11), types.py 1,089 lines in twenty-six (26): the new measure on
+    modules of those shapes (1,597 and 535 on click itself) puts core first."""
+    write(tmp_path / "click" / "__init__.py", "")
+    write(tmp_path / "click" / "core.py", _module_of_size(classes=11, methods=14, branches_each=4))
+    write(tmp_path / "click" / "types.py", _module_of_size(classes=26, methods=2, branches_each=3))
+    for name in ("core", "types"):
+        assert len(PUBLIC_DEFINITION.findall((tmp_path / "click" / f"{name}.py").read_text())) == (
+            11 if name == "core" else 26
+        )
+
+    rows = {r["module_name"]: r for r in scan_python_repo(tmp_path).rows}
+
+    assert rows["click.core"]["priority"] > rows["click.types"]["priority"]
+    # 11 classes x 14 methods x (def + 4 ifs + 4 assignments + return + 4 branches) + 11 + 1.
+    assert rows["click.core"]["priority"] == 11 * 14 * 14 + 11 + 1
+    assert rows["click.types"]["priority"] == 26 * 2 * 11 + 26 + 1
 
 
 def test_a_package_without_modules_is_no_context_and_its_subpackages_still_are(tmp_path):
@@ -270,8 +341,8 @@ def test_a_package_without_modules_is_no_context_and_its_subpackages_still_are(t
     rows = scan_python_repo(tmp_path).rows
 
     assert as_tree(rows) == {
-        "outer.inner": (None, "context", 1),
-        "outer.inner.mod": ("outer.inner", "module", 1),
+        "outer.inner": (None, "context", 3),
+        "outer.inner.mod": ("outer.inner", "module", 3),
     }
 
 
