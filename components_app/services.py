@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
 
@@ -267,6 +268,10 @@ class ComponentAction(NamedTuple):
     action: str
     #: The row fields an update changes, in ROW_FIELDS' order.
     changes: tuple[str, ...] = ()
+    #: Row field -> value: a create's every field as it is stored, an update's changed fields
+    #: before and after (a parent by its module name); empty otherwise.
+    before: dict[str, Any] | None = None
+    after: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -516,6 +521,20 @@ def bulk_upsert_components(
         raise Conflict(CHANGED_CONCURRENTLY) from None
 
 
+def _row_values(
+    component: Component, fields: Sequence[str], module_of: dict[Any, str]
+) -> dict[str, Any]:
+    """``fields`` of ``component`` as a row names them: its parent by module name."""
+    values: dict[str, Any] = {}
+    for name in fields:
+        if name == "parent_module_name":
+            parent = component.parent_component_id
+            values[name] = module_of.get(parent) if parent is not None else None
+        else:
+            values[name] = getattr(component, name)
+    return values
+
+
 def _bulk_upsert(*, scope: Scope, rows: list[Any], prune: bool) -> BulkUpsertResult:
     # Two imports into one project take turns, so each checks the rows against what the
     # other wrote (SQLite's IMMEDIATE transactions already serialize writers).
@@ -536,6 +555,7 @@ def _bulk_upsert(*, scope: Scope, rows: list[Any], prune: bool) -> BulkUpsertRes
     # Ids are chosen here, so a child can point at a parent created in the same insert.
     ids = {module: c.pk for module, c in existing.items()}
     ids.update({c["module_name"]: uuid.uuid4() for c in cleaned if c["module_name"] not in ids})
+    module_of = {pk: module for module, pk in ids.items()}
     now = timezone.now()
     components: list[Component] = []
     actions: list[ComponentAction] = []
@@ -567,19 +587,34 @@ def _bulk_upsert(*, scope: Scope, rows: list[Any], prune: bool) -> BulkUpsertRes
                 id=ids[module_name], project=scope.project, module_name=module_name, **values
             )
             created.append(component)
-            actions.append(ComponentAction(module_name, CREATE))
+            actions.append(
+                ComponentAction(
+                    module_name, CREATE, after=_row_values(component, ROW_FIELDS[1:], module_of)
+                )
+            )
         else:
             changes = [k for k, v in values.items() if getattr(component, k) != v]
             if "excluded" in changes and values["excluded"]:
                 newly_excluded.append(component.pk)
             if changes:
+                before = _row_values(
+                    component, tuple(_ROW_FIELD_OF.get(k, k) for k in changes), module_of
+                )
                 for key in changes:
                     setattr(component, key, values[key])
                 component.updated_at = now
                 changed_fields.update(changes)
                 updated.append(component)
-                row_fields = [_ROW_FIELD_OF.get(k, k) for k in changes]
-                actions.append(ComponentAction(module_name, UPDATE, tuple(row_fields)))
+                row_fields = tuple(_ROW_FIELD_OF.get(k, k) for k in changes)
+                actions.append(
+                    ComponentAction(
+                        module_name,
+                        UPDATE,
+                        row_fields,
+                        before=before,
+                        after=_row_values(component, row_fields, module_of),
+                    )
+                )
             else:
                 actions.append(ComponentAction(module_name, UNCHANGED))
         components.append(component)

@@ -436,15 +436,30 @@ def format_row_errors(errors: Mapping[Any, Any], rows: Sequence[Any] = ()) -> li
     return lines
 
 
+def _shown(value: Any) -> str:
+    """A field's value as the plan prints it: JSON, so text is quoted and a control character
+    a row carried is an escape, never a terminal command."""
+    return json.dumps(value, ensure_ascii=False)
+
+
 def format_plan(actions: Sequence[Mapping[str, Any]]) -> str:
-    """The dry run's table from the server's ``actions``: action, module_name (and the fields
-    an update changes), then totals."""
+    """The dry run's table from the server's ``actions``: action and module_name (and the
+    fields an update changes), under a create each field it will have, under an update each
+    changed field's ``old -> new``; then totals."""
     width = max([len("action"), *(len(str(a["action"])) for a in actions)])
     lines = [f"{'action':<{width}}  module_name"]
+    indent = " " * (width + 4)
     for planned in actions:
         changes = planned.get("changes") or ()
         listed = f"  ({', '.join(changes)})" if changes else ""
         lines.append(f"{planned['action']:<{width}}  {planned['module_name']}{listed}")
+        before, after = planned.get("before") or {}, planned.get("after") or {}
+        for field_name, value in after.items():
+            if planned["action"] == "update":
+                old = _shown(before.get(field_name))
+                lines.append(f"{indent}{field_name}: {old} -> {_shown(value)}")
+            else:
+                lines.append(f"{indent}{field_name}: {_shown(value)}")
     count = {a: sum(p["action"] == a for p in actions) for a in DRY_RUN_ACTIONS}
     lines.append(
         f"{count['create']} to create, {count['update']} to update, "

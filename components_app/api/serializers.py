@@ -294,6 +294,12 @@ class BulkComponentActionSerializer(serializers.Serializer):
     changes = serializers.ListField(
         child=serializers.CharField(), help_text="The row fields an update changes."
     )
+    before = serializers.DictField(
+        help_text="An update's changed row fields as they were (a parent by module name)."
+    )
+    after = serializers.DictField(
+        help_text="A create's every row field, an update's changed ones, as they will be."
+    )
 
 
 class BulkComponentsResultSerializer(serializers.Serializer):

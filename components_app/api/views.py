@@ -178,7 +178,13 @@ class ComponentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedV
             "components": ComponentSerializer(result.components, many=True).data,
             "dry_run": result.dry_run,
             "actions": [
-                {"module_name": a.module_name, "action": a.action, "changes": list(a.changes)}
+                {
+                    "module_name": a.module_name,
+                    "action": a.action,
+                    "changes": list(a.changes),
+                    "before": a.before or {},
+                    "after": a.after or {},
+                }
                 for a in result.actions
             ],
         }

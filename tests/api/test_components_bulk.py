@@ -242,11 +242,18 @@ def test_a_dry_run_answers_as_the_import_would_and_writes_nothing(api, project, 
 
     assert dry.status_code == 200
     assert dry.json()["dry_run"] is True
-    assert dry.json()["actions"] == [
+    assert [
+        {key: action[key] for key in ("module_name", "action", "changes")}
+        for action in dry.json()["actions"]
+    ] == [
         {"module_name": "ctx.new", "action": "create", "changes": []},
         {"module_name": "ctx", "action": "update", "changes": ["priority"]},
         {"module_name": "old", "action": "delete", "changes": []},
     ]
+    created, updated, deleted = dry.json()["actions"]
+    assert created["before"] == {} and created["after"]["parent_module_name"] == "ctx"
+    assert (updated["before"], updated["after"]) == ({"priority": 0}, {"priority": 2})
+    assert deleted["before"] == deleted["after"] == {}
     real = post(api, body).json()
     assert real["dry_run"] is False
     assert real["actions"] == dry.json()["actions"]

@@ -8,7 +8,7 @@ from django.db import transaction
 
 from components_app import services
 from components_app.models import Component
-from components_app.services import InvalidRows, bulk_upsert_components
+from components_app.services import ROW_FIELDS, InvalidRows, bulk_upsert_components
 from core.errors import Conflict
 from tests.factories import make_component, make_context_session, make_project
 
@@ -376,7 +376,7 @@ def test_a_dry_run_answers_what_the_import_would_do_and_writes_nothing(scope):
 
     assert stored(scope) == before
     assert dry.dry_run is True
-    assert dry.actions == [
+    assert [action[:3] for action in dry.actions] == [
         ("ctx.new", "create", ()),
         ("ctx.old", "update", ("priority", "description", "parent_module_name")),
         ("ctx.same", "unchanged", ()),
@@ -384,6 +384,15 @@ def test_a_dry_run_answers_what_the_import_would_do_and_writes_nothing(scope):
         ("also.gone", "delete", ()),
         ("gone", "delete", ()),
     ]
+    # An update's values before and after, the parent by module name; a create's every field.
+    moved = dry.actions[1]
+    assert (moved.before, moved.after) == (
+        {"priority": 0, "description": "", "parent_module_name": "ctx"},
+        {"priority": 7, "description": "Now documented.", "parent_module_name": None},
+    )
+    assert dry.actions[0].before is None
+    assert dry.actions[0].after["parent_module_name"] == "ctx"
+    assert set(dry.actions[0].after) == set(ROW_FIELDS) - {"module_name"}
     real = bulk_upsert_components(scope=scope, rows=rows, prune=True)
     assert real.dry_run is False
     counts = ("created", "updated", "unchanged", "deleted")

@@ -555,7 +555,9 @@ def test_a_dry_run_checks_parents_and_cycles_against_the_projects_components(sco
         return lines
 
     (table,) = dry_run_lines([child("A.y", "A")])
-    assert table.splitlines()[1:] == [
+    # The new module's parent is the project's A, named as the row names it.
+    assert '          parent_module_name: "A"' in table.splitlines()
+    assert [line for line in table.splitlines()[1:] if line[0] != " "] == [
         "create  A.y",
         "1 to create, 0 to update, 0 unchanged, 0 to delete (dry run: nothing was written)",
     ]
@@ -623,19 +625,68 @@ def test_the_dry_run_table_is_the_servers_plan_and_nothing_is_written(scope, cur
         "unchanged  A",
         "unchanged  A.same",
         "update     A.changed  (priority, description)",
+        "             priority: 1 -> 5",
+        '             description: "" -> "Now documented."',
         "create     A.new",
+        '             name: "new"',
+        '             type: "module"',
+        "             priority: 0",
+        '             description: ""',
+        '             parent_module_name: "A"',
+        "             source_path: null",
+        "             excluded: false",
+        "             existing_tests: []",
         "delete     A.gone",
         "1 to create, 1 to update, 2 unchanged, 1 to delete (dry run: nothing was written)",
     ]
     assert stored(scope) == before
     # And it is what the import then does.
+    nothing = {"changes": [], "before": {}, "after": {}}
     assert server.post_bulk(ROWS, True, False)["actions"] == [
-        {"module_name": "A", "action": "unchanged", "changes": []},
-        {"module_name": "A.same", "action": "unchanged", "changes": []},
-        {"module_name": "A.changed", "action": "update", "changes": ["priority", "description"]},
-        {"module_name": "A.new", "action": "create", "changes": []},
-        {"module_name": "A.gone", "action": "delete", "changes": []},
+        {"module_name": "A", "action": "unchanged", **nothing},
+        {"module_name": "A.same", "action": "unchanged", **nothing},
+        {
+            "module_name": "A.changed",
+            "action": "update",
+            "changes": ["priority", "description"],
+            "before": {"priority": 1, "description": ""},
+            "after": {"priority": 5, "description": "Now documented."},
+        },
+        {
+            "module_name": "A.new",
+            "action": "create",
+            "changes": [],
+            "before": {},
+            "after": {
+                "name": "new",
+                "type": "module",
+                "priority": 0,
+                "description": "",
+                "parent_module_name": "A",
+                "source_path": None,
+                "excluded": False,
+                "existing_tests": [],
+            },
+        },
+        {"module_name": "A.gone", "action": "delete", **nothing},
     ]
+
+
+def test_the_plan_shows_a_moved_parent_by_name_and_hostile_text_escaped(scope, current):
+    rows = [
+        {**ctx("A"), "priority": 0, "description": ""},
+        {**ctx("B"), "description": "Red \x1b[31m\nnext line"},
+        child("A.same", "A", priority=1, description=""),
+        child("A.changed", "B", priority=1, description=""),
+    ]
+    lines: list[str] = []
+
+    run_import(rows=rows, post_bulk=Server(scope).post_bulk, dry_run=True, out=lines.append)
+
+    table = lines[0].splitlines()
+    assert '             description: "Red \\u001b[31m\\nnext line"' in table
+    assert '             parent_module_name: "A" -> "B"' in table
+    assert not any("\x1b" in line for line in table)
 
 
 def test_without_prune_the_plan_deletes_nothing(scope, current):
@@ -644,7 +695,7 @@ def test_without_prune_the_plan_deletes_nothing(scope, current):
     run_import(rows=ROWS, post_bulk=Server(scope).post_bulk, dry_run=True, out=lines.append)
 
     (table,) = lines
-    assert [line.split()[0] for line in table.splitlines()[1:-1]] == [
+    assert [line.split()[0] for line in table.splitlines()[1:-1] if line[0] != " "] == [
         "unchanged",
         "unchanged",
         "update",
