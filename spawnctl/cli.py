@@ -298,6 +298,14 @@ def _add_import(commands: argparse._SubParsersAction, server: argparse.ArgumentP
         metavar="GLOB",
         help="mark modules whose name matches GLOB excluded (repeatable), e.g. 'pkg._win*'",
     )
+    parser.add_argument(
+        "--include",
+        action="append",
+        default=[],
+        metavar="GLOB",
+        help="keep what a scan leaves out by default (build/, dist/, examples/, __main__ and "
+        "version-only modules) where GLOB matches the module name or path (repeatable)",
+    )
     parser.set_defaults(handler=cmd_import)
 
 
@@ -714,8 +722,12 @@ def cmd_import(args: argparse.Namespace, api: Api) -> int:
 
     if not args.repo.is_dir():
         raise UsageError(f"--repo {args.repo} is not a directory")
+    if args.include and args.manifest is not None:
+        raise UsageError("--include keeps what a scan leaves out; a manifest's rows are all kept")
     try:
-        scan = importer.collect_rows(repo=args.repo, manifest=args.manifest, exclude=args.exclude)
+        scan = importer.collect_rows(
+            repo=args.repo, manifest=args.manifest, exclude=args.exclude, include=args.include
+        )
     except importer.ManifestError as error:
         _say_lines(error.message, error=True)
         return EXIT_FAILED

@@ -28,6 +28,14 @@ DRY_RUN_ACTIONS = ("create", "update", "unchanged", "delete")
 SKIPPED_DIRS = frozenset(
     {"tests", "test", "migrations", "__pycache__", "node_modules", "site-packages"}
 )
+# Directories read but left out by default (``--include`` keeps what matches): build
+# outputs hold copies of the package (a second "click" under build/lib), examples are not the
+# library's code.
+DEFAULT_LEFT_OUT_DIRS = frozenset({"build", "dist", "examples"})
+# Names a version-only module assigns (with ``__all__`` and ``TYPE_CHECKING`` beside them).
+_VERSION_NAME = re.compile(r"version", re.IGNORECASE)
+# How many left-out modules the warning names before it counts the rest.
+LEFT_OUT_NAMED = 10
 # A virtualenv or conda environment, whatever its name, holds one of these.
 ENVIRONMENT_MARKERS = ("pyvenv.cfg", "conda-meta")
 
@@ -105,14 +113,38 @@ def first_sentence(docstring: str | None) -> str:
     return _SENTENCE_END.split(text, maxsplit=1)[0] if text else ""
 
 
-def _read_module(path: Path, relative: str, warnings: list[str]) -> tuple[int, str]:
-    """(priority, description) of a module file; (0, "") and a warning when unparsable."""
+def only_sets_the_version(tree: ast.Module) -> bool:
+    """True for a module that does nothing but name a version (``_version.py`` as
+    setuptools-scm writes it, ``__version__ = "1.2"``): no function or class, and every name it
+    assigns is a version's (or ``__all__``, ``TYPE_CHECKING``)."""
+    assigned: list[str] = []
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)):
+            return False
+        if isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            for target in targets:
+                names = target.elts if isinstance(target, ast.Tuple) else [target]
+                for name in names:
+                    if not isinstance(name, ast.Name):
+                        return False
+                    assigned.append(name.id)
+    versions = [name for name in assigned if _VERSION_NAME.search(name)]
+    others = set(assigned) - set(versions) - {"__all__", "TYPE_CHECKING"}
+    return bool(versions) and not others
+
+
+def _read_module(
+    path: Path, relative: str, warnings: list[str]
+) -> tuple[int, str, ast.Module | None]:
+    """(priority, description, tree) of a module file; (0, "", None) and a warning when
+    unparsable."""
     try:
         tree = ast.parse(path.read_bytes(), filename=relative)
     except (SyntaxError, ValueError) as error:
         warnings.append(f"{relative}: cannot parse ({type(error).__name__}: {error}); priority 0")
-        return 0, ""
-    return priority_of(tree), first_sentence(ast.get_docstring(tree))
+        return 0, "", None
+    return priority_of(tree), first_sentence(ast.get_docstring(tree)), tree
 
 
 def _is_test_file(name: str) -> bool:
@@ -195,7 +227,8 @@ def gitignore_fallback(repo: Path) -> IgnoreCheck:
 
 def _walk(repo: Path, ignored: IgnoreCheck, warnings: list[str]) -> Iterable[tuple[str, Path]]:
     """(dotted package name, directory) of every package to read, breadth first: one
-    ignore check per depth, not per file."""
+    ignore check per depth, not per file. Directories left out by default are read too; the
+    scan decides."""
     level: list[tuple[Path, str | None]] = [(repo, None)]
     while level:
         candidates: list[tuple[Path, str | None]] = []
@@ -294,7 +327,29 @@ def existing_tests(repo: Path, modules: Iterable[str], ignored: IgnoreCheck) -> 
     return {module: sorted(paths)[:MAX_EXISTING_TESTS] for module, paths in found.items()}
 
 
-def scan_python_repo(repo: Path, *, ignored: IgnoreCheck | None = None) -> Scan:
+def _left_out_by_default(repo: Path, path: Path, tree: ast.Module | None) -> str | None:
+    """Why ``path`` is left out unless ``--include`` names it; None when it is not."""
+    for part in path.relative_to(repo).parts[:-1]:
+        if part in DEFAULT_LEFT_OUT_DIRS:
+            return f"under {part}/"
+    if path.stem == "__main__":
+        return "a __main__ module"
+    if tree is not None and only_sets_the_version(tree):
+        return "only sets the version"
+    return None
+
+
+def _matches(row: Mapping[str, Any], globs: Sequence[str]) -> bool:
+    return any(
+        fnmatch.fnmatchcase(row["module_name"], glob)
+        or fnmatch.fnmatchcase(row["source_path"], glob)
+        for glob in globs
+    )
+
+
+def scan_python_repo(
+    repo: Path, *, ignored: IgnoreCheck | None = None, include: Sequence[str] = ()
+) -> Scan:
     """Rows for a Python codebase: each package (a directory with ``__init__.py``) that has
     modules is a context, each of its modules a component under it.
 
@@ -306,6 +361,9 @@ def scan_python_repo(repo: Path, *, ignored: IgnoreCheck | None = None) -> Scan:
     ``test_*.py``, ``*_test.py``, ``conftest.py``, ``tests.py``), ``migrations/``, hidden
     directories, virtualenvs, ``__init__.py`` itself, files outside packages, and what
     .gitignore ignores (``git check-ignore`` in a git work tree, else ``gitignore_fallback``).
+    Left out by default, and kept when an ``include`` glob matches the module name or the
+    path: modules under ``build/``, ``dist/`` or ``examples/``, ``__main__`` modules and
+    modules that only set the version (one warning names them).
     """
     repo = repo.resolve()
     check = ignored or git_ignore_check(repo) or gitignore_fallback(repo)
@@ -315,6 +373,7 @@ def scan_python_repo(repo: Path, *, ignored: IgnoreCheck | None = None) -> Scan:
         for package, directory in _walk(repo, check, scan.warnings)
     ]
     left_out = check([_rel(repo, f) for _, _, files in packages for f in files])
+    by_default: list[tuple[str, str]] = []
     for package, directory, all_files in packages:
         files = [f for f in all_files if _rel(repo, f) not in left_out]
         modules = []
@@ -322,23 +381,26 @@ def scan_python_repo(repo: Path, *, ignored: IgnoreCheck | None = None) -> Scan:
             if not path.stem.isidentifier():
                 scan.warnings.append(f"{_rel(repo, path)}: not an importable name; left out")
                 continue
-            priority, description = _read_module(path, _rel(repo, path), scan.warnings)
-            modules.append(
-                {
-                    "module_name": f"{package}.{path.stem}",
-                    "name": path.stem,
-                    "type": MODULE,
-                    "priority": priority,
-                    "description": description,
-                    "parent_module_name": package,
-                    "source_path": _rel(repo, path),
-                }
-            )
+            priority, description, tree = _read_module(path, _rel(repo, path), scan.warnings)
+            row = {
+                "module_name": f"{package}.{path.stem}",
+                "name": path.stem,
+                "type": MODULE,
+                "priority": priority,
+                "description": description,
+                "parent_module_name": package,
+                "source_path": _rel(repo, path),
+            }
+            reason = _left_out_by_default(repo, path, tree)
+            if reason is not None and not _matches(row, include):
+                by_default.append((row["source_path"], reason))
+                continue
+            modules.append(row)
         if not modules:
             # A context without components could never spawn a child session.
             continue
         init = directory / "__init__.py"
-        _, description = _read_module(init, _rel(repo, init), scan.warnings)
+        _, description, _ = _read_module(init, _rel(repo, init), scan.warnings)
         context = {
             "module_name": package,
             "name": package.rsplit(".", 1)[-1],
@@ -349,6 +411,14 @@ def scan_python_repo(repo: Path, *, ignored: IgnoreCheck | None = None) -> Scan:
             "source_path": _rel(repo, init),
         }
         scan.rows += [context, *modules]
+    if by_default:
+        by_default.sort()
+        named = ", ".join(f"{name} ({reason})" for name, reason in by_default[:LEFT_OUT_NAMED])
+        more = len(by_default) - LEFT_OUT_NAMED
+        scan.warnings.append(
+            f"left out by default: {named}{f' and {more} more' if more > 0 else ''}; "
+            "--include GLOB keeps a module or path that matches"
+        )
     tests = existing_tests(repo, [row["module_name"] for row in scan.rows], check)
     for row in scan.rows:
         if row["type"] == MODULE:
@@ -472,10 +542,21 @@ def format_plan(actions: Sequence[Mapping[str, Any]]) -> str:
 # --- the run ---------------------------------------------------------------------------------
 
 
-def collect_rows(*, repo: Path, manifest: Path | None = None, exclude: Sequence[str] = ()) -> Scan:
-    """The rows to import: the manifest's when one is given, else a scan of ``repo``; the
-    modules matching ``exclude`` marked excluded."""
-    scan = Scan(rows=load_manifest(manifest)) if manifest is not None else scan_python_repo(repo)
+def collect_rows(
+    *,
+    repo: Path,
+    manifest: Path | None = None,
+    exclude: Sequence[str] = (),
+    include: Sequence[str] = (),
+) -> Scan:
+    """The rows to import: the manifest's when one is given, else a scan of ``repo`` (what
+    is left out by default kept where ``include`` matches); the modules matching ``exclude``
+    marked excluded."""
+    scan = (
+        Scan(rows=load_manifest(manifest))
+        if manifest is not None
+        else scan_python_repo(repo, include=include)
+    )
     scan.warnings += mark_excluded(scan.rows, exclude)
     return scan
 

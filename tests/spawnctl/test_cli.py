@@ -478,3 +478,12 @@ def test_a_subdirectory_of_a_git_working_copy_is_refused_for_worktrees_saying_wh
     err = capsys.readouterr().err
     assert f"--repo {top / 'pkg'} is inside the git working copy {top.resolve()}" in err
     assert "--isolation shared" in err
+
+
+def test_include_with_a_manifest_is_bad_usage(tmp_path, capsys):
+    manifest = tmp_path / "rows.json"
+    manifest.write_text("[]")
+    argv = ["import", "--repo", str(tmp_path), "--project", "p", "--manifest", str(manifest)]
+
+    assert cli.main([*argv, "--include", "pkg.__main__", "--token", "t"]) == 2
+    assert "--include keeps what a scan leaves out" in capsys.readouterr().err

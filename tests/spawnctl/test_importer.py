@@ -884,3 +884,77 @@ def test_a_scan_names_the_tests_that_already_exercise_each_module(tmp_path, scop
     bulk_upsert_components(scope=scope, rows=list(rows.values()))
     stored = Component.objects.get(project=scope.project, module_name="clicky.core")
     assert stored.existing_tests == ["tests/test_core.py"]
+
+
+# --- left out by default ------------------------------------------------------------------
+
+
+def test_build_copies_examples_main_and_version_modules_are_left_out_by_default(tmp_path):
+    for root in ("src/lib", "build/lib/lib", "examples/demo/demo"):
+        write(tmp_path / root / "__init__.py", "")
+        write(tmp_path / root / "core.py")
+    write(tmp_path / "src/lib/__main__.py", "from lib.core import f\nf()\n")
+    write(
+        tmp_path / "src/lib/_version.py",
+        "TYPE_CHECKING = False\nif TYPE_CHECKING:\n    from typing import Tuple\n"
+        "__all__ = ['__version__']\nversion: str\n__version__ = version = '1.2.3'\n"
+        "__version_tuple__ = version_tuple = (1, 2, 3)\n",
+    )
+    # Not version-only: it computes something besides.
+    write(tmp_path / "src/lib/meta.py", "__version__ = '1'\nNAME = 'lib'\n")
+
+    scan = scan_python_repo(tmp_path)
+
+    assert sorted(r["module_name"] for r in scan.rows) == ["lib", "lib.core", "lib.meta"]
+    assert scan.warnings == [
+        "left out by default: build/lib/lib/core.py (under build/), "
+        "examples/demo/demo/core.py (under examples/), src/lib/__main__.py (a __main__ module), "
+        "src/lib/_version.py (only sets the version); "
+        "--include GLOB keeps a module or path that matches"
+    ]
+
+
+def test_include_keeps_what_matches_by_module_name_or_path(tmp_path):
+    write(tmp_path / "src/lib/__init__.py", "")
+    write(tmp_path / "src/lib/__main__.py", "print(1)\n")
+    write(tmp_path / "examples/demo/__init__.py", "")
+    write(tmp_path / "examples/demo/run.py")
+
+    scan = scan_python_repo(tmp_path, include=["lib.__main__", "examples/*"])
+
+    assert sorted(r["module_name"] for r in scan.rows) == [
+        "demo",
+        "demo.run",
+        "lib",
+        "lib.__main__",
+    ]
+    assert scan.warnings == []
+
+
+def test_a_single_package_of_build_copies_is_no_duplicate_module_name(scope, tmp_path):
+    """A built tree beside the source used to give a second row of every module name."""
+    for root in ("src/lib", "build/lib/lib"):
+        write(tmp_path / root / "__init__.py", "")
+        write(tmp_path / root / "core.py")
+
+    rows = scan_python_repo(tmp_path).rows
+    planned = bulk_upsert_components(scope=scope, rows=rows, dry_run=True)
+
+    assert planned.created == 2
+    assert [r["source_path"] for r in rows] == ["src/lib/__init__.py", "src/lib/core.py"]
+
+
+@pytest.mark.parametrize(
+    ("source", "version_only"),
+    [
+        ("__version__ = '1.0'\n", True),
+        ('"""Doc."""\nVERSION = (1, 0)\n__all__ = ["VERSION"]\n', True),
+        ("X = 1\n", False),
+        ("__version__ = '1'\ndef bump(): ...\n", False),
+        ("import sys\n", False),
+        ("", False),
+        ("obj.version = 2\n", False),
+    ],
+)
+def test_only_sets_the_version(source, version_only):
+    assert importer.only_sets_the_version(ast.parse(source)) is version_only
