@@ -225,21 +225,31 @@ def gitignore_fallback(repo: Path) -> IgnoreCheck:
     return check
 
 
+# Directories a Python project puts its importable code in (besides the root): their own name
+# is no part of a module's name.
+IMPORT_ROOTS = ("src",)
+
+
 def _walk(repo: Path, ignored: IgnoreCheck, warnings: list[str]) -> Iterable[tuple[str, Path]]:
     """(dotted package name, directory) of every package to read, breadth first: one
     ignore check per depth, not per file. Directories left out by default are read too; the
-    scan decides."""
-    level: list[tuple[Path, str | None]] = [(repo, None)]
+    scan decides.
+
+    A package's name is what ``import`` would call it with the repository (or its ``src/``) on
+    the path: a directory without ``__init__.py`` between them is a namespace package (PEP
+    420), so ``jaraco/functools/`` is ``jaraco.functools``, not ``functools``. A directory
+    whose name Python cannot import starts the naming again below it."""
+    # (directory, its dotted name when it is a package or a namespace, "" at an import root)
+    level: list[tuple[Path, str]] = [(repo, "")]
     while level:
-        candidates: list[tuple[Path, str | None]] = []
+        candidates: list[tuple[Path, str]] = []
         for directory, dotted in level:
-            is_package = (directory / "__init__.py").is_file()
+            is_package = directory != repo and (directory / "__init__.py").is_file()
             if is_package:
-                name = directory.name if dotted is None else dotted
-                if not name.split(".")[-1].isidentifier():
+                if not directory.name.isidentifier():
                     warnings.append(f"{_rel(repo, directory)}/: not an importable name; left out")
                     continue
-                yield name, directory
+                yield dotted, directory
             for child in sorted(directory.iterdir()):
                 if not child.is_dir() or child.is_symlink():
                     continue
@@ -247,10 +257,18 @@ def _walk(repo: Path, ignored: IgnoreCheck, warnings: list[str]) -> Iterable[tup
                     continue
                 if _is_environment(child):
                     continue
-                child_dotted = None
-                if is_package and (child / "__init__.py").is_file():
-                    child_dotted = f"{name}.{child.name}"
-                candidates.append((child, child_dotted))
+                if (
+                    directory == repo
+                    and child.name in IMPORT_ROOTS
+                    and not (child / "__init__.py").is_file()
+                ):
+                    candidates.append((child, ""))
+                elif child.name.isidentifier():
+                    candidates.append((child, f"{dotted}.{child.name}" if dotted else child.name))
+                elif (child / "__init__.py").is_file():
+                    candidates.append((child, child.name))  # warned about, then left out
+                else:
+                    candidates.append((child, ""))
         left_out = ignored([_rel(repo, child) for child, _ in candidates])
         level = [(c, d) for c, d in candidates if _rel(repo, c) not in left_out]
 
@@ -396,10 +414,17 @@ def scan_python_repo(
                 by_default.append((row["source_path"], reason))
                 continue
             modules.append(row)
-        if not modules:
-            # A context without components could never spawn a child session.
-            continue
         init = directory / "__init__.py"
+        if not modules:
+            # A context without components could never spawn a child session. Say so when
+            # its code is all in __init__.py: that is a codebase the scan cannot describe.
+            if init_priority := _read_module(init, _rel(repo, init), [])[0]:
+                scan.warnings.append(
+                    f"{_rel(repo, init)}: the package's code is all in __init__.py "
+                    f"(priority {init_priority}) and it has no modules, so it is no context; "
+                    "describe it with --manifest"
+                )
+            continue
         _, description, _ = _read_module(init, _rel(repo, init), scan.warnings)
         context = {
             "module_name": package,
@@ -411,6 +436,11 @@ def scan_python_repo(
             "source_path": _rel(repo, init),
         }
         scan.rows += [context, *modules]
+    if not scan.rows:
+        scan.warnings.append(
+            "no package with modules found: nothing to import (a single-module project or "
+            "code outside packages is described with --manifest)"
+        )
     if by_default:
         by_default.sort()
         named = ", ".join(f"{name} ({reason})" for name, reason in by_default[:LEFT_OUT_NAMED])

@@ -922,9 +922,10 @@ def test_include_keeps_what_matches_by_module_name_or_path(tmp_path):
 
     scan = scan_python_repo(tmp_path, include=["lib.__main__", "examples/*"])
 
+    # examples/ holds no __init__.py: a namespace, as Python would import it from the root.
     assert sorted(r["module_name"] for r in scan.rows) == [
-        "demo",
-        "demo.run",
+        "examples.demo",
+        "examples.demo.run",
         "lib",
         "lib.__main__",
     ]
@@ -958,3 +959,55 @@ def test_a_single_package_of_build_copies_is_no_duplicate_module_name(scope, tmp
 )
 def test_only_sets_the_version(source, version_only):
     assert importer.only_sets_the_version(ast.parse(source)) is version_only
+
+
+# --- names as Python imports them -----------------------------------------------------------
+
+
+def test_a_namespace_package_is_named_as_python_imports_it(tmp_path):
+    """jaraco.functools' layout: jaraco/ has no __init__.py (PEP 420)."""
+    write(tmp_path / "jaraco" / "functools" / "__init__.py", '"""Functools like those."""\n')
+    write(tmp_path / "jaraco" / "functools" / "helpers.py")
+    write(tmp_path / "src" / "jaraco" / "text" / "__init__.py", "")
+    write(tmp_path / "src" / "jaraco" / "text" / "layouts.py")
+
+    rows = {r["module_name"]: r for r in scan_python_repo(tmp_path).rows}
+
+    assert sorted(rows) == [
+        "jaraco.functools",
+        "jaraco.functools.helpers",
+        "jaraco.text",  # under src/: the layout directory is no part of the name
+        "jaraco.text.layouts",
+    ]
+    assert rows["jaraco.functools"]["name"] == "functools"
+    assert rows["jaraco.functools.helpers"]["parent_module_name"] == "jaraco.functools"
+    assert rows["jaraco.text.layouts"]["source_path"] == "src/jaraco/text/layouts.py"
+
+
+def test_a_directory_python_cannot_import_starts_the_naming_again(tmp_path):
+    write(tmp_path / "my-tools" / "pkg" / "__init__.py", "")
+    write(tmp_path / "my-tools" / "pkg" / "m.py")
+    write(tmp_path / "src" / "lib" / "__init__.py", "")
+    write(tmp_path / "src" / "lib" / "data" / "inner" / "__init__.py", "")
+    write(tmp_path / "src" / "lib" / "data" / "inner" / "x.py")
+
+    names = sorted(r["module_name"] for r in scan_python_repo(tmp_path).rows)
+
+    # lib/data/ has no __init__.py: a namespace portion inside lib.
+    assert names == ["lib.data.inner", "lib.data.inner.x", "pkg", "pkg.m"]
+
+
+def test_code_the_scan_cannot_describe_is_a_warning_not_silence(tmp_path):
+    """jaraco.functools keeps its code in __init__.py; six is one module at the root."""
+    write(tmp_path / "jaraco" / "functools" / "__init__.py", "def f(x):\n    return x\n")
+    write(tmp_path / "six.py", "X = 1\n")
+
+    scan = scan_python_repo(tmp_path)
+
+    assert scan.rows == []
+    assert scan.warnings == [
+        "jaraco/functools/__init__.py: the package's code is all in __init__.py (priority 2) "
+        "and it has no modules, so it is no context; describe it with --manifest",
+        "no package with modules found: nothing to import (a single-module project or code "
+        "outside packages is described with --manifest)",
+    ]
