@@ -414,16 +414,28 @@ def test_the_import_plan_shows_each_server_value_on_its_one_line(monkeypatch, tm
     actions = [
         {"action": "create", "module_name": "shop"},
         {"action": "update", "module_name": f"shop.a{FORGED}{CLEAR}", "changes": [f"n{FORGED}"]},
+        {
+            "action": "update",
+            "module_name": "shop.b",
+            "changes": ["name"],
+            "before": {f"k{FORGED}": "old"},
+            "after": {f"k{FORGED}": f"new{FORGED}"},
+        },
     ]
     answer = httpx.Response(200, json={"actions": actions})
 
     assert _import(monkeypatch, tmp_path, answer, "--dry-run") == 0
 
-    assert capsys.readouterr().out.splitlines() == [
+    out = capsys.readouterr().out
+    assert "\x1b" not in out
+    assert out.splitlines() == [
         "action  module_name",
         "create  shop",
         f"update  shop.a{FORGED_SHOWN}{CLEAR_SHOWN}  (n{FORGED_SHOWN})",
-        "1 to create, 1 to update, 0 unchanged, 0 to delete (dry run: nothing was written)",
+        "update  shop.b  (name)",
+        # The answer's text is made printable as it is read, then shown as JSON.
+        f'          k{FORGED_SHOWN}: "old" -> "new{FORGED_SHOWN.replace(chr(92), chr(92) * 2)}"',
+        "1 to create, 2 to update, 0 unchanged, 0 to delete (dry run: nothing was written)",
     ]
 
 

@@ -405,12 +405,17 @@ def test_a_codebase_goes_from_import_to_a_finished_run_in_two_commands(workspace
     planned = workspace.run(*import_args, "--dry-run")
     assert planned.returncode == 0, planned.stdout
     # The plan is the server's answer to the same import, rolled back.
-    assert planned.stdout.splitlines()[-4:] == [
+    # Each create's fields are listed under it (indented); the rows and totals are these.
+    assert [line for line in planned.stdout.splitlines() if not line.startswith(" ")][-4:] == [
         "create  shop",
         "create  shop.cart",
         "create  shop.prices",
         "3 to create, 0 to update, 0 unchanged, 0 to delete (dry run: nothing was written)",
     ]
+    # Statements: prices' docstring, class and pass (3); cart's docstring, two defs and their
+    # returns (5); the shop context their sum.
+    priorities = [line.strip() for line in planned.stdout.splitlines() if "priority:" in line]
+    assert priorities == ["priority: 8", "priority: 5", "priority: 3"]
     assert server.get(f"components/?project={server.project}")["results"] == []
 
     imported = workspace.run(*import_args)
