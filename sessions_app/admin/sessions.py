@@ -600,12 +600,11 @@ class SessionAdmin(ProjectScopedAdmin):
 
     @admin.display(description="duration")
     def duration(self, session: Session) -> str:
-        """First step handed out to last result reported, once the session has finished."""
-        started = getattr(session, "first_step_at", None)
-        ended = getattr(session, "last_result_at", None)
-        if not session.is_finished or started is None or ended is None:
+        """First step handed out to last result reported (``Session.seconds``), once the
+        session has finished."""
+        if not session.is_finished or session.seconds is None:
             return ""
-        return duration_text((ended - started).total_seconds())
+        return duration_text(session.seconds)
 
     @admin.display(description="cost")
     def cost(self, session: Session) -> str:

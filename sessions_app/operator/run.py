@@ -449,14 +449,17 @@ def run_for(
         check_message=check or "",
         steps=own,
         timeline_children=timeline_children,
-        distributions=(
-            []
-            if not aggregated
-            else distributions
-            if distributions is not None
-            else step_distributions(session=session)
-        ),
+        distributions=_distributions(session, aggregated, distributions),
     )
+
+
+def _distributions(
+    session: Session, aggregated: bool, known: list[StepDistribution] | None
+) -> list[StepDistribution]:
+    """The steps' distributions a large run's page draws: those already read, else read."""
+    if not aggregated:
+        return []
+    return known if known is not None else step_distributions(session=session)
 
 
 def run_etag(
