@@ -193,6 +193,9 @@ class Run:
             else:
                 child.runner, child.leased_until = "runner-a", now + timedelta(minutes=5)
             started = now - timedelta(minutes=30) + timedelta(seconds=index % 600)
+            # Steps of 40 to 80 seconds, to the millisecond, different from child to child as
+            # real ones are.
+            length = timedelta(seconds=40 + (index * 7) % 41, milliseconds=index % 997)
             done = STEPS if child.status != SessionStatus.ACTIVE else STEPS[:3]
             for position, step in enumerate(done):
                 finished = child.status != SessionStatus.ACTIVE or position < len(done) - 1
@@ -204,9 +207,7 @@ class Run:
                         result={"status": "ok", "code": 0, "duration_ms": 4000}
                         if finished
                         else None,
-                        completed_at=started + timedelta(seconds=60 * (position + 1))
-                        if finished
-                        else None,
+                        completed_at=started + length * (position + 1) if finished else None,
                         cost_usd="0.070000" if step == "GenerateTestsAndFixtures" else None,
                     )
                 )
@@ -215,7 +216,7 @@ class Run:
         # Interaction.created_at is auto_now_add: spread the steps over the half hour.
         for interaction in interactions:
             if interaction.completed_at is not None:
-                interaction.created_at = interaction.completed_at - timedelta(seconds=50)
+                interaction.created_at = interaction.completed_at - timedelta(seconds=30)
         Interaction.objects.bulk_update(interactions, ["created_at"], batch_size=2000)
         # Bulk inserts go around submit_result: the sessions' usage totals and step times and
         # the project's cost per day are made from the steps, as results would have kept them.

@@ -8,7 +8,7 @@ subclasses carrying the exact text to show.
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -24,10 +24,12 @@ from core.scope import Scope
 from core.timefmt import api_time
 from sessions_app import selectors, usage
 from sessions_app.models import (
+    FINISHED_BUCKET_SECONDS,
     MAX_LEASE_SECONDS,
     RUNNER_MAX_LENGTH,
     DailyCost,
     ExecutionMode,
+    FinishedCount,
     Interaction,
     Session,
     SessionStatus,
@@ -39,7 +41,10 @@ from sessions_app.workflows.registry import (
     SPAWN_STEP,
     get_workflow,
 )
-from sessions_app.workflows.session_types import CONTEXT_TESTING_SESSIONS
+from sessions_app.workflows.session_types import (
+    COMPONENT_TEST_SESSIONS,
+    CONTEXT_TESTING_SESSIONS,
+)
 from sessions_app.workflows.steps.common import derived_error_message
 from sessions_app.workflows.steps.spawn_component_testing_sessions import (
     CANNOT_SPAWN,
@@ -586,6 +591,45 @@ def recount_daily_costs(project_ids: list[Any]) -> int:
             [DailyCost(project_id=p, day=day, cost_usd=cost) for (p, day), cost in spent.items()]
         )
     return len(spent)
+
+
+def quarter_of(moment: datetime) -> datetime:
+    """The start of the ``FinishedCount`` bucket (a quarter hour, UTC) ``moment`` falls in, as
+    the session table's triggers compute it."""
+    seconds = int(moment.timestamp()) // FINISHED_BUCKET_SECONDS * FINISHED_BUCKET_SECONDS
+    return datetime.fromtimestamp(seconds, tz=UTC)
+
+
+def recount_finished(project_ids: list[Any]) -> int:
+    """Make the projects' ``FinishedCount`` rows again from their sessions (the triggers keep
+    them; this is for a table restored without its triggers); how many rows were written."""
+    counted: dict[tuple[Any, ...], int] = {}
+    finished = Session.objects.filter(
+        project_id__in=project_ids, status__in=[SessionStatus.COMPLETE, SessionStatus.FAILED]
+    ).values_list("project_id", "updated_at", "status", "parent_session_id", "type")
+    for project_id, updated_at, status, parent_id, type_name in finished.iterator(chunk_size=2000):
+        key = (
+            project_id,
+            quarter_of(updated_at),
+            status,
+            parent_id is None,
+            type_name == COMPONENT_TEST_SESSIONS,
+        )
+        counted[key] = counted.get(key, 0) + 1
+    with transaction.atomic():
+        FinishedCount.objects.filter(project_id__in=project_ids).delete()
+        FinishedCount.objects.bulk_create(
+            FinishedCount(
+                project_id=key[0],
+                quarter=key[1],
+                status=key[2],
+                is_run=key[3],
+                is_component=key[4],
+                count=count,
+            )
+            for key, count in counted.items()
+        )
+    return len(counted)
 
 
 def _step_failed_too_often(

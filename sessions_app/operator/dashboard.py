@@ -9,19 +9,16 @@ change); its duration is from its first step handed out to its last result repor
 from __future__ import annotations
 
 import statistics
-from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from django.db.models import BooleanField, Case, Count, F, Max, Q, Value, When
-from django.db.models import Window as Over
-from django.db.models.functions import RowNumber
+from django.db.models import Count, Max, Q, Sum
 from django.utils import timezone
 
 from components_app.models import Project
-from sessions_app import selectors
-from sessions_app.models import DailyCost, Session, SessionStatus, stalled_at
+from sessions_app import selectors, services
+from sessions_app.models import DailyCost, FinishedCount, Session, SessionStatus, stalled_at
 from sessions_app.workflows.session_types import COMPONENT_TEST_SESSIONS
 
 DAY = timedelta(days=1)
@@ -72,34 +69,27 @@ def visible_projects(user) -> list[Project]:
 def _count_finished_this_week(
     boards: dict[object, ProjectDashboard], projects: list[Project], now: datetime
 ) -> None:
-    """The week's finished runs and component sessions counted, per day too: one grouped
-    query of conditional counts, a few rows whatever the number of sessions."""
+    """The week's finished runs and component sessions counted, per day too, from the
+    quarter hours' ``FinishedCount`` rows (kept by the session table's triggers): a few hundred
+    rows a project at most, whatever the number of sessions. A local day is a whole number of
+    quarter hours; the last 24 hours and the last 7 days start at the quarter hour they start
+    in, so they may count a session finished up to 15 minutes before."""
     today = timezone.localtime(now).replace(hour=0, minute=0, second=0, microsecond=0)
     starts = [today - timedelta(days=back) for back in range(6, -1, -1)]
     per_day = {
-        f"day_{index}": Count("id", filter=Q(updated_at__gte=start, updated_at__lt=start + DAY))
+        f"day_{index}": Sum("count", filter=Q(quarter__gte=start, quarter__lt=start + DAY))
         for index, start in enumerate(starts)
     }
     rows = (
-        Session.objects.filter(
-            project__in=projects,
-            status__in=[SessionStatus.COMPLETE, SessionStatus.FAILED],
-            updated_at__gte=now - WEEK,
-        )
-        .annotate(
-            is_run=Case(
-                When(parent_session__isnull=True, then=Value(True)),
-                default=Value(False),
-                output_field=BooleanField(),
-            ),
-            is_component=Case(
-                When(type=COMPONENT_TEST_SESSIONS, then=Value(True)),
-                default=Value(False),
-                output_field=BooleanField(),
-            ),
+        FinishedCount.objects.filter(
+            project__in=projects, quarter__gte=services.quarter_of(now - WEEK)
         )
         .values("project_id", "status", "is_run", "is_component")
-        .annotate(week=Count("id"), day=Count("id", filter=Q(updated_at__gte=now - DAY)), **per_day)
+        .annotate(
+            week=Sum("count"),
+            day=Sum("count", filter=Q(quarter__gte=services.quarter_of(now - DAY))),
+            **per_day,
+        )
         .order_by()
     )
     for board in boards.values():
@@ -115,15 +105,15 @@ def _count_finished_this_week(
         ):
             if applies:
                 if complete:
-                    window.complete += count
+                    window.complete += count or 0
                 else:
-                    window.failed += count
+                    window.failed += count or 0
         if row["is_component"]:
             board.daily = [
                 (
                     label,
-                    done + complete * row[f"day_{index}"],
-                    failed + (not complete) * row[f"day_{index}"],
+                    done + complete * (row[f"day_{index}"] or 0),
+                    failed + (not complete) * (row[f"day_{index}"] or 0),
                 )
                 for index, (label, done, failed) in enumerate(board.daily)
             ]
@@ -132,46 +122,57 @@ def _count_finished_this_week(
 def _time_taken(boards: dict[object, ProjectDashboard], projects: list[Project], now: datetime):
     """Each project's median and slowest components of the week's completed component
     sessions, from their rows' durations (``Session.seconds``, kept as their steps come and
-    go). Two queries, each a few rows a project: the database ranks the durations and hands
-    back the middle one or two, and ranks each component by its longest and hands back the
-    first ``SLOWEST``."""
-    timed = Session.objects.filter(
-        project__in=projects,
-        type=COMPONENT_TEST_SESSIONS,
-        status=SessionStatus.COMPLETE,
-        updated_at__gte=now - WEEK,
-        seconds__isnull=False,
-    ).order_by()
-    per_project = {"partition_by": [F("project_id")]}
-    middle = (
-        timed.annotate(
-            position=Over(RowNumber(), order_by=[F("seconds").asc(), F("id").asc()], **per_project),
-            timed=Over(Count("id"), **per_project),
+    go). Three small queries a project, each a range of one index
+    (``session_timed_by_project``) read in duration order: how many, the middle one or two
+    at their offset, and the longest rows until ``SLOWEST`` components are named."""
+    for project in projects:
+        timed = Session.objects.filter(
+            project=project,
+            type=COMPONENT_TEST_SESSIONS,
+            status=SessionStatus.COMPLETE,
+            seconds__isnull=False,
+            updated_at__gte=now - WEEK,
         )
-        # The middle row of an odd count, the middle two of an even one.
-        .filter(position__gte=(F("timed") + 1) / 2, position__lte=(F("timed") + 2) / 2)
-        .values_list("project_id", "seconds")
-    )
-    middles: dict[object, list[float]] = defaultdict(list)
-    for project_id, seconds in middle:
-        middles[project_id].append(seconds)
-    for project_id, seconds in middles.items():
-        boards[project_id].median_seconds = statistics.mean(seconds)
-    slowest = (
-        timed.values("project_id", "component__name")
-        .annotate(longest=Max("seconds"))
-        .annotate(
-            rank=Over(
-                RowNumber(),
-                order_by=[F("longest").desc(), F("component__name").asc()],
-                **per_project,
-            )
-        )
-        .filter(rank__lte=SLOWEST)
-        .values_list("project_id", "component__name", "longest", "rank")
-    )
-    for project_id, name, longest, _ in sorted(slowest, key=lambda row: row[3]):
-        boards[project_id].slowest.append((name or "(no component)", longest))
+        total = timed.count()
+        if not total:
+            continue
+        board = boards[project.pk]
+        middle = timed.order_by("seconds").values_list("seconds", flat=True)
+        middle = middle[(total - 1) // 2 : total // 2 + 1]
+        board.median_seconds = statistics.mean(middle)
+        board.slowest = _slowest_components(timed)
+
+
+def _slowest_components(timed) -> list[tuple[str, float]]:
+    """The ``SLOWEST`` components whose longest session took longest (ties by name). Read
+    from the longest sessions down, a page of rows: usually that settles it, in one query. A
+    second query only when it cannot: the names of every row as long as the last component
+    kept when the page ends on a tie with it, or, when the page held fewer components than
+    that (one component's many sessions), every component's longest."""
+    rows = timed.order_by("-seconds").values_list("component__name", "seconds")
+    page = list(rows[: SLOWEST * 10])
+    longest: dict[str, float] = {}
+    for name, seconds in page:
+        longest.setdefault(_named(name), seconds)
+    ranked = sorted(longest.items(), key=lambda item: (-item[1], item[0]))
+    if len(page) == SLOWEST * 10:
+        if len(ranked) < SLOWEST:
+            every = timed.values("component__name").annotate(longest=Max("seconds"))
+            longest = {_named(row["component__name"]): row["longest"] for row in every}
+            ranked = sorted(longest.items(), key=lambda item: (-item[1], item[0]))
+        elif page[-1][1] == ranked[SLOWEST - 1][1]:
+            # Rows past the page as long as the last one kept may be components that rank
+            # above it by name; every row longer than it is in the page already.
+            cutoff = page[-1][1]
+            tied = timed.filter(seconds=cutoff).values_list("component__name", flat=True)
+            for name in tied.distinct():
+                longest.setdefault(_named(name), cutoff)
+            ranked = sorted(longest.items(), key=lambda item: (-item[1], item[0]))
+    return ranked[:SLOWEST]
+
+
+def _named(name: str | None) -> str:
+    return name or "(no component)"
 
 
 def dashboards_for(user, *, now: datetime | None = None) -> list[ProjectDashboard]:

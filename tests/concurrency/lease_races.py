@@ -15,13 +15,14 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
+from typing import Any
 
 from django.utils import timezone
 
 from core.errors import Conflict
 from core.scope import Scope
 from sessions_app import selectors, services
-from sessions_app.models import DailyCost, Interaction, Session, SessionStatus
+from sessions_app.models import DailyCost, FinishedCount, Interaction, Session, SessionStatus
 from sessions_app.workflows.steps.spawn_component_testing_sessions import CANNOT_SPAWN
 from sessions_app.workflows.types import Result
 from tests.concurrency.races import (
@@ -267,6 +268,7 @@ def capped_claims_race(*, stalled: int = 0, busy: int = 0) -> None:
     assert statuses == {SessionStatus.COMPLETE: len(claimable)}
     assert set(leases(claimable).values()) == {(None, None)}
     assert leases(children[stalled : stalled + busy]) == untouched
+    assert_finished_counts_match_the_sessions(session.project_id, finished=len(claimable))
 
 
 def capped_claims_race_plain() -> None:
@@ -410,6 +412,8 @@ def retry_cancel_race() -> None:
         if retried:
             assert child.state["previous_errors"] == (["tests failed"] if was_failed else [])
     assert_totals_match_the_steps(spawned_children(session))
+    still_failed = [c for c in spawned_children(session) if c.status == SessionStatus.FAILED]
+    assert_finished_counts_match_the_sessions(session.project_id, finished=len(still_failed))
 
 
 # --- A run's budget ------------------------------------------------------------------------
@@ -418,6 +422,20 @@ BUDGET_CHILDREN = 12
 BUDGET_RUNNERS = 6
 BUDGET = Decimal("1.00")
 STEP_COST = Decimal("0.15")
+
+
+def assert_finished_counts_match_the_sessions(project_id: Any, *, finished: int) -> None:
+    """The dashboard's counts of finished sessions, as the session table's triggers kept them
+    through the race, are what the sessions themselves count to (``finished`` of them)."""
+
+    def kept() -> dict[tuple[Any, ...], int]:
+        rows = FinishedCount.objects.filter(project_id=project_id, count__gt=0)
+        return {(r.quarter, r.status, r.is_run, r.is_component): r.count for r in rows}
+
+    before = kept()
+    assert sum(before.values()) == finished, before
+    services.recount_finished([project_id])
+    assert kept() == before
 
 
 def assert_totals_match_the_steps(sessions: list[Session]) -> None:

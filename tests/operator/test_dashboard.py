@@ -14,6 +14,7 @@ from tests.factories import (
     make_component,
     make_context,
     make_context_session,
+    make_user,
 )
 from tests.operator.conftest import run_url
 
@@ -105,11 +106,27 @@ def test_a_superuser_sees_every_project(superuser_client, project, other_scope):
 def test_the_dashboard_costs_a_fixed_number_of_queries_per_project(
     scope, known_run, django_assert_num_queries
 ):
-    # Projects, in flight, stalled, the week's finished sessions counted, their median and
-    # their slowest components, the week's cost by day; for each project its runs; then for all
-    # those runs, their children's counts and cost (one grouped query over the children's rows).
-    with django_assert_num_queries(9):
+    # Projects, in flight, stalled, the week's finished sessions counted (FinishedCount rows),
+    # the week's cost by day; for each project its timed sessions counted, their median and
+    # their slowest components, and its runs; then for all those runs, their children's counts
+    # and cost (one grouped query over the children's rows).
+    with django_assert_num_queries(5 + 4 + 1):
         dashboards_for(scope.user)
+
+
+def test_another_project_adds_its_own_four_queries(
+    scope, other_scope, known_run, django_assert_num_queries
+):
+    superuser = make_user("root", is_staff=True, is_superuser=True)
+    other_run = make_context_session(other_scope, make_context(other_scope.project, [("X", 1)]))
+    child = make_child(other_run, other_run.component.child_components.get())
+    add_finished_step(child, "GenerateTestsAndFixtures")
+    Session.objects.filter(pk=child.pk).update(status=SessionStatus.COMPLETE)
+
+    with django_assert_num_queries(5 + 4 * 2 + 1):
+        boards = dashboards_for(superuser)
+
+    assert [board.components_week.complete for board in boards] == [1, 1]
 
 
 def test_each_latest_run_shows_its_children_s_coverage(staff_client, known_run):
@@ -219,3 +236,70 @@ def test_each_project_has_its_own_median_and_slowest(scope, other_scope):
     assert mine.median_seconds == 20 and theirs.median_seconds == 250
     assert [name for name, _ in mine.slowest] == ["M0", "M2", "M1"]
     assert [(name, round(s)) for name, s in theirs.slowest] == [("M1", 400), ("M0", 100)]
+
+
+# --- the slowest components, read from the longest sessions down ---------------------------
+
+
+def timed_children(context_session, project, durations: dict[str, list[float]]) -> None:
+    """Complete component sessions of the named components, one per duration (seconds); a
+    component's second and later sessions in runs of their own."""
+    start = timezone.now() - timedelta(hours=1)
+    for name, each in durations.items():
+        component = make_component(project, name)
+        for index, seconds in enumerate(each):
+            run = context_session
+            if index:
+                run = Session.objects.create(
+                    project=project,
+                    user=context_session.user,
+                    type=context_session.type,
+                    component=context_session.component,
+                )
+            make_child(
+                run,
+                component,
+                status=SessionStatus.COMPLETE,
+                first_step_at=start,
+                last_result_at=start + timedelta(seconds=seconds),
+            )
+
+
+def test_the_slowest_five_come_from_one_page_of_the_longest_sessions(
+    scope, project, context_session, django_assert_num_queries
+):
+    timed_children(context_session, project, {f"M{i:02d}": [10.0 + i] for i in range(60)})
+
+    (board,) = dashboards_for(scope.user)
+
+    assert board.slowest == [(f"M{i:02d}", 10.0 + i) for i in (59, 58, 57, 56, 55)]
+    assert board.median_seconds == 39.5
+
+
+def test_a_tie_past_the_page_is_ranked_by_name(scope, project, context_session):
+    # 60 sessions of 50 s: the page of 50 ends on the tie, and "A00" is past it by duration
+    # order but first by name.
+    # "A00" is finished first, so the index hands it out last of the tied rows.
+    timed_children(context_session, project, {"A00": [50.0]})
+    timed_children(context_session, project, {f"Z{i:02d}": [50.0] for i in range(59)})
+    timed_children(context_session, project, {"B": [70.0]})
+
+    (board,) = dashboards_for(scope.user)
+
+    assert board.slowest == [
+        ("B", 70.0),
+        ("A00", 50.0),
+        ("Z00", 50.0),
+        ("Z01", 50.0),
+        ("Z02", 50.0),
+    ]
+
+
+def test_one_components_many_sessions_do_not_hide_the_others(scope, project, context_session):
+    # A week of runs of the same context: one component's 60 long sessions fill the page.
+    timed_children(context_session, project, {"Heavy": [100.0 + i for i in range(60)]})
+    timed_children(context_session, project, {"Light": [5.0], "Mid": [20.0]})
+
+    (board,) = dashboards_for(scope.user)
+
+    assert board.slowest == [("Heavy", 159.0), ("Mid", 20.0), ("Light", 5.0)]

@@ -1,5 +1,6 @@
 """Make the totals kept as results come (each session's own usage and step times, each
-project's cost per day) again from the steps stored: after data was written around the service
+project's cost per day, and the dashboard's counts of finished sessions) again from the steps
+and sessions stored: after data was written around the service
 (an import, a restore of part of a table, a step deleted by hand).
 
 Prints one line a project, by name: ``<project name>: <n> sessions, <m> days of cost``.
@@ -53,6 +54,7 @@ class Command(BaseCommand):
             with transaction.atomic():
                 sessions = services.recount_from_steps(Session.objects.filter(project=each))
                 days = services.recount_daily_costs([each.pk])
+                services.recount_finished([each.pk])
             self.stdout.write(
                 f"{printable(each.name)}: {_counted(sessions, 'session')}, "
                 f"{_counted(days, 'day')} of cost"
