@@ -46,11 +46,13 @@ from spawnctl.jobs import BUDGET, STOPPED, RunnerConfig, repository_lock
 from spawnctl.progress import Reporter, reporter_for, summary_table
 from spawnctl.run import CANNOT_CONTINUE, Outcome, run_session
 from spawnctl.text import one_line, printable
+from spawnctl.tree_scan import LANGUAGES
 from spawnctl.work import ALL_FINISHED, NotAContext, work_context
 from spawnctl.work import BUDGET as WORK_BUDGET
 from spawnctl.worktrees import WorktreeError, Worktrees
 
 DEFAULT_URL = "http://127.0.0.1:8000"
+IMPORT_LANGUAGES = ("auto", *LANGUAGES)
 DEFAULT_JOBS = 4
 DEFAULT_LEASE_SECONDS = 120
 MAX_LEASE_SECONDS = 86_400
@@ -303,8 +305,16 @@ def _add_import(commands: argparse._SubParsersAction, server: argparse.ArgumentP
         action="append",
         default=[],
         metavar="GLOB",
-        help="keep what a scan leaves out by default (build/, dist/, examples/, __main__ and "
-        "version-only modules) where GLOB matches the module name or path (repeatable)",
+        help="keep what a Python scan leaves out by default (build/, dist/, examples/, "
+        "__main__ and version-only modules) where GLOB matches the module name or path "
+        "(repeatable)",
+    )
+    parser.add_argument(
+        "--language",
+        choices=IMPORT_LANGUAGES,
+        default="auto",
+        help="how to read the codebase (default auto: go.mod is Go, mix.exs Elixir, "
+        "package.json or tsconfig.json TypeScript/JavaScript, else Python)",
     )
     parser.set_defaults(handler=cmd_import)
 
@@ -718,7 +728,7 @@ def cmd_report(args: argparse.Namespace, api: Api) -> int:
 def cmd_import(args: argparse.Namespace, api: Api) -> int:
     """``spawnctl.importer`` reads the rows; this door gives it the one call it makes to the
     server, which checks them (a dry run included)."""
-    from spawnctl import importer
+    from spawnctl import importer, tree_scan
 
     if not args.repo.is_dir():
         raise UsageError(f"--repo {args.repo} is not a directory")
@@ -726,9 +736,13 @@ def cmd_import(args: argparse.Namespace, api: Api) -> int:
         raise UsageError("--include keeps what a scan leaves out; a manifest's rows are all kept")
     try:
         scan = importer.collect_rows(
-            repo=args.repo, manifest=args.manifest, exclude=args.exclude, include=args.include
+            repo=args.repo,
+            manifest=args.manifest,
+            exclude=args.exclude,
+            include=args.include,
+            language=args.language,
         )
-    except importer.ManifestError as error:
+    except (importer.ManifestError, tree_scan.ScanError) as error:
         _say_lines(error.message, error=True)
         return EXIT_FAILED
     for warning in scan.warnings:

@@ -578,15 +578,24 @@ def collect_rows(
     manifest: Path | None = None,
     exclude: Sequence[str] = (),
     include: Sequence[str] = (),
+    language: str = "python",
 ) -> Scan:
-    """The rows to import: the manifest's when one is given, else a scan of ``repo`` (what
-    is left out by default kept where ``include`` matches); the modules matching ``exclude``
-    marked excluded."""
-    scan = (
-        Scan(rows=load_manifest(manifest))
-        if manifest is not None
-        else scan_python_repo(repo, include=include)
-    )
+    """The rows to import: the manifest's when one is given, else a scan of ``repo`` in its
+    ``language`` (``auto``: what the repository's root says, ``tree_scan.detect_language``;
+    Go, TypeScript/JavaScript and Elixir are read by ``spawnctl.tree_scan``); what a Python
+    scan leaves out by default kept where ``include`` matches; the modules matching
+    ``exclude`` marked excluded."""
+    if manifest is not None:
+        scan = Scan(rows=load_manifest(manifest))
+    else:
+        from spawnctl import tree_scan
+
+        if language == "auto":
+            language = tree_scan.detect_language(repo)
+        if language == tree_scan.PYTHON:
+            scan = scan_python_repo(repo, include=include)
+        else:
+            scan = tree_scan.scan_repo(repo, language)
     scan.warnings += mark_excluded(scan.rows, exclude)
     return scan
 

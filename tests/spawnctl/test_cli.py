@@ -499,3 +499,49 @@ def test_include_with_a_manifest_is_bad_usage(tmp_path, capsys):
 
     assert cli.main([*argv, "--include", "pkg.__main__", "--token", "t"]) == 2
     assert "--include keeps what a scan leaves out" in capsys.readouterr().err
+
+
+def test_import_reads_a_go_module_as_go_and_sends_its_rows(monkeypatch, tmp_path, capsys):
+    (tmp_path / "go.mod").write_text("module example.com/x\n")
+    (tmp_path / "store").mkdir()
+    (tmp_path / "store" / "cache.go").write_text("package store\n\nfunc Get() int { return 1 }\n")
+    sent = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent.append(json.loads(request.content))
+        return httpx.Response(
+            200, json={"created": 2, "updated": 0, "unchanged": 0, "deleted": 0, "actions": []}
+        )
+
+    _answering(monkeypatch, handler)
+    argv = ["import", "--repo", str(tmp_path), "--project", "p", "--token", "t"]
+
+    assert cli.main(argv) == 0
+
+    (body,) = sent
+    assert [row["module_name"] for row in body["components"]] == ["store", "store.cache"]
+    assert "Imported 2 rows: 2 created" in capsys.readouterr().out
+
+
+def test_import_without_a_grammar_installed_says_what_to_install(monkeypatch, tmp_path, capsys):
+    from spawnctl import tree_scan
+
+    monkeypatch.setitem(tree_scan._PACKAGES, "go", ("tree_sitter_nothing_here", "tree-sitter-go"))
+    monkeypatch.setattr(tree_scan, "_parsers", {})
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "a.go").write_text("package a\n")
+    argv = ["import", "--repo", str(tmp_path), "--project", "p", "--token", "t"]
+
+    assert cli.main([*argv, "--language", "go"]) == 1
+
+    assert "pip install tree-sitter tree-sitter-go" in capsys.readouterr().err
+
+
+def test_import_refuses_a_language_it_does_not_read(tmp_path, capsys):
+    argv = ["import", "--repo", str(tmp_path), "--project", "p", "--token", "t"]
+
+    with pytest.raises(SystemExit) as raised:
+        cli.main([*argv, "--language", "cobol"])
+
+    assert raised.value.code == 2
+    assert "invalid choice: 'cobol'" in capsys.readouterr().err
