@@ -110,7 +110,10 @@ def validate_base_branch(value: str) -> None:
         raise ValidationError(f"Not a valid git branch name: {problem}.")
 
 
-validate_test_command_template = CommandTemplateValidator("test_file")
+# {test_dir}: the test file's directory as a relative path (./store, or . at the top), what
+# go test takes.
+TEST_COMMAND_PLACEHOLDERS = ("test_file", "test_dir")
+validate_test_command_template = CommandTemplateValidator(*TEST_COMMAND_PLACEHOLDERS)
 validate_test_path_template = PathTemplateValidator(*test_paths.PLACEHOLDERS)
 validate_agent_command_template = CommandTemplateValidator("prompt")
 _resume_placeholders = CommandTemplateValidator("prompt", "conversation_id")
@@ -130,7 +133,7 @@ DEFAULT_AGENT_RESUME_COMMAND = (
 MAX_STEP_SECONDS = 86_400
 PULL_REQUEST_PLACEHOLDERS = ("branch", "base_branch", "title", "report_file")
 validate_pull_request_command_template = CommandTemplateValidator(*PULL_REQUEST_PLACEHOLDERS)
-COVERAGE_PLACEHOLDERS = ("test_file", "source_path", "report_file")
+COVERAGE_PLACEHOLDERS = ("test_file", "test_dir", "source_path", "report_file")
 validate_coverage_command_template = CommandTemplateValidator(*COVERAGE_PLACEHOLDERS)
 # coverage.py measures branch coverage of the test file's run and writes its JSON report, for
 # the component's code only; the run's own exit code is the command's, report or not. The data

@@ -13,7 +13,18 @@ import re
 from collections.abc import Iterable
 from typing import Protocol
 
-PLACEHOLDERS = ("module", "module_snake", "module_last", "source_path")
+PLACEHOLDERS = (
+    "module",
+    "module_snake",
+    "module_last",
+    "module_path",
+    "source_path",
+    "source_dir",
+    "source_stem",
+    "source_ext",
+)
+# The placeholders read from the component's source path.
+SOURCE_PLACEHOLDERS = ("{source_path}", "{source_dir}", "{source_stem}", "{source_ext}")
 # The default keeps the modules of an ordinary package apart: {module_snake} alone folds
 # "click.utils" and "click._utils" (or "pkg.fooBar" and "pkg.foo_bar") into one name, and the
 # last dotted part, kept as it is written, tells them apart again. Every file stays directly
@@ -46,17 +57,37 @@ def module_last(module_name: str) -> str:
     return module_name.rsplit(".", 1)[-1]
 
 
+def module_path(module_name: str) -> str:
+    """``Shop.Accounts.UserToken`` → ``shop/accounts/user_token``: each dotted part snake-cased
+    (as ``module_snake``), joined by ``/``: the path Elixir's and Ruby's conventions give."""
+    return "/".join(module_snake(part) or "_" for part in module_name.split("."))
+
+
 def render(template: str, *, module_name: str, source_path: str | None) -> str | None:
-    """The test file ``template`` names for a component; None when the template uses
-    ``{source_path}`` and the component has none."""
-    if source_path is None and "{source_path}" in template:
+    """The test file ``template`` names for a component; None when the template uses the
+    source path (``{source_path}``, ``{source_dir}``, ``{source_stem}``, ``{source_ext}``) and
+    the component has none. ``src/utils/format.tsx`` has the dir ``src/utils``, the stem
+    ``format`` and the ext ``.tsx``; the dir of a file at the top of the repository is empty,
+    and the empty part it leaves (``{source_dir}/x``) is dropped."""
+    if source_path is None and any(field in template for field in SOURCE_PLACEHOLDERS):
         return None
-    return template.format(
+    directory, _, file_name = (source_path or "").rpartition("/")
+    stem, dot, extension = file_name.rpartition(".")
+    if not dot:
+        stem, extension = file_name, ""
+    rendered = template.format(
         module=module_name,
         module_snake=module_snake(module_name),
         module_last=module_last(module_name),
+        module_path=module_path(module_name),
         source_path=source_path or "",
+        source_dir=directory,
+        source_stem=stem,
+        source_ext=f".{extension}" if extension else "",
     )
+    if "{source_dir}" in template:
+        rendered = "/".join(part for part in rendered.split("/") if part)
+    return rendered
 
 
 def test_file_of(template: str, component: Named) -> str | None:

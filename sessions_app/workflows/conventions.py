@@ -38,6 +38,7 @@ step's result: no command here hides one behind a fallback that fails for anothe
 
 from __future__ import annotations
 
+import posixpath
 import re
 import shlex
 
@@ -76,12 +77,23 @@ def test_file_path(project: Project, component: Component) -> str:
     return checked_test_file(path)
 
 
+def test_dir(test_file: str) -> str:
+    """The test file's directory as a relative path: ``./store`` for ``store/cache_test.go``,
+    ``.`` for a file at the top (what ``go test`` takes as a package)."""
+    directory = posixpath.dirname(checked_test_file(test_file))
+    return f"./{directory}" if directory else "."
+
+
 def test_command(project: Project, test_file: str) -> str:
     template = project.test_command_template
     # Templates stored before they were validated are checked where they are used.
-    if problem := safety.shell_template_problem(template, "test_file"):
-        raise StepError(f"The project's test command template cannot be used: {problem}")
-    return template.format(test_file=shlex.quote(checked_test_file(test_file)))
+    for placeholder in ("test_file", "test_dir"):
+        if problem := safety.shell_template_problem(template, placeholder):
+            raise StepError(f"The project's test command template cannot be used: {problem}")
+    return template.format(
+        test_file=shlex.quote(checked_test_file(test_file)),
+        test_dir=shlex.quote(test_dir(test_file)),
+    )
 
 
 def coverage_command(
@@ -90,11 +102,12 @@ def coverage_command(
     """The project's coverage command for one component's test file. Without a source path it
     measures everything (``*``): VerifyTests then checks no coverage minimum."""
     template = project.coverage_command_template
-    for placeholder in ("test_file", "source_path", "report_file"):
+    for placeholder in ("test_file", "test_dir", "source_path", "report_file"):
         if problem := safety.shell_template_problem(template, placeholder):
             raise StepError(f"The project's coverage command template cannot be used: {problem}")
     return template.format(
         test_file=shlex.quote(checked_test_file(test_file)),
+        test_dir=shlex.quote(test_dir(test_file)),
         source_path=shlex.quote(checked_test_file(source_path) if source_path else "*"),
         report_file=shlex.quote(checked_test_file(report_file)),
     )

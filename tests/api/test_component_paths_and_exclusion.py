@@ -1049,3 +1049,61 @@ def test_clearing_source_path_in_the_admin_stores_null(component_admin, project)
 
     assert response.status_code == 302
     assert Component.objects.get(pk=component.pk).source_path is None
+
+
+@pytest.mark.parametrize(
+    ("template", "module_name", "source_path", "expected"),
+    [
+        # Go: beside the file.
+        (
+            "{source_dir}/{source_stem}_test.go",
+            "store.cache",
+            "store/cache.go",
+            "store/cache_test.go",
+        ),
+        ("{source_dir}/{source_stem}_test.go", "main.main", "main.go", "main_test.go"),
+        # TypeScript: beside the file, its own extension.
+        (
+            "{source_dir}/{source_stem}.test{source_ext}",
+            "utils.format",
+            "src/utils/format.tsx",
+            "src/utils/format.test.tsx",
+        ),
+        (
+            "{source_dir}/{source_stem}.test{source_ext}",
+            "app.module",
+            "src/app.module.ts",
+            "src/app.module.test.ts",
+        ),
+        # Elixir: test/ mirrors the module's name.
+        (
+            "test/{module_path}_test.exs",
+            "Shop.Accounts.UserToken",
+            "lib/shop/accounts/user_token.ex",
+            "test/shop/accounts/user_token_test.exs",
+        ),
+        ("test/{module_path}_test.exs", "Shop.Accounts", None, "test/shop/accounts_test.exs"),
+        # Without a source path, a template that reads it names no file.
+        ("{source_dir}/{source_stem}_test.go", "store.cache", None, None),
+        ("t/{source_stem}{source_ext}", "x", None, None),
+    ],
+)
+def test_the_source_and_module_path_placeholders(template, module_name, source_path, expected):
+    assert test_paths.render(template, module_name=module_name, source_path=source_path) == expected
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        "{source_dir}/{source_stem}_test.go",
+        "{source_dir}/{source_stem}.test{source_ext}",
+        "test/{module_path}_test.exs",
+    ],
+)
+def test_each_languages_test_path_template_is_accepted(api, project, template):
+    response = api.patch(
+        f"/api/projects/{project.pk}/", {"test_path_template": template}, format="json"
+    )
+
+    assert response.status_code == 200, response.json()
+    assert response.json()["test_path_template"] == template

@@ -337,7 +337,8 @@ def test_an_unknown_placeholder_is_named_with_the_allowed_ones(api, project):
 
     assert response.json() == {
         "test_path_template": [
-            "Use only the placeholders {module}, {module_snake}, {module_last}, {source_path}; "
+            "Use only the placeholders {module}, {module_snake}, {module_last}, {module_path}, "
+            "{source_path}, {source_dir}, {source_stem}, {source_ext}; "
             "write {{ and }} for literal braces."
         ]
     }

@@ -580,3 +580,26 @@ def test_a_child_branch_comes_from_its_parent_and_is_checked_there(scope, contex
         error.value.message
         == "Branch name '-x' is not a valid git branch name: it starts with \"-\""
     )
+
+
+@pytest.mark.parametrize(
+    ("test_file", "expected"),
+    [
+        ("store/cache_test.go", "go test ./store"),
+        ("main_test.go", "go test ."),
+        ("a b/x_test.go", None),
+    ],
+)
+def test_the_test_dir_placeholder_is_the_test_files_directory(project, test_file, expected):
+    project.test_command_template = "go test {test_dir}"
+    if expected is None:
+        with pytest.raises(StepError):
+            conventions.test_command(project, test_file)
+        return
+    assert conventions.test_command(project, test_file) == expected
+
+
+def test_the_test_dir_placeholder_must_be_a_word_of_its_own(project):
+    with pytest.raises(ValidationError) as error:
+        Project.test_command_template.field.run_validators("go test ./{test_dir}")
+    assert "{test_dir} must be a shell word of its own" in str(error.value)
