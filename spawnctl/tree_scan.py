@@ -216,6 +216,18 @@ def _read(path: Path, repo: Path, warnings: list[str]) -> bytes | None:
         return None
 
 
+def _read_parsed(
+    path: Path, repo: Path, parser: Any, warnings: list[str]
+) -> tuple[bytes, str, Any] | None:
+    """A file's bytes, its path in the repository and its parsed root; None (and a warning)
+    when it cannot be read."""
+    source = _read(path, repo, warnings)
+    if source is None:
+        return None
+    relative = _rel(repo, path)
+    return source, relative, _parsed(parser, source, relative, warnings)
+
+
 def _parsed(parser: Any, source: bytes, relative: str, warnings: list[str]) -> Any:
     tree = parser.parse(source)
     if tree.root_node.has_error:
@@ -234,6 +246,15 @@ def _dotted(relative_dir: str) -> str:
 def _scan(repo: Path, ignored: IgnoreCheck | None) -> tuple[Path, IgnoreCheck, Scan]:
     repo = repo.resolve()
     return repo, ignored or git_ignore_check(repo) or gitignore_fallback(repo), Scan()
+
+
+def _add_context(scan: Scan, context: dict, children: list[dict]) -> None:
+    """Add a context row and its children, each child named under it."""
+    scan.rows.append(context)
+    for child in children:
+        child["module_name"] = f"{context['module_name']}.{_dotted(child['name'])}"
+        child["parent_module_name"] = context["module_name"]
+        scan.rows.append(child)
 
 
 def _context_row(module_name: str, name: str, children: list[dict], **fields: Any) -> dict:
@@ -325,11 +346,9 @@ def scan_go_repo(repo: Path, *, ignored: IgnoreCheck | None = None) -> Scan:
     for directory, paths in sorted(by_dir.items()):
         children, package, package_doc, doc_file = [], None, "", None
         for path in paths:
-            source = _read(path, repo, scan.warnings)
-            if source is None:
+            if (read := _read_parsed(path, repo, parser, scan.warnings)) is None:
                 continue
-            relative = _rel(repo, path)
-            root = _parsed(parser, source, relative, scan.warnings)
+            source, relative, root = read
             clause = next((n for n in root.named_children if n.type == "package_clause"), None)
             doc = comment_text(_leading_comments(clause, source)) if clause is not None else ""
             if clause is not None and package is None:
@@ -354,19 +373,17 @@ def scan_go_repo(repo: Path, *, ignored: IgnoreCheck | None = None) -> Scan:
         if not children:
             continue
         context = _dotted(directory) if directory != "." else (package or repo.name)
-        scan.rows.append(
+        _add_context(
+            scan,
             _context_row(
                 context,
                 package or directory.rsplit("/", 1)[-1],
                 children,
                 description=first_sentence(package_doc),
                 source_path=doc_file,
-            )
+            ),
+            children,
         )
-        for child in children:
-            child["module_name"] = f"{context}.{_dotted(child['name'])}"
-            child["parent_module_name"] = context
-            scan.rows.append(child)
     _say_when_empty(scan, "no Go package with files found")
     return scan
 
@@ -531,12 +548,10 @@ def scan_typescript_repo(repo: Path, *, ignored: IgnoreCheck | None = None) -> S
     for directory, paths in sorted(by_dir.items()):
         children = []
         for path in paths:
-            source = _read(path, repo, scan.warnings)
-            if source is None:
-                continue
-            relative = _rel(repo, path)
             grammar = TS_EXTENSIONS["." + path.name.rsplit(".", 1)[-1]]
-            root = _parsed(parser_for(grammar), source, relative, scan.warnings)
+            if (read := _read_parsed(path, repo, parser_for(grammar), scan.warnings)) is None:
+                continue
+            source, relative, root = read
             stem = path.name.rsplit(".", 1)[0]
             ext = path.name.rsplit(".", 1)[-1]
             tests = [
@@ -559,18 +574,16 @@ def scan_typescript_repo(repo: Path, *, ignored: IgnoreCheck | None = None) -> S
         module_dir = _ts_module_dir(directory)
         context = _dotted(module_dir) if module_dir else top
         index = next((c for c in children if c["name"] == "index"), None)
-        scan.rows.append(
+        _add_context(
+            scan,
             _context_row(
                 context,
                 module_dir.rsplit("/", 1)[-1] if module_dir else top,
                 children,
                 description=index["description"] if index else "",
-            )
+            ),
+            children,
         )
-        for child in children:
-            child["module_name"] = f"{context}.{_dotted(child['name'])}"
-            child["parent_module_name"] = context
-            scan.rows.append(child)
     _say_when_empty(scan, "no TypeScript or JavaScript file found")
     return scan
 
@@ -665,11 +678,9 @@ def scan_elixir_repo(repo: Path, *, ignored: IgnoreCheck | None = None) -> Scan:
             )
             children = []
             for path in files:
-                source = _read(path, repo, scan.warnings)
-                if source is None:
+                if (read := _read_parsed(path, repo, parser, scan.warnings)) is None:
                     continue
-                relative = _rel(repo, path)
-                root = _parsed(parser, source, relative, scan.warnings)
+                source, relative, root = read
                 name, block = _elixir_module(root, source)
                 if name is None:
                     scan.warnings.append(f"{relative}: no defmodule; left out")
