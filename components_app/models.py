@@ -15,6 +15,9 @@ MODULE_NAME_TAKEN = "A component with this module name already exists in the pro
 MAX_STEP_ATTEMPTS = 10
 MAX_TEST_RUNS = 20
 MAX_IMPROVE_ATTEMPTS = 10
+# The mutation gate's sample of a component's mutants, and each mutant's time limit.
+MAX_MUTANTS = 1000
+MAX_MUTANT_SECONDS = 3600
 
 
 @deconstructible
@@ -235,6 +238,25 @@ class Project(models.Model):
         validators=[MaxValueValidator(MAX_IMPROVE_ATTEMPTS)],
         help_text="ImproveTests rounds before tests below the bar fail the session.",
     )
+    # The mutation gate (off by default): a sample of the source file's mutants, each run
+    # against the component's test file, must mostly fail it.
+    min_mutation_score = models.PositiveSmallIntegerField(
+        null=True,
+        blank=True,
+        validators=[MaxValueValidator(100)],
+        help_text="Percent of the sampled mutants of a component's source file its tests must "
+        "catch (fail on, or time out); empty: not checked.",
+    )
+    max_mutants = models.PositiveSmallIntegerField(
+        default=20,
+        validators=[MinValueValidator(1), MaxValueValidator(MAX_MUTANTS)],
+        help_text="How many of a component's mutants the mutation gate samples.",
+    )
+    mutant_timeout_seconds = models.PositiveIntegerField(
+        default=60,
+        validators=[MinValueValidator(1), MaxValueValidator(MAX_MUTANT_SECONDS)],
+        help_text="A mutant whose test run lasts longer is stopped and counts as caught.",
+    )
     coverage_command_template = models.CharField(
         max_length=500,
         default=DEFAULT_COVERAGE_COMMAND,
@@ -308,6 +330,12 @@ class Project(models.Model):
                 & Q(test_runs__gte=1, test_runs__lte=MAX_TEST_RUNS)
                 & Q(max_improve_attempts__lte=MAX_IMPROVE_ATTEMPTS),
                 name="project_quality_bar_ranges",
+            ),
+            models.CheckConstraint(
+                condition=(Q(min_mutation_score__isnull=True) | Q(min_mutation_score__lte=100))
+                & Q(max_mutants__gte=1, max_mutants__lte=MAX_MUTANTS)
+                & Q(mutant_timeout_seconds__gte=1, mutant_timeout_seconds__lte=MAX_MUTANT_SECONDS),
+                name="project_mutation_gate_ranges",
             ),
             models.CheckConstraint(
                 condition=(Q(default_max_cost_usd__isnull=True) | Q(default_max_cost_usd__gte=0))

@@ -485,6 +485,17 @@ class Verification(models.Model):
     missing_lines = models.JSONField(default=list)
     tests_without_assertions = models.JSONField(default=list)
     changed_files = models.JSONField(default=list)
+    #: The mutation gate's sample of the source file's mutants, by outcome; null when no
+    #: mutation ran (the gate off, the tests failing, no source file).
+    mutants_sampled = models.PositiveIntegerField(null=True, blank=True)
+    mutants_killed = models.PositiveIntegerField(null=True, blank=True)
+    mutants_survived = models.PositiveIntegerField(null=True, blank=True)
+    mutants_timed_out = models.PositiveIntegerField(null=True, blank=True)
+    mutants_incompetent = models.PositiveIntegerField(null=True, blank=True)
+    #: (killed + timed out) / (killed + timed out + survived), rounded down to one decimal.
+    mutation_score = models.DecimalField(max_digits=4, decimal_places=1, null=True, blank=True)
+    #: Each surviving mutant: ``line``, ``column``, ``operator``, ``change`` ("old -> new").
+    surviving_mutants = models.JSONField(default=list)
     #: The problems found, in the order the bar names them; empty when it passed.
     problems = models.JSONField(default=list)
     verified_at = models.DateTimeField(auto_now_add=True)
@@ -501,6 +512,20 @@ class Verification(models.Model):
                 condition=Q(branches_covered__isnull=True)
                 | Q(branches_total__isnull=False, branches_covered__lte=F("branches_total")),
                 name="verification_branches_covered_within_total",
+            ),
+            models.CheckConstraint(
+                condition=Q(mutants_sampled__isnull=True)
+                | Q(
+                    mutants_killed__isnull=False,
+                    mutants_survived__isnull=False,
+                    mutants_timed_out__isnull=False,
+                    mutants_incompetent__isnull=False,
+                    mutants_sampled=F("mutants_killed")
+                    + F("mutants_survived")
+                    + F("mutants_timed_out")
+                    + F("mutants_incompetent"),
+                ),
+                name="verification_mutants_add_up",
             ),
         ]
 

@@ -14,6 +14,8 @@ LINE_BELOW = "Line coverage of {source_path} is {value}%, below {minimum}%"
 BRANCH_BELOW = "Branch coverage of {source_path} is {value}%, below {minimum}%"
 NO_ASSERTIONS = "Tests without assertions: {names}"
 CHANGED_FILES = "Files changed outside the test file: {paths}"
+NO_MUTATION = "No mutation data for {source_path}"
+MUTATION_BELOW = "Mutation score of {source_path} is {value}%, below {minimum}%"
 NOT_MET = "Tests do not meet the project's bar after {attempts} improvement attempts: {problems}"
 PROBLEM_SEPARATOR = "; "
 
@@ -23,6 +25,7 @@ class Bar:
     min_line_coverage: int | None
     min_branch_coverage: int | None
     require_assertions: bool
+    min_mutation_score: int | None = None
 
     @classmethod
     def of(cls, project: Any) -> Bar:
@@ -30,7 +33,24 @@ class Bar:
             min_line_coverage=project.min_line_coverage,
             min_branch_coverage=project.min_branch_coverage,
             require_assertions=project.require_assertions,
+            min_mutation_score=project.min_mutation_score,
         )
+
+    def wants_mutation(self, source_path: str | None) -> bool:
+        """Whether the mutation gate applies to a component with ``source_path``: it is on, and
+        the file is one the mutation tool can change (Python, for cosmic-ray)."""
+        return (
+            self.min_mutation_score is not None
+            and bool(source_path)
+            and str(source_path).endswith(MUTABLE_SUFFIXES)
+        )
+
+
+# The source files the mutation gate's tool (cosmic-ray) mutates.
+MUTABLE_SUFFIXES = (".py",)
+# How many surviving mutants a verification lists (the counts cover them all).
+MAX_SURVIVORS = 100
+MAX_CHANGE_LENGTH = 1000
 
 
 @dataclass(frozen=True)
@@ -43,6 +63,50 @@ class Coverage:
 
 
 @dataclass(frozen=True)
+class Survivor:
+    """A mutant the tests did not catch: where it is, and what it changed."""
+
+    line: int
+    column: int
+    operator: str
+    change: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "line": self.line,
+            "column": self.column,
+            "operator": self.operator,
+            "change": self.change,
+        }
+
+    def text(self, source_path: str) -> str:
+        return f"{source_path}:{self.line}: {self.change}"
+
+
+@dataclass(frozen=True)
+class Mutation:
+    """The sampled mutants of the source file, by outcome (each counted once)."""
+
+    sampled: int
+    killed: int
+    survived: int
+    timed_out: int
+    incompetent: int = 0
+    survivors: tuple[Survivor, ...] = ()
+
+    @property
+    def judged(self) -> int:
+        """The mutants the tests ran against: caught (killed or timed out) or not."""
+        return self.killed + self.timed_out + self.survived
+
+    def score(self) -> int | None:
+        """Caught over judged in tenths of a percent, rounded down; None with none judged."""
+        if not self.judged:
+            return None
+        return tenths(self.killed + self.timed_out, self.judged)
+
+
+@dataclass(frozen=True)
 class Measured:
     """A verification as reported (``data.verification``), checked."""
 
@@ -50,6 +114,7 @@ class Measured:
     coverage: Coverage | None = None
     tests_without_assertions: tuple[str, ...] = ()
     changed_files: tuple[str, ...] = ()
+    mutation: Mutation | None = None
     as_reported: dict[str, Any] = field(default_factory=dict)
 
 
@@ -130,8 +195,54 @@ def read(verification: Any) -> Measured:
             verification.get("tests_without_assertions", []), "tests_without_assertions"
         ),
         changed_files=_texts(verification.get("changed_files", []), "changed_files"),
+        mutation=_mutation(verification.get("mutation")),
         as_reported=dict(verification),
     )
+
+
+def _mutation(reported: Any) -> Mutation | None:
+    if reported is None:
+        return None
+    if not isinstance(reported, Mapping):
+        raise Malformed("mutation", "must be an object or null.")
+    counts = {
+        name: _count(reported.get(name, 0 if name == "incompetent" else None), f"mutation.{name}")
+        for name in ("sampled", "killed", "survived", "timed_out", "incompetent")
+    }
+    if counts["killed"] + counts["survived"] + counts["timed_out"] + counts["incompetent"] != (
+        counts["sampled"]
+    ):
+        raise Malformed(
+            "mutation.sampled", "must be killed + survived + timed_out + incompetent."
+        )
+    listed = reported.get("survivors", [])
+    if not isinstance(listed, list):
+        raise Malformed("mutation.survivors", "must be a list.")
+    if len(listed) > min(counts["survived"], MAX_SURVIVORS):
+        raise Malformed(
+            "mutation.survivors",
+            f"must list at most the {counts['survived']} survived (and {MAX_SURVIVORS}).",
+        )
+    return Mutation(**counts, survivors=tuple(_survivor(item, n) for n, item in enumerate(listed)))
+
+
+def _survivor(item: Any, index: int) -> Survivor:
+    name = f"mutation.survivors[{index}]"
+    if not isinstance(item, Mapping):
+        raise Malformed(name, "must be an object.")
+    line = _count(item.get("line"), f"{name}.line")
+    if line < 1:
+        raise Malformed(f"{name}.line", "must be a line number (from 1).")
+    column = _count(item.get("column", 0), f"{name}.column")
+    texts = {}
+    for key in ("operator", "change"):
+        value = item.get(key)
+        if not isinstance(value, str) or not value.strip() or len(value) > MAX_CHANGE_LENGTH:
+            raise Malformed(
+                f"{name}.{key}", f"must be a text of 1 to {MAX_CHANGE_LENGTH} characters."
+            )
+        texts[key] = value
+    return Survivor(line=line, column=column, **texts)
 
 
 def without_measurements(code: int | None, status: str) -> Measured:
@@ -154,6 +265,8 @@ def problems(measured: Measured, bar: Bar, source_path: str | None) -> list[str]
             found.append(NO_COVERAGE.format(source_path=source_path))
         else:
             found += _coverage_problems(coverage, bar, source_path)
+    if bar.wants_mutation(source_path):
+        found += _mutation_problems(measured, bar, str(source_path), tests_failed=bool(failed))
     if bar.require_assertions and measured.tests_without_assertions:
         found.append(NO_ASSERTIONS.format(names=", ".join(measured.tests_without_assertions)))
     if measured.changed_files:
@@ -183,6 +296,24 @@ def _coverage_problems(coverage: Coverage, bar: Bar, source_path: str) -> list[s
                 )
             )
     return found
+
+
+def _mutation_problems(
+    measured: Measured, bar: Bar, source_path: str, *, tests_failed: bool
+) -> list[str]:
+    """Mutants are run only against tests that pass: failing tests are their own problem,
+    and no mutation data is one only when they passed."""
+    mutation = measured.mutation
+    if mutation is None:
+        return [] if tests_failed else [NO_MUTATION.format(source_path=source_path)]
+    value = mutation.score()
+    if value is None or bar.min_mutation_score is None or value >= bar.min_mutation_score * 10:
+        return []
+    return [
+        MUTATION_BELOW.format(
+            source_path=source_path, value=percent_text(value), minimum=bar.min_mutation_score
+        )
+    ]
 
 
 def line_ranges(lines: Iterable[int]) -> str:

@@ -88,11 +88,12 @@ def build(*, session: Session, links: Links, now: datetime | None = None) -> dic
         "cost_usd": usage.as_number(run.cost_usd),
         "max_cost_usd": usage.as_number(session.max_cost_usd),
         "coverage": summary.as_dict()["coverage"],
+        "mutation": summary.as_dict()["mutation"],
         "counts": {
             **{
                 key: value
                 for key, value in summary.as_dict().items()
-                if key not in ("coverage", "cost_usd")
+                if key not in ("coverage", "mutation", "cost_usd")
             },
             "excluded": sum(1 for row in rows if row["excluded"]),
         },
@@ -121,6 +122,7 @@ def _child(child: Session, first_problems: list[str]) -> dict[str, Any]:
         "attempts": child.attempt,
         "line_coverage": _number(verification.line_coverage) if verification else None,
         "branch_coverage": _number(verification.branch_coverage) if verification else None,
+        "mutation_score": _number(verification.mutation_score) if verification else None,
         "runs": list(verification.runs) if verification else [],
         "cost_usd": usage.as_number(getattr(child, "usage_cost", 0) or 0),
         "test_file": child.state.get("test_file") if isinstance(child.state, dict) else None,
@@ -181,6 +183,13 @@ def markdown(report: dict[str, Any]) -> str:
             f"**Line coverage:** {_percent(coverage['line_coverage'])} of "
             f"{coverage['lines_total']} lines"
         )
+    mutation = report["mutation"]
+    if mutation["mutation_score"] is not None:
+        judged = mutation["caught"] + mutation["survived"]
+        facts.append(
+            f"**Mutation score:** {_percent(mutation['mutation_score'])} of {judged} "
+            f"mutant{'s' if judged != 1 else ''} caught"
+        )
     lines += [" · ".join(facts), ""]
     lines.append(
         f"{counts['total']} components: {counts['complete']} complete, "
@@ -195,11 +204,15 @@ def markdown(report: dict[str, Any]) -> str:
         )
         + f" [Run page]({_url(report['run_page_url'])})."
     )
+    # The mutation score's column only in a run where the mutation gate measured something.
+    mutated = any(child["mutation_score"] is not None for child in children)
     lines += [
         "",
-        "| Component | Status | Attempts | Line coverage | Branch coverage | Runs | Cost "
-        "| Test file | Failure reason |",
-        "| --- | --- | ---: | ---: | ---: | --- | ---: | --- | --- |",
+        "| Component | Status | Attempts | Line coverage | Branch coverage "
+        + ("| Mutation score " if mutated else "")
+        + "| Runs | Cost | Test file | Failure reason |",
+        "| --- | --- | ---: | ---: | ---: | " + ("---: | " if mutated else "") + "--- | ---: "
+        "| --- | --- |",
     ]
     for child in children:
         name = cell(child["component"] or child["session"])
@@ -213,7 +226,9 @@ def markdown(report: dict[str, Any]) -> str:
         )
         lines.append(
             f"| {name} | {status} | {child['attempts']} | {_percent(child['line_coverage'])} "
-            f"| {_percent(child['branch_coverage'])} | {cell(runs)} "
+            f"| {_percent(child['branch_coverage'])} "
+            + (f"| {_percent(child['mutation_score'])} " if mutated else "")
+            + f"| {cell(runs)} "
             f"| {cost_text(child['cost_usd'])} "
             f"| {code(child['test_file']) if child['test_file'] else '—'} "
             f"| {cell(child['failure_reason']) if child['failure_reason'] else ''} |"

@@ -334,6 +334,9 @@ class ChildrenSummary:
     #: Over the children's latest verifications.
     lines_total: int = 0
     lines_covered: int = 0
+    #: The mutants of the children's latest verifications, by outcome.
+    mutants_caught: int = 0
+    mutants_survived: int = 0
     #: What every child's steps cost.
     cost_usd: Decimal = Decimal(0)
 
@@ -350,6 +353,13 @@ class ChildrenSummary:
                 "lines_covered": self.lines_covered,
                 "line_coverage": percent(self.lines_covered, self.lines_total),
             },
+            "mutation": {
+                "caught": self.mutants_caught,
+                "survived": self.mutants_survived,
+                "mutation_score": percent(
+                    self.mutants_caught, self.mutants_caught + self.mutants_survived
+                ),
+            },
             "cost_usd": usage.as_number(self.cost_usd),
         }
 
@@ -357,7 +367,7 @@ class ChildrenSummary:
 def summarize(children: list[Session], *, now: datetime | None = None) -> ChildrenSummary:
     now = now or timezone.now()
     counts = {status: 0 for status in SessionStatus.values}
-    stalled = lines_total = lines_covered = 0
+    stalled = lines_total = lines_covered = caught = survived = 0
     cost = Decimal(0)
     for child in children:
         counts[child.status] += 1
@@ -368,11 +378,16 @@ def summarize(children: list[Session], *, now: datetime | None = None) -> Childr
         if verification is not None and verification.lines_total is not None:
             lines_total += verification.lines_total
             lines_covered += verification.lines_covered or 0
+        if verification is not None and verification.mutants_sampled is not None:
+            caught += (verification.mutants_killed or 0) + (verification.mutants_timed_out or 0)
+            survived += verification.mutants_survived or 0
     return ChildrenSummary(
         total=len(children),
         stalled=stalled,
         lines_total=lines_total,
         lines_covered=lines_covered,
+        mutants_caught=caught,
+        mutants_survived=survived,
         cost_usd=cost,
         **counts,
     )
@@ -403,6 +418,9 @@ def children_summaries(
                 "latest_verification__lines_covered",
                 filter=Q(latest_verification__lines_total__isnull=False),
             ),
+            mutants_killed=Sum("latest_verification__mutants_killed"),
+            mutants_timed_out=Sum("latest_verification__mutants_timed_out"),
+            mutants_survived=Sum("latest_verification__mutants_survived"),
             cost=Sum("own_cost_usd"),
             **{status: Count("id", filter=Q(status=status)) for status in SessionStatus.values},
         )
@@ -417,6 +435,8 @@ def children_summaries(
         summaries[parent] = ChildrenSummary(
             lines_total=row.pop("lines_total") or 0,
             lines_covered=row.pop("lines_covered") or 0,
+            mutants_caught=(row.pop("mutants_killed") or 0) + (row.pop("mutants_timed_out") or 0),
+            mutants_survived=row.pop("mutants_survived") or 0,
             cost_usd=Decimal(row.pop("cost") or 0),
             **row,
         )

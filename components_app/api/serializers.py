@@ -11,6 +11,8 @@ from components_app import selectors
 from components_app.models import (
     MAX_EXISTING_TESTS,
     MAX_IMPROVE_ATTEMPTS,
+    MAX_MUTANT_SECONDS,
+    MAX_MUTANTS,
     MAX_STEP_ATTEMPTS,
     MAX_STEP_SECONDS,
     MAX_TEST_RUNS,
@@ -105,6 +107,27 @@ class ProjectUpdateSerializer(KnownFieldsOnly, serializers.Serializer):
         choices=CoverageReportFormat.choices,
         required=False,
         help_text="What the coverage command writes to {report_file}.",
+    )
+    min_mutation_score = serializers.IntegerField(
+        min_value=0,
+        max_value=100,
+        allow_null=True,
+        required=False,
+        help_text="Percent of a component's sampled mutants its tests must catch; null: the "
+        "mutation gate is off.",
+    )
+    max_mutants = serializers.IntegerField(
+        min_value=1,
+        max_value=MAX_MUTANTS,
+        required=False,
+        help_text="How many of a component's mutants the mutation gate samples.",
+    )
+    mutant_timeout_seconds = serializers.IntegerField(
+        min_value=1,
+        max_value=MAX_MUTANT_SECONDS,
+        required=False,
+        help_text="A mutant's test run is stopped after this many seconds (and counts as "
+        "caught).",
     )
     agent_resume_template = serializers.CharField(
         max_length=500,

@@ -43,6 +43,22 @@ class SessionComponentSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+class SurvivorSerializer(serializers.Serializer):
+    line = serializers.IntegerField()
+    column = serializers.IntegerField()
+    operator = serializers.CharField(help_text="The mutation tool's operator.")
+    change = serializers.CharField(help_text='What the mutant changed: "old -> new".')
+
+
+class MutationSerializer(serializers.Serializer):
+    sampled = serializers.IntegerField()
+    killed = serializers.IntegerField(help_text="Mutants a test failed on.")
+    survived = serializers.IntegerField(help_text="Mutants every test passed with.")
+    timed_out = serializers.IntegerField(help_text="Mutants stopped at the time limit (caught).")
+    incompetent = serializers.IntegerField(help_text="Mutants the tests could not be run on.")
+    survivors = SurvivorSerializer(many=True)
+
+
 class VerificationSerializer(serializers.Serializer):
     passed = serializers.BooleanField()
     line_coverage = serializers.FloatField(
@@ -50,8 +66,30 @@ class VerificationSerializer(serializers.Serializer):
     )
     branch_coverage = serializers.FloatField(allow_null=True)
     runs = serializers.ListField(child=serializers.IntegerField(), help_text="Exit codes.")
+    mutation_score = serializers.FloatField(
+        allow_null=True,
+        help_text="Percent of the sampled mutants the tests caught, rounded down; null when "
+        "no mutation ran.",
+    )
+    mutation = serializers.SerializerMethodField(
+        help_text="The mutation gate's sample by outcome and the surviving mutants; null when "
+        "no mutation ran."
+    )
     problems = serializers.ListField(child=serializers.CharField())
     verified_at = serializers.DateTimeField()
+
+    @extend_schema_field(MutationSerializer(allow_null=True))
+    def get_mutation(self, verification: Any) -> dict[str, Any] | None:
+        if verification.mutants_sampled is None:
+            return None
+        return {
+            "sampled": verification.mutants_sampled,
+            "killed": verification.mutants_killed,
+            "survived": verification.mutants_survived,
+            "timed_out": verification.mutants_timed_out,
+            "incompetent": verification.mutants_incompetent,
+            "survivors": verification.surviving_mutants,
+        }
 
 
 class UsageSerializer(serializers.Serializer):
@@ -159,6 +197,12 @@ class CoverageSummarySerializer(serializers.Serializer):
     line_coverage = serializers.FloatField(allow_null=True)
 
 
+class MutationSummarySerializer(serializers.Serializer):
+    caught = serializers.IntegerField(help_text="Mutants killed or timed out.")
+    survived = serializers.IntegerField()
+    mutation_score = serializers.FloatField(allow_null=True)
+
+
 class ChildrenSummarySerializer(serializers.Serializer):
     total = serializers.IntegerField()
     active = serializers.IntegerField()
@@ -168,6 +212,10 @@ class ChildrenSummarySerializer(serializers.Serializer):
     cancelled = serializers.IntegerField()
     coverage = CoverageSummarySerializer(
         help_text="Over the children's latest verifications: their lines, and the share run."
+    )
+    mutation = MutationSummarySerializer(
+        help_text="Over the children's latest verifications: their mutants caught and "
+        "survived, and the share caught (null with none)."
     )
     cost_usd = serializers.FloatField(help_text="What every child's steps cost, in US dollars.")
 

@@ -49,6 +49,8 @@ def test_whoever_adds_a_project_in_the_admin_is_a_member(staff_client, staff, pr
             "max_improve_attempts": "3",
             "coverage_command_template": "python -m coverage run -m pytest {test_file}",
             "coverage_report_format": "coverage.py-json",
+            "max_mutants": "20",
+            "mutant_timeout_seconds": "60",
             "agent_resume_template": "claude -p {prompt} --resume {conversation_id}",
             "agent_timeout_seconds": "1800",
             "test_timeout_seconds": "600",

@@ -442,6 +442,7 @@ def test_children_summary_and_json_show_stalled_children(api, context_session):
         "failed": 0,
         "cancelled": 0,
         "coverage": {"lines_total": 0, "lines_covered": 0, "line_coverage": None},
+        "mutation": {"caught": 0, "survived": 0, "mutation_score": None},
         "cost_usd": 0.0,
     }
     assert [(c["component"]["name"], c["stalled"]) for c in body["results"]] == [

@@ -29,6 +29,9 @@ PROJECT_KEYS = {
     "max_improve_attempts",
     "coverage_command_template",
     "coverage_report_format",
+    "min_mutation_score",
+    "max_mutants",
+    "mutant_timeout_seconds",
     "agent_resume_template",
     "default_max_cost_usd",
     "agent_timeout_seconds",
@@ -53,6 +56,9 @@ DEFAULTS = {
     "max_improve_attempts": 3,
     "coverage_command_template": DEFAULT_COVERAGE_COMMAND,
     "coverage_report_format": "coverage.py-json",
+    "min_mutation_score": None,
+    "max_mutants": 20,
+    "mutant_timeout_seconds": 60,
     "agent_resume_template": (
         "claude -p {prompt} --resume {conversation_id} --output-format json "
         "--permission-mode acceptEdits"
@@ -77,6 +83,9 @@ EVERY_SETTING = {
     "max_improve_attempts": 0,
     "coverage_command_template": "npx jest --coverage {test_file} --outputFile={report_file}",
     "coverage_report_format": "lcov",
+    "min_mutation_score": 60,
+    "max_mutants": 40,
+    "mutant_timeout_seconds": 15,
     "agent_resume_template": "claude -p {prompt} --resume {conversation_id} --model opus",
     "default_max_cost_usd": 12.5,
     "agent_timeout_seconds": 900,
@@ -357,7 +366,7 @@ def test_two_bad_settings_are_both_named(api, project, unchanged_db):
 
 
 @pytest.mark.parametrize(
-    "key", ["id", "created_at", "updated_at", "members", "components", "min_mutation_score"]
+    "key", ["id", "created_at", "updated_at", "members", "components", "mutation_score"]
 )
 def test_a_key_that_is_not_a_setting_is_a_400(api, project, unchanged_db, key):
     with unchanged_db():

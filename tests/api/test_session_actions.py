@@ -123,6 +123,7 @@ def test_children_in_spawn_order_with_summary_and_reasons(api, context_session):
         "failed": 1,
         "cancelled": 1,
         "coverage": {"lines_total": 0, "lines_covered": 0, "line_coverage": None},
+        "mutation": {"caught": 0, "survived": 0, "mutation_score": None},
         "cost_usd": 0.0,
     }
     assert [c["component"]["name"] for c in body["results"]] == SPAWN_ORDER
@@ -166,6 +167,7 @@ def test_no_children_yet(api, context_session):
             "failed": 0,
             "cancelled": 0,
             "coverage": {"lines_total": 0, "lines_covered": 0, "line_coverage": None},
+            "mutation": {"caught": 0, "survived": 0, "mutation_score": None},
             "cost_usd": 0.0,
         },
         "results": [],
@@ -398,6 +400,7 @@ def test_a_context_session_from_creation_to_complete(api, project, context):
         "failed": 1,
         "cancelled": 0,
         "coverage": {"lines_total": 0, "lines_covered": 0, "line_coverage": None},
+        "mutation": {"caught": 0, "survived": 0, "mutation_score": None},
         "cost_usd": 0.0,
     }
     assert children["results"][-1]["failure_reason"] == failed["state"]["error"]

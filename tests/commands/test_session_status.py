@@ -139,6 +139,7 @@ def test_the_json_output_carries_the_session_its_children_and_the_summary(scope,
     assert shown["summary"] == {
         "total": 4, "active": 3, "stalled": 1, "complete": 0, "failed": 1, "cancelled": 0,
         "coverage": {"lines_total": 0, "lines_covered": 0, "line_coverage": None},
+        "mutation": {"caught": 0, "survived": 0, "mutation_score": None},
         "cost_usd": 0.0,
     }  # fmt: skip
     assert [child["component"]["name"] for child in shown["children"]] == [

@@ -155,6 +155,15 @@ def test_each_latest_run_shows_its_children_s_coverage(staff_client, known_run):
 
     # 110 of 150 lines over the run's children.
     assert '<td class="run-coverage">73.3% covered</td>' in html
+    assert "of mutants caught" not in html
+
+    Verification.objects.filter(pk=covered[0].pk).update(
+        mutants_sampled=8, mutants_killed=5, mutants_survived=2, mutants_timed_out=1,
+        mutants_incompetent=0, mutation_score=75,
+    )  # fmt: skip
+    html = staff_client.get("/").content.decode()
+
+    assert '<span class="run-mutation">75.0% of mutants caught</span>' in html
 
 
 def test_each_project_shows_its_cost_by_day_and_each_run_its_own(staff_client, known_run):

@@ -295,6 +295,40 @@ def test_each_child_shows_its_coverage_and_the_run_its_total(staff_client, scope
     assert "Coverage 83.3% of 120 lines" in text(html)
 
 
+def test_each_child_shows_its_mutation_score_and_the_run_its_total(staff_client, known_run):
+    from sessions_app.models import Verification
+
+    children = Session.objects.filter(parent_session=known_run.parent).order_by("created_at")
+    for child, (killed, survived, timed_out) in zip(children[:2], [(6, 3, 1), (4, 1, 0)]):
+        interaction = Interaction.objects.create(
+            session=child, step_name="VerifyTests", command={"command": "x"}
+        )
+        caught = killed + timed_out
+        verification = Verification.objects.create(
+            session=child, interaction=interaction, passed=True, runs=[0],
+            lines_total=10, lines_covered=10, line_coverage=100,
+            mutants_sampled=caught + survived, mutants_killed=killed, mutants_survived=survived,
+            mutants_timed_out=timed_out, mutants_incompetent=0,
+            mutation_score=caught * 1000 // (caught + survived) / 10,
+        )  # fmt: skip
+        Session.objects.filter(pk=child.pk).update(latest_verification=verification)
+
+    html = staff_client.get(run_url(known_run.parent)).content.decode()
+
+    row = rows_of(html)[children[0].component.name]
+    assert 'title="3 of 10 sampled mutants survived">mutants caught 70.0%<' in row
+    # 11 of 15 mutants caught over the run's children.
+    assert "Mutation score 73.3% of 15 mutants caught" in text(html)
+    untested = rows_of(html)[children[2].component.name]
+    assert "mutants caught" not in untested
+
+
+def test_a_run_without_the_mutation_gate_shows_no_mutation_score(staff_client, known_run):
+    html = staff_client.get(run_url(known_run.parent)).content.decode()
+
+    assert "Mutation score" not in text(html)
+
+
 def test_each_child_shows_its_cost_and_the_run_its_total_beside_its_budget(staff_client, known_run):
     from decimal import Decimal
 

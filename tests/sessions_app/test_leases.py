@@ -751,6 +751,7 @@ def test_the_summary_counts_stalled_children_among_the_active(scope, context_ses
         "failed": 1,
         "cancelled": 0,
         "coverage": {"lines_total": 0, "lines_covered": 0, "line_coverage": None},
+        "mutation": {"caught": 0, "survived": 0, "mutation_score": None},
         "cost_usd": 0.0,
     }
     assert summary.as_dict() == expected

@@ -225,6 +225,7 @@ def test_verify_tests_hands_the_runner_what_to_measure(scope, project, child):
         "report_file": f".spawnctl/coverage-{str(child.pk)[:8]}.json",
         "report_format": "coverage.py-json",
         "assertion_check": "python",
+        "mutation": None,
         "timeout_seconds": 600,
     }
     shell = command.command["command"]

@@ -149,6 +149,7 @@ def test_the_report_holds_the_runs_facts_and_every_child_failures_first(finished
         "attempts": 2,
         "line_coverage": 20.0,
         "branch_coverage": None,
+        "mutation_score": None,
         "runs": [0, 1, 0],
         "cost_usd": 1.0,
         "test_file": "tests/test_shop_tax_tax.py",
@@ -219,6 +220,25 @@ def test_the_markdown_is_one_table_a_reviewer_reads_failures_first(finished_run)
     assert (
         "- Price: 1 ImproveTests round; first: Line coverage of shop/price.py is 40.0%" in markdown
     )
+
+
+def test_a_run_with_the_mutation_gate_shows_its_scores(finished_run):
+    cart = finished_run.child_sessions.get(component__name="Cart")
+    Verification.objects.filter(pk=cart.latest_verification_id).update(
+        mutants_sampled=10, mutants_killed=6, mutants_survived=3, mutants_timed_out=1,
+        mutants_incompetent=0, mutation_score=Decimal("70.0"),
+    )  # fmt: skip
+
+    body = build(finished_run)
+    markdown = report.markdown(body)
+
+    assert body["mutation"] == {"caught": 7, "survived": 3, "mutation_score": 70.0}
+    assert [c["mutation_score"] for c in body["children"]] == [None, None, 70.0, None]
+    rows = table_of(markdown)
+    assert rows[0][5] == "Mutation score"
+    assert all(len(row) == 10 for row in rows)
+    assert [row[5] for row in rows[1:]] == ["—", "—", "70.0%", "—"]
+    assert "**Mutation score:** 70.0% of 10 mutants caught" in markdown
 
 
 def test_a_hostile_name_or_reason_cannot_add_a_row_a_column_or_html(finished_run):

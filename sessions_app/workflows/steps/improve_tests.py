@@ -31,6 +31,15 @@ def build_prompt(session: Session, test_file: str, project: Project) -> str:
             f"Lines of {verification.source_path} no test runs: "
             f"{quality_bar.line_ranges(verification.missing_lines)}."
         )
+    if verification and verification.surviving_mutants and verification.source_path:
+        lines.append(
+            f"These changes to {verification.source_path} went unnoticed: every test still "
+            "passed with the code changed so. Write tests that fail on each of them:"
+        )
+        lines += [
+            f"- line {mutant['line']}: {mutant['change']}"
+            for mutant in verification.surviving_mutants
+        ]
     if verification and verification.changed_files:
         lines.append(
             "Put these files back as they were: "
@@ -40,10 +49,15 @@ def build_prompt(session: Session, test_file: str, project: Project) -> str:
         )
     lines += [
         f"Improve the tests in {test_file} until every test passes every time, asserts what "
-        "the code does, and runs the lines named above.",
+        "the code does, and runs the lines named above"
+        + (", and fails on the changes named above." if _has_survivors(verification) else "."),
         "Do not change the code under test, and change no file but the test file.",
     ]
     return "\n".join(lines)
+
+
+def _has_survivors(verification: Any) -> bool:
+    return bool(verification and verification.surviving_mutants)
 
 
 class ImproveTests(AgentRound):

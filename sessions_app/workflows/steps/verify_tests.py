@@ -27,6 +27,30 @@ def report_file(session: Session, report_format: str) -> str:
     return f".spawnctl/coverage-{short_id(session.pk)}.{REPORT_SUFFIX.get(report_format, 'out')}"
 
 
+# The mutation tool the runner drives (spawnctl/mutation.py says why this one).
+MUTATION_TOOL = "cosmic-ray"
+
+
+def mutation_plan(
+    scope: Scope, session: Session, test_file: str, source_path: str | None
+) -> dict[str, Any] | None:
+    """What the runner needs to run the mutation gate (None when it does not apply): the
+    source file to mutate, the test command that judges each mutant (the project's, for the
+    component's test file alone), the sample's size, each mutant's time limit, and where the
+    tool keeps its session (under .spawnctl/)."""
+    project = scope.project
+    if not quality_bar.Bar.of(project).wants_mutation(source_path):
+        return None
+    return {
+        "tool": MUTATION_TOOL,
+        "source_path": source_path,
+        "test_command": conventions.test_command(project, test_file),
+        "max_mutants": project.max_mutants,
+        "timeout_seconds": project.mutant_timeout_seconds,
+        "session_file": f".spawnctl/mutation-{short_id(session.pk)}.sqlite",
+    }
+
+
 class VerifyTests:
     name = "VerifyTests"
 
@@ -45,6 +69,7 @@ class VerifyTests:
                 "report_file": report,
                 "report_format": project.coverage_report_format,
                 "assertion_check": "python" if test_file.endswith(".py") else None,
+                "mutation": mutation_plan(scope, session, test_file, source_path),
             },
         )
 
@@ -108,6 +133,8 @@ def _store(
     if interaction is None:
         return None
     coverage = measured.coverage
+    mutation = measured.mutation
+    score = mutation.score() if mutation else None
     return Verification.objects.create(
         session=session,
         interaction=interaction,
@@ -128,5 +155,14 @@ def _store(
         missing_lines=list(coverage.missing_lines) if coverage else [],
         tests_without_assertions=list(measured.tests_without_assertions),
         changed_files=list(measured.changed_files),
+        mutants_sampled=mutation.sampled if mutation else None,
+        mutants_killed=mutation.killed if mutation else None,
+        mutants_survived=mutation.survived if mutation else None,
+        mutants_timed_out=mutation.timed_out if mutation else None,
+        mutants_incompetent=mutation.incompetent if mutation else None,
+        mutation_score=score / 10 if score is not None else None,
+        surviving_mutants=[survivor.as_dict() for survivor in mutation.survivors]
+        if mutation
+        else [],
         problems=found,
     )
