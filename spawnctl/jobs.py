@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from spawnctl import events, usage, verify, worktrees
+from spawnctl import events, mutation, usage, verify, worktrees
 from spawnctl.api import (
     COMPONENT_TEST_SESSIONS,
     Api,
@@ -671,7 +671,53 @@ class SessionJob:
                 changed = worktrees.changed_files(self.worktree, plan.test_file, env)
             except (WorktreeError, OSError, subprocess.SubprocessError) as error:
                 return {"status": "error", "error_message": f"VerifyTests: {error}"}
-        return verify.result(workdir, plan, executions, changed_files=changed)
+        mutated: dict[str, Any] | None = None
+        # Mutants are judged by tests that pass: failing ones are the verdict already.
+        if plan.mutation is not None and all(run.code == 0 for run in executions):
+            found = self._mutate(plan.mutation, env, halt)
+            if found is None:
+                return None
+            if isinstance(found, str):
+                return {"status": "error", "error_message": found}
+            mutated = found
+        return verify.result(workdir, plan, executions, changed_files=changed, mutated=mutated)
+
+    def _mutate(
+        self, plan: mutation.Plan, env: dict[str, str], halt: AnyOf
+    ) -> dict[str, Any] | str | None:
+        """The mutation gate's sample run with cosmic-ray in the child's worktree (never a
+        shared working copy: the source file changes while it runs), the source file put
+        back byte for byte whatever happens; the sample's outcome, the text of what went
+        wrong, or None when stopped."""
+        if self.worktree is None:
+            return mutation.NEEDS_WORKTREE
+        workdir = self.workdir
+        prepared = mutation.prepare(workdir, plan)
+        if isinstance(prepared, str):
+            return prepared
+        limit = prepared.time_limit(plan)
+        try:
+            execution = execute(
+                prepared.command(), cwd=workdir, env=env, stop=halt, timeout=limit
+            )
+        except OSError as error:
+            return f"VerifyTests: cosmic-ray could not start: {error}"
+        finally:
+            if mutation.restore(prepared):
+                self.config.emit(
+                    events.Notice(f"{self.name}: {plan.source_path} put back after mutation")
+                )
+        if execution.stopped:
+            return None
+        if execution.timed_out:
+            return f"VerifyTests: the mutation run took longer than {limit:.0f} s"
+        if execution.code != 0:
+            output = (execution.stderr or execution.stdout or "").strip().splitlines()
+            return (
+                f"VerifyTests: cosmic-ray exec exited {execution.code}"
+                + (f": {output[-1]}" if output else "")
+            )
+        return mutation.results(prepared)
 
     def _submit(self, interaction: Interaction, result: dict[str, Any]) -> Session:
         config = self.config

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from spawnctl import assertions, coverage_reports
+from spawnctl import mutation as mutation_gate
 from spawnctl.execute import Execution
 
 VERIFY_TESTS = "VerifyTests"
@@ -37,6 +38,8 @@ class Plan:
     test_file: str | None = None
     source_path: str | None = None
     assertion_check: str | None = None
+    #: The mutation gate's part, when the project has one and the file can be mutated.
+    mutation: mutation_gate.Plan | None = None
 
 
 def plan_of(step_name: str, metadata: Mapping[str, Any]) -> Plan | str | None:
@@ -59,7 +62,11 @@ def plan_of(step_name: str, metadata: Mapping[str, Any]) -> Plan | str | None:
     if report_format not in coverage_reports.READERS:
         known = ", ".join(coverage_reports.READERS)
         return f"VerifyTests: no reader for report_format {report_format!r} (known: {known})"
+    mutated = mutation_gate.plan_of(metadata.get("mutation"), inside)
+    if isinstance(mutated, str):
+        return mutated
     return Plan(
+        mutation=mutated,
         runs=runs,
         report_file=report_file,
         report_format=report_format,
@@ -143,28 +150,31 @@ def result(
     executions: Sequence[Execution],
     *,
     changed_files: Sequence[str] = (),
+    mutated: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The step's result once every run ended: ``ok`` whatever the runs did (the server judges
     them), ``code`` the first non-zero exit code, the output of the first failing run (else the
     last), the runs' time together. ``changed_files``: what the child changed besides its test
     file, known when it has a worktree of its own (a shared working copy holds the other
-    children's files too: none are reported then)."""
+    children's files too: none are reported then). ``mutated``: the mutation gate's sample,
+    reported (as null when it could not run: the tests failed) whenever the plan has one."""
     failing = next((run for run in executions if run.code != 0), None)
     shown = failing or executions[-1]
+    measured: dict[str, Any] = {
+        "runs": [run.code for run in executions],
+        "coverage": coverage(repo, plan),
+        "tests_without_assertions": without_assertions(repo, plan),
+        "changed_files": list(changed_files),
+    }
+    if plan.mutation is not None:
+        measured["mutation"] = mutated
     return {
         "status": "ok",
         "code": failing.code if failing else 0,
         "stdout": shown.stdout,
         "stderr": shown.stderr,
         "duration_ms": sum(run.duration_ms for run in executions),
-        "data": {
-            "verification": {
-                "runs": [run.code for run in executions],
-                "coverage": coverage(repo, plan),
-                "tests_without_assertions": without_assertions(repo, plan),
-                "changed_files": list(changed_files),
-            }
-        },
+        "data": {"verification": measured},
     }
 
 

@@ -299,7 +299,8 @@ def test_each_child_shows_its_mutation_score_and_the_run_its_total(staff_client,
     from sessions_app.models import Verification
 
     children = Session.objects.filter(parent_session=known_run.parent).order_by("created_at")
-    for child, (killed, survived, timed_out) in zip(children[:2], [(6, 3, 1), (4, 1, 0)]):
+    counts = [(6, 3, 1), (4, 1, 0)]
+    for child, (killed, survived, timed_out) in zip(children[:2], counts, strict=True):
         interaction = Interaction.objects.create(
             session=child, step_name="VerifyTests", command={"command": "x"}
         )

@@ -78,8 +78,12 @@ def verification(runs=(0, 0, 0), lines=(120, 100), mutated=None, **more):
         (verification(mutated=mutation(0, 0, incompetent=3)), GATE, SOURCE, []),
         # The gate asked for and not measured, with passing tests: no data is a problem...
         (verification(), GATE, SOURCE, [f"No mutation data for {SOURCE}"]),
-        (verification(mutated=None, mutation=None), GATE, SOURCE,
-         [f"No mutation data for {SOURCE}"]),  # fmt: skip
+        (
+            verification(mutated=None, mutation=None),
+            GATE,
+            SOURCE,
+            [f"No mutation data for {SOURCE}"],
+        ),
         # ...but not beside failing tests, whose mutants are never run.
         (verification(runs=(0, 1, 0)), GATE, SOURCE, ["Tests failed in 1 of 3 runs"]),
         # The gate off, no source file, a file the tool cannot mutate: no mutation check.
@@ -289,7 +293,8 @@ def test_a_malformed_sample_stores_nothing(scope, child):
             session_id=child.pk,
             interaction_id=command.pk,
             result=Result(
-                status="ok", data={"verification": verification(mutated={**mutation(), "killed": 9})}
+                status="ok",
+                data={"verification": verification(mutated={**mutation(), "killed": 9})},
             ),
         )
 
