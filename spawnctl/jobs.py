@@ -697,9 +697,25 @@ class SessionJob:
             return prepared
         limit = prepared.time_limit(plan)
         try:
-            execution = execute(
-                prepared.command(), cwd=workdir, env=env, stop=halt, timeout=limit
+            # The test command once on the unchanged code, as cosmic-ray runs it per mutant.
+            baseline = execute(
+                plan.test_command,
+                cwd=workdir,
+                env=mutation.baseline_env(env),
+                stop=halt,
+                timeout=plan.timeout_seconds,
             )
+            if baseline.stopped:
+                return None
+            problem = mutation.baseline_problem(
+                baseline.code,
+                f"{baseline.stdout}\n{baseline.stderr}",
+                baseline.timed_out,
+                plan.timeout_seconds,
+            )
+            if problem is not None:
+                return problem
+            execution = execute(prepared.command(), cwd=workdir, env=env, stop=halt, timeout=limit)
         except OSError as error:
             return f"VerifyTests: cosmic-ray could not start: {error}"
         finally:
@@ -713,9 +729,8 @@ class SessionJob:
             return f"VerifyTests: the mutation run took longer than {limit:.0f} s"
         if execution.code != 0:
             output = (execution.stderr or execution.stdout or "").strip().splitlines()
-            return (
-                f"VerifyTests: cosmic-ray exec exited {execution.code}"
-                + (f": {output[-1]}" if output else "")
+            return f"VerifyTests: cosmic-ray exec exited {execution.code}" + (
+                f": {output[-1]}" if output else ""
             )
         return mutation.results(prepared)
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import random
+import re
 import shlex
 import sys
 from collections.abc import Mapping
@@ -34,11 +35,17 @@ MAX_CHANGE_LENGTH = 1000
 MAX_SURVIVORS = 100
 # cosmic-ray's own output for a test run it stopped at the time limit.
 TIMEOUT_OUTPUT = "timeout"
+# A line of a failing test run's output that says what went wrong.
+_NAMES_AN_ERROR = re.compile(r"Error\b|^FAILED |^ERROR\b|error:|No module named|not found")
 # Beyond the mutants' own limits: cosmic-ray's start and its bookkeeping.
 EXEC_GRACE_SECONDS = 60
 NEEDS_TOOL = (
     "VerifyTests: the project's mutation gate needs cosmic-ray where spawnctl runs: "
     "pip install 'cosmic-ray>=8.4'"
+)
+BASELINE_FAILED = (
+    "VerifyTests: the mutation gate's test command fails on the unchanged code, so no mutant "
+    "could be judged"
 )
 NEEDS_WORKTREE = (
     "VerifyTests: the project's mutation gate changes the source file while it runs, so it "
@@ -118,20 +125,36 @@ class Prepared:
     def command(self) -> str:
         """``cosmic-ray exec``, with the Python that runs spawnctl (cosmic-ray is installed
         beside it; the test command it runs is the project's own)."""
-        return shlex.join(
-            [
-                sys.executable,
-                "-m",
-                "cosmic_ray.cli",
-                "exec",
-                str(self.config_file),
-                str(self.session_file),
-            ]
-        )
+        return _cosmic_ray("exec", str(self.config_file), str(self.session_file))
 
     def time_limit(self, plan: Plan) -> float:
         """The mutants' time limits together, and some to spare: a run past it is stuck."""
         return self.sampled * (plan.timeout_seconds + 5) + EXEC_GRACE_SECONDS
+
+
+def _cosmic_ray(*args: str) -> str:
+    return shlex.join([sys.executable, "-m", "cosmic_ray.cli", *args])
+
+
+def baseline_problem(code: int | None, output: str, timed_out: bool, limit: float) -> str | None:
+    """What the test command's run on the unchanged code says when it did not pass (a command
+    that fails there would "kill" every mutant); None when it passed."""
+    if timed_out:
+        return (
+            f"{BASELINE_FAILED}: it did not finish within {limit:.0f} s "
+            "(the project's mutant_timeout_seconds)"
+        )
+    if code == 0:
+        return None
+    said = [line.strip() for line in output.splitlines() if line.strip(" =")]
+    naming = [line for line in said if _NAMES_AN_ERROR.search(line)]
+    shown = naming[0] if naming else said[-1] if said else f"exit code {code}"
+    return f"{BASELINE_FAILED}: {shown.strip('= ')}"
+
+
+def baseline_env(env: Mapping[str, str]) -> dict[str, str]:
+    """The environment cosmic-ray gives each mutant's test run."""
+    return {**env, "PYTHONDONTWRITEBYTECODE": "1"}
 
 
 def available() -> bool:
@@ -299,4 +322,3 @@ def change_of(diff: str) -> str:
     new = (added[0] if added else "") + (" …" if len(added) > 1 else "")
     text = f"{old or '(nothing)'} -> {new or '(nothing)'}"
     return text if len(text) <= MAX_CHANGE_LENGTH else text[: MAX_CHANGE_LENGTH - 1] + "…"
-

@@ -150,8 +150,7 @@ def test_the_verdict_on_a_sample_of_mutants(reported, bar, source_path, expected
         ),
         (
             mutation(8, 1, survivors=[{**SURVIVOR, "operator": "x" * 1001}]),
-            "verification.mutation.survivors[0].operator must be a text of 1 to 1000 "
-            "characters.",
+            "verification.mutation.survivors[0].operator must be a text of 1 to 1000 characters.",
         ),
     ],
 )

@@ -413,6 +413,56 @@ def test_a_mutation_run_that_fails_says_so_and_leaves_the_source_as_it_was(
     assert any("shop/calc.py put back after mutation" in getattr(e, "message", "") for e in seen)
 
 
+FAILING = "def test_low():\n    raise ImportError('No module named shop.money')\n"
+
+
+def test_a_test_command_that_fails_on_the_unchanged_code_judges_no_mutant(tmp_path):
+    # Failing already, it would fail on every mutant too: a score of 100% that means nothing.
+    repo = _calc_repo(tmp_path, FAILING)
+    server = FakeServer()
+    config, _ = config_for(server, repo, lease_seconds=60)
+    job = SessionJob(config, component_session(), is_child=True)
+    job.worktree = SimpleNamespace(path=repo)
+    command = f"{shlex.quote(sys.executable)} -m pytest -q -p no:cacheprovider tests/test_calc.py"
+
+    found = job._mutate(
+        mutation.Plan("shop/calc.py", command, 3, 30, ".spawnctl/m.sqlite"),
+        _environment(repo),
+        AnyOf(config.stop),
+    )
+
+    assert found.startswith(mutation.BASELINE_FAILED + ": ")
+    assert "ImportError" in found
+    from cosmic_ray.work_db import WorkDB, use_db
+
+    with use_db(str(repo / ".spawnctl" / "m.sqlite"), WorkDB.Mode.open) as database:
+        # No mutant was run: the only results are the skipped ones outside the sample.
+        assert database.num_results == database.num_work_items - 3
+
+
+@pytest.mark.parametrize(
+    ("code", "output", "timed_out", "problem"),
+    [
+        (0, "1 passed", False, None),
+        (
+            1,
+            "F\n=== FAILURES ===\nE   assert 1 == 2\n=== short test summary info ===\n"
+            "FAILED tests/t.py::test_a - assert 1 == 2\n=== 1 failed in 0.1s ===\n",
+            False,
+            ": FAILED tests/t.py::test_a - assert 1 == 2",
+        ),
+        (1, "F\n=== 1 failed in 0.1s ===\n\n", False, ": 1 failed in 0.1s"),
+        (127, "sh: 1: pytets: not found\n", False, ": sh: 1: pytets: not found"),
+        (None, "", True, ": it did not finish within 30 s (the project's mutant_timeout_seconds)"),
+        (2, "", False, ": exit code 2"),
+    ],
+)
+def test_what_a_failing_baseline_says(code, output, timed_out, problem):
+    said = mutation.baseline_problem(code, output, timed_out, 30)
+
+    assert said == (None if problem is None else mutation.BASELINE_FAILED + problem)
+
+
 def test_without_cosmic_ray_the_gate_says_how_to_get_it(tmp_path, monkeypatch):
     monkeypatch.setattr(mutation, "available", lambda: False)
 
