@@ -209,12 +209,11 @@ def _mutation(reported: Any) -> Mutation | None:
         name: _count(reported.get(name, 0 if name == "incompetent" else None), f"mutation.{name}")
         for name in ("sampled", "killed", "survived", "timed_out", "incompetent")
     }
-    if counts["killed"] + counts["survived"] + counts["timed_out"] + counts["incompetent"] != (
-        counts["sampled"]
+    if (
+        counts["killed"] + counts["survived"] + counts["timed_out"] + counts["incompetent"]
+        != (counts["sampled"])
     ):
-        raise Malformed(
-            "mutation.sampled", "must be killed + survived + timed_out + incompetent."
-        )
+        raise Malformed("mutation.sampled", "must be killed + survived + timed_out + incompetent.")
     listed = reported.get("survivors", [])
     if not isinstance(listed, list):
         raise Malformed("mutation.survivors", "must be a list.")

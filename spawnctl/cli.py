@@ -705,6 +705,20 @@ def cmd_status(args: argparse.Namespace, api: Api) -> int:
                     )
                 ),
             )
+        mutation = children.summary.get("mutation")
+        if isinstance(mutation, dict) and mutation.get("mutation_score") is not None:
+            caught, survived = mutation.get("caught"), mutation.get("survived")
+            judged = (
+                caught + survived if isinstance(caught, int) and isinstance(survived, int) else "?"
+            )
+            facts.add_row(
+                "mutation",
+                Text(
+                    one_line(
+                        f"{mutation['mutation_score']}% of mutants caught ({caught} of {judged})"
+                    )
+                ),
+            )
     console.print(facts)
     if children is not None and children.results:
         console.print(summary_table(children.results))

@@ -126,8 +126,7 @@ class ProjectUpdateSerializer(KnownFieldsOnly, serializers.Serializer):
         min_value=1,
         max_value=MAX_MUTANT_SECONDS,
         required=False,
-        help_text="A mutant's test run is stopped after this many seconds (and counts as "
-        "caught).",
+        help_text="A mutant's test run is stopped after this many seconds (and counts as caught).",
     )
     agent_resume_template = serializers.CharField(
         max_length=500,

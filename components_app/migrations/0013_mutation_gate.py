@@ -6,30 +6,61 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('components_app', '0012_test_placeholders'),
+        ("components_app", "0012_test_placeholders"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='project',
-            name='max_mutants',
-            field=models.PositiveSmallIntegerField(default=20, help_text="How many of a component's mutants the mutation gate samples.", validators=[django.core.validators.MinValueValidator(1), django.core.validators.MaxValueValidator(1000)]),
+            model_name="project",
+            name="max_mutants",
+            field=models.PositiveSmallIntegerField(
+                default=20,
+                help_text="How many of a component's mutants the mutation gate samples.",
+                validators=[
+                    django.core.validators.MinValueValidator(1),
+                    django.core.validators.MaxValueValidator(1000),
+                ],
+            ),
         ),
         migrations.AddField(
-            model_name='project',
-            name='min_mutation_score',
-            field=models.PositiveSmallIntegerField(blank=True, help_text="Percent of the sampled mutants of a component's source file its tests must catch (fail on, or time out); empty: not checked.", null=True, validators=[django.core.validators.MaxValueValidator(100)]),
+            model_name="project",
+            name="min_mutation_score",
+            field=models.PositiveSmallIntegerField(
+                blank=True,
+                help_text="Percent of the sampled mutants of a component's source file its tests must catch (fail on, or time out); empty: not checked.",
+                null=True,
+                validators=[django.core.validators.MaxValueValidator(100)],
+            ),
         ),
         migrations.AddField(
-            model_name='project',
-            name='mutant_timeout_seconds',
-            field=models.PositiveIntegerField(default=60, help_text='A mutant whose test run lasts longer is stopped and counts as caught.', validators=[django.core.validators.MinValueValidator(1), django.core.validators.MaxValueValidator(3600)]),
+            model_name="project",
+            name="mutant_timeout_seconds",
+            field=models.PositiveIntegerField(
+                default=60,
+                help_text="A mutant whose test run lasts longer is stopped and counts as caught.",
+                validators=[
+                    django.core.validators.MinValueValidator(1),
+                    django.core.validators.MaxValueValidator(3600),
+                ],
+            ),
         ),
         migrations.AddConstraint(
-            model_name='project',
-            constraint=models.CheckConstraint(condition=models.Q(models.Q(('min_mutation_score__isnull', True), ('min_mutation_score__lte', 100), _connector='OR'), ('max_mutants__gte', 1), ('max_mutants__lte', 1000), ('mutant_timeout_seconds__gte', 1), ('mutant_timeout_seconds__lte', 3600)), name='project_mutation_gate_ranges'),
+            model_name="project",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    models.Q(
+                        ("min_mutation_score__isnull", True),
+                        ("min_mutation_score__lte", 100),
+                        _connector="OR",
+                    ),
+                    ("max_mutants__gte", 1),
+                    ("max_mutants__lte", 1000),
+                    ("mutant_timeout_seconds__gte", 1),
+                    ("mutant_timeout_seconds__lte", 3600),
+                ),
+                name="project_mutation_gate_ranges",
+            ),
         ),
     ]

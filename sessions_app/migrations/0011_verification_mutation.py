@@ -5,49 +5,76 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('sessions_app', '0010_finished_counts'),
+        ("sessions_app", "0010_finished_counts"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='verification',
-            name='mutants_incompetent',
+            model_name="verification",
+            name="mutants_incompetent",
             field=models.PositiveIntegerField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='verification',
-            name='mutants_killed',
+            model_name="verification",
+            name="mutants_killed",
             field=models.PositiveIntegerField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='verification',
-            name='mutants_sampled',
+            model_name="verification",
+            name="mutants_sampled",
             field=models.PositiveIntegerField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='verification',
-            name='mutants_survived',
+            model_name="verification",
+            name="mutants_survived",
             field=models.PositiveIntegerField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='verification',
-            name='mutants_timed_out',
+            model_name="verification",
+            name="mutants_timed_out",
             field=models.PositiveIntegerField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='verification',
-            name='mutation_score',
+            model_name="verification",
+            name="mutation_score",
             field=models.DecimalField(blank=True, decimal_places=1, max_digits=4, null=True),
         ),
         migrations.AddField(
-            model_name='verification',
-            name='surviving_mutants',
+            model_name="verification",
+            name="surviving_mutants",
             field=models.JSONField(default=list),
         ),
         migrations.AddConstraint(
-            model_name='verification',
-            constraint=models.CheckConstraint(condition=models.Q(('mutants_sampled__isnull', True), models.Q(('mutants_incompetent__isnull', False), ('mutants_killed__isnull', False), ('mutants_sampled', django.db.models.expressions.CombinedExpression(django.db.models.expressions.CombinedExpression(django.db.models.expressions.CombinedExpression(models.F('mutants_killed'), '+', models.F('mutants_survived')), '+', models.F('mutants_timed_out')), '+', models.F('mutants_incompetent'))), ('mutants_survived__isnull', False), ('mutants_timed_out__isnull', False)), _connector='OR'), name='verification_mutants_add_up'),
+            model_name="verification",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    ("mutants_sampled__isnull", True),
+                    models.Q(
+                        ("mutants_incompetent__isnull", False),
+                        ("mutants_killed__isnull", False),
+                        (
+                            "mutants_sampled",
+                            django.db.models.expressions.CombinedExpression(
+                                django.db.models.expressions.CombinedExpression(
+                                    django.db.models.expressions.CombinedExpression(
+                                        models.F("mutants_killed"),
+                                        "+",
+                                        models.F("mutants_survived"),
+                                    ),
+                                    "+",
+                                    models.F("mutants_timed_out"),
+                                ),
+                                "+",
+                                models.F("mutants_incompetent"),
+                            ),
+                        ),
+                        ("mutants_survived__isnull", False),
+                        ("mutants_timed_out__isnull", False),
+                    ),
+                    _connector="OR",
+                ),
+                name="verification_mutants_add_up",
+            ),
         ),
     ]

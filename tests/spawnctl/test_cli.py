@@ -478,6 +478,28 @@ def test_status_shows_the_childrens_counts_and_coverage_as_lines(monkeypatch, ca
     assert "11 total, 0 active, 0 stalled, 11 complete, 0 failed, 0 cancelled" in out
     assert "46.7% of lines (833 of 1780)" in out
     assert "{" not in out
+    assert "mutation" not in out
+
+
+def test_status_shows_the_childrens_mutation_score(monkeypatch, capsys):
+    context = {"id": SID, "type": "ContextTestingSessions", "status": "active", "attempt": 1}
+    summary = {
+        "total": 2, "active": 0, "stalled": 0, "complete": 2, "failed": 0, "cancelled": 0,
+        "coverage": {"lines_total": 10, "lines_covered": 9, "line_coverage": 90.0},
+        "mutation": {"caught": 11, "survived": 4, "mutation_score": 73.3},
+    }  # fmt: skip
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/children/"):
+            return httpx.Response(200, json={"summary": summary, "results": []})
+        return httpx.Response(200, json=context)
+
+    _answering(monkeypatch, handler)
+    monkeypatch.setenv("COLUMNS", "200")
+
+    assert cli.main(["status", SID, "--token", "t"]) == 0
+
+    assert "73.3% of mutants caught (11 of 15)" in capsys.readouterr().out
 
 
 def test_a_subdirectory_of_a_git_working_copy_is_refused_for_worktrees_saying_why(tmp_path, capsys):
