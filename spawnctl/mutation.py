@@ -16,12 +16,13 @@ run stopped between a mutation and its restore would otherwise leave a mutant in
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import random
 import re
 import shlex
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -200,17 +201,27 @@ def prepare(repo: Path, plan: Plan) -> Prepared | str:
         )
         with use_db(str(session_file), WorkDB.Mode.create) as database:
             init([source], database, {})
+            annotations = annotation_spans(original)
             items = sorted(
-                database.pending_work_items,
+                (
+                    item
+                    for item in database.pending_work_items
+                    if not _inside(tuple(item.mutations[0].start_pos), annotations)
+                ),
                 key=lambda item: (
                     tuple(item.mutations[0].start_pos),
                     item.mutations[0].operator_name,
                     item.mutations[0].occurrence,
                 ),
             )
-            chosen = sample(items, plan.max_mutants, plan.source_path)
+            text = original.decode("utf-8")
+            chosen = sample(
+                items, plan.max_mutants, plan.source_path, lambda item: _compiles(item, text)
+            )
             kept = {item.job_id for item in chosen}
-            skipped = [item.job_id for item in items if item.job_id not in kept]
+            skipped = [
+                item.job_id for item in database.pending_work_items if item.job_id not in kept
+            ]
             if skipped:
                 database.set_multiple_results(
                     skipped, WorkResult(worker_outcome=WorkerOutcome.SKIPPED)
@@ -223,13 +234,87 @@ def prepare(repo: Path, plan: Plan) -> Prepared | str:
     return Prepared(config_file, session_file, source, original, len(chosen))
 
 
-def sample(items: list[Any], size: int, seed: str) -> list[Any]:
-    """``size`` of ``items``, the same ones for the same file and code (seeded by its path), so
-    a later verification judges the mutants ImproveTests was shown; in file order."""
-    if len(items) <= size:
-        return list(items)
-    picked = sorted(random.Random(f"spawnctl:{seed}").sample(range(len(items)), size))
-    return [items[index] for index in picked]
+Span = tuple[tuple[int, int], tuple[int, int]]
+
+
+def annotation_spans(source: bytes) -> list[Span]:
+    """Where the file's type annotations are, as ((line, column), (line, column)) with
+    columns in characters, as cosmic-ray counts them. A mutant there (``float | str`` made
+    ``float & str``) changes nothing a test can see, so it is left out of the sample. None
+    known when the file does not parse as this Python's."""
+    try:
+        tree = ast.parse(source)
+        lines = source.decode("utf-8").splitlines()
+    except (SyntaxError, ValueError, UnicodeDecodeError):
+        return []
+
+    def column(line: int, offset: int) -> int:
+        # ast counts UTF-8 bytes; cosmic-ray (parso) counts characters.
+        text = lines[line - 1] if 0 < line <= len(lines) else ""
+        return len(text.encode("utf-8")[:offset].decode("utf-8", errors="ignore"))
+
+    spans: list[Span] = []
+    for node in ast.walk(tree):
+        found: list[ast.expr | None] = []
+        if isinstance(node, ast.arg):
+            found.append(node.annotation)
+        elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            found.append(node.returns)
+        elif isinstance(node, ast.AnnAssign):
+            found.append(node.annotation)
+        for annotation in found:
+            if annotation is None or annotation.end_lineno is None:
+                continue
+            spans.append(
+                (
+                    (annotation.lineno, column(annotation.lineno, annotation.col_offset)),
+                    (
+                        annotation.end_lineno,
+                        column(annotation.end_lineno, annotation.end_col_offset or 0),
+                    ),
+                )
+            )
+    return spans
+
+
+def _inside(position: tuple[int, int], spans: list[Span]) -> bool:
+    return any(start <= position < end for start, end in spans)
+
+
+def sample(
+    items: list[Any], size: int, seed: str, usable: Callable[[Any], bool] = lambda item: True
+) -> list[Any]:
+    """``size`` of the ``usable`` ``items``, the same ones for the same file and code (the
+    order they are tried in is seeded by its path), so a later verification judges the
+    mutants ImproveTests was shown; in file order."""
+    order = list(range(len(items)))
+    random.Random(f"spawnctl:{seed}").shuffle(order)
+    picked: list[int] = []
+    for index in order:
+        if len(picked) == size:
+            break
+        if usable(items[index]):
+            picked.append(index)
+    return [items[index] for index in sorted(picked)]
+
+
+def _compiles(item: Any, source: str) -> bool:
+    """Whether the mutant is Python at all: cosmic-ray makes a few that are not (the ``*``
+    before keyword-only parameters taken for a multiplication), and a test "kills" those
+    by failing to import them, whatever it asserts."""
+    from cosmic_ray.mutating import mutate_code
+    from cosmic_ray.plugins import get_operator
+
+    spec = item.mutations[0]
+    try:
+        operator = get_operator(spec.operator_name)(**(spec.operator_args or {}))
+        mutated = mutate_code(source, operator, spec.occurrence)
+        if mutated is None:
+            return False
+        compile(mutated, "<mutant>", "exec", dont_inherit=True)
+    except (SyntaxError, ValueError, TypeError):
+        return False
+    return True
 
 
 def _forget_compiled(source: Path) -> None:

@@ -313,6 +313,44 @@ def test_the_config_hands_cosmic_ray_the_test_command_word_for_word(tmp_path):
     assert prepared.config_file.parent == repo / ".spawnctl"
 
 
+ANNOTATED = """from __future__ import annotations
+
+
+def low(n: int | float, *, é: int | None = None) -> int | float:
+    total: int | float = n - 1
+    return total
+"""
+
+
+def test_mutants_inside_type_annotations_are_left_out_of_the_sample(tmp_path):
+    from cosmic_ray.work_db import WorkDB, use_db
+
+    repo = _calc_repo(tmp_path, WEAK)
+    (repo / "shop" / "calc.py").write_text(ANNOTATED)
+    spans = mutation.annotation_spans(ANNOTATED.encode())
+    # Columns in characters: the "é" before the second annotation is two bytes in UTF-8.
+    assert ((4, 11), (4, 22)) in spans and ((4, 30), (4, 40)) in spans
+    assert ((4, 52), (4, 63)) in spans and ((5, 11), (5, 22)) in spans
+
+    prepared = mutation.prepare(
+        repo, mutation.Plan("shop/calc.py", "true", 1000, 5, ".spawnctl/m.sqlite")
+    )
+
+    with use_db(str(prepared.session_file), WorkDB.Mode.open) as database:
+        sampled = [item.mutations[0] for item in database.pending_work_items]
+        every = [item.mutations[0] for item, _ in database.completed_work_items] + sampled
+    assert prepared.sampled == len(sampled) > 0
+    positions = {(tuple(m.start_pos), m.operator_name) for m in sampled}
+    # None in an annotation, though cosmic-ray found mutants there...
+    assert not [p for p, _ in positions if any(a <= p < b for a, b in spans)]
+    assert [m for m in every if any(a <= tuple(m.start_pos) < b for a, b in spans)]
+    # ...and none that is not Python: the keyword-only "*" made "+" is left out, made "/"
+    # (positional-only parameters) is a mutant like any other.
+    assert ((4, 24), "core/ReplaceBinaryOperator_Mul_Add") not in positions
+    assert ((4, 24), "core/ReplaceBinaryOperator_Mul_Div") in positions
+    assert ((5, 27), "core/ReplaceBinaryOperator_Sub_Add") in positions
+
+
 def test_a_file_cosmic_ray_cannot_parse_is_said(tmp_path):
     repo = _calc_repo(tmp_path, WEAK)
     (repo / "shop" / "calc.py").write_bytes(b"\xff\xfe not python")
