@@ -672,15 +672,25 @@ class SessionJob:
             except (WorktreeError, OSError, subprocess.SubprocessError) as error:
                 return {"status": "error", "error_message": f"VerifyTests: {error}"}
         mutated: dict[str, Any] | None = None
+        mutation_ms = 0
         # Mutants are judged by tests that pass: failing ones are the verdict already.
         if plan.mutation is not None and all(run.code == 0 for run in executions):
+            started = time.monotonic()
             found = self._mutate(plan.mutation, env, halt)
+            mutation_ms = int((time.monotonic() - started) * 1000)
             if found is None:
                 return None
             if isinstance(found, str):
                 return {"status": "error", "error_message": found}
             mutated = found
-        return verify.result(workdir, plan, executions, changed_files=changed, mutated=mutated)
+        return verify.result(
+            workdir,
+            plan,
+            executions,
+            changed_files=changed,
+            mutated=mutated,
+            mutation_ms=mutation_ms,
+        )
 
     def _mutate(
         self, plan: mutation.Plan, env: dict[str, str], halt: AnyOf

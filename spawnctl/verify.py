@@ -151,13 +151,15 @@ def result(
     *,
     changed_files: Sequence[str] = (),
     mutated: dict[str, Any] | None = None,
+    mutation_ms: int = 0,
 ) -> dict[str, Any]:
     """The step's result once every run ended: ``ok`` whatever the runs did (the server judges
     them), ``code`` the first non-zero exit code, the output of the first failing run (else the
     last), the runs' time together. ``changed_files``: what the child changed besides its test
     file, known when it has a worktree of its own (a shared working copy holds the other
     children's files too: none are reported then). ``mutated``: the mutation gate's sample,
-    reported (as null when it could not run: the tests failed) whenever the plan has one."""
+    reported (as null when it could not run: the tests failed) whenever the plan has one;
+    ``mutation_ms``: how long it took, counted in the step's duration."""
     failing = next((run for run in executions if run.code != 0), None)
     shown = failing or executions[-1]
     measured: dict[str, Any] = {
@@ -173,7 +175,7 @@ def result(
         "code": failing.code if failing else 0,
         "stdout": shown.stdout,
         "stderr": shown.stderr,
-        "duration_ms": sum(run.duration_ms for run in executions),
+        "duration_ms": sum(run.duration_ms for run in executions) + mutation_ms,
         "data": {"verification": measured},
     }
 

@@ -16,15 +16,7 @@ import pytest
 from tests.spawnctl.conftest import REPO, git
 
 AGENT = Path(__file__).resolve().parent / "agents" / "mutation_agent.py"
-PRICING = '''"""Prices after a discount."""
-
-
-def discounted(price, percent):
-    """The price with ``percent`` (0 to 100) off, to the cent."""
-    if percent < 0 or percent > 100:
-        raise ValueError("percent must be 0 to 100")
-    return round(price * (100 - percent) / 100, 2)
-'''
+SAMPLE = Path(__file__).resolve().parent / "fixtures" / "mutation"
 
 pytestmark = [
     pytest.mark.skipif(shutil.which("git") is None, reason="needs git"),
@@ -41,7 +33,7 @@ def test_survivors_are_handed_to_improve_tests_and_the_improved_tests_kill_them(
     server, work, env = workspace.server, workspace.work, workspace.env
     (work / "shop").mkdir()
     (work / "shop" / "__init__.py").write_text('"""The shop."""\n')
-    (work / "shop" / "pricing.py").write_text(PRICING)
+    shutil.copy(SAMPLE / "pricing.py", work / "shop" / "pricing.py")
     original = (work / "shop" / "pricing.py").read_bytes()
     git("add", "shop", cwd=work, env=env)
     git("commit", "-q", "-m", "the shop", cwd=work, env=env)
@@ -88,6 +80,9 @@ def test_survivors_are_handed_to_improve_tests_and_the_improved_tests_kill_them(
     # The first draft runs every line and catches few of the sampled mutants.
     assert first["coverage"]["lines_covered"] == first["coverage"]["lines_total"]
     assert first["mutation"]["sampled"] == 10
+    # The step's time counts the mutants' runs, not only the coverage run.
+    first_step = next(i for i in interactions if i["step_name"] == "VerifyTests")
+    assert first_step["result"]["duration_ms"] >= 1000
     assert first["mutation"]["survived"] >= 3
     assert len(first["mutation"]["survivors"]) == first["mutation"]["survived"]
     prompt = next(
