@@ -154,6 +154,7 @@ class CoverageReportFormat(models.TextChoices):
     COVERAGE_PY_JSON = "coverage.py-json", "coverage.py JSON"
     LCOV = "lcov", "LCOV"
     COBERTURA = "cobertura", "Cobertura XML"
+    GO_COVER = "go-cover", "Go cover profile"
 
 
 class CodePointOrder(Func):

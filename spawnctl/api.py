@@ -435,6 +435,11 @@ class Api:
         """Every project the token's user is a member of, all pages."""
         return self._all_pages("projects/", {})
 
+    def update_project(self, project_id: str, settings: dict[str, Any]) -> dict[str, Any]:
+        """``PATCH /api/projects/{id}/``: the project's settings changed; a 400 names each
+        setting refused in the error's ``body``."""
+        return self._json("PATCH", f"projects/{project_id}/", json=settings)
+
     def sessions(self, *, page: int = 1, **filters: str | int) -> dict[str, Any]:
         """One page of ``GET /api/sessions/`` (``count``, ``next``, ``previous``,
         ``results``), filtered by ``project``, ``status``, ``type``, ``parent_session``,

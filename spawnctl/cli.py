@@ -316,6 +316,12 @@ def _add_import(commands: argparse._SubParsersAction, server: argparse.ArgumentP
         help="how to read the codebase (default auto: go.mod is Go, mix.exs Elixir, "
         "package.json or tsconfig.json TypeScript/JavaScript, else Python)",
     )
+    parser.add_argument(
+        "--conventions",
+        action="store_true",
+        help="first set the project's test path, test command, coverage command and report "
+        "format to the language's conventions (docs/import.md lists them)",
+    )
     parser.set_defaults(handler=cmd_import)
 
 
@@ -748,19 +754,24 @@ def cmd_import(args: argparse.Namespace, api: Api) -> int:
         raise UsageError(f"--repo {args.repo} is not a directory")
     if args.include and args.manifest is not None:
         raise UsageError("--include keeps what a scan leaves out; a manifest's rows are all kept")
+    language = args.language
+    if language == "auto":
+        language = tree_scan.detect_language(args.repo)
     try:
         scan = importer.collect_rows(
             repo=args.repo,
             manifest=args.manifest,
             exclude=args.exclude,
             include=args.include,
-            language=args.language,
+            language=language,
         )
     except (importer.ManifestError, tree_scan.ScanError) as error:
         _say_lines(error.message, error=True)
         return EXIT_FAILED
     for warning in scan.warnings:
         _say(f"warning: {warning}", error=True)
+    if args.conventions and (refused := _apply_conventions(args, api, language)) is not None:
+        return refused
 
     # The importer writes lines of its own (a plan is a table) around the server's values:
     # those are made one line each before it sees them, so its lines are the only ones.
@@ -780,6 +791,32 @@ def cmd_import(args: argparse.Namespace, api: Api) -> int:
         prune=args.prune,
         out=_say_lines,
     )
+
+
+def _apply_conventions(args: argparse.Namespace, api: Api, language: str) -> int | None:
+    """The language's conventions set on the project (said, not set, in a dry run); the exit
+    code when the server refuses them, else None."""
+    from spawnctl import conventions
+
+    found = conventions.for_language(language, args.repo)
+    verb = "Would set" if args.dry_run else "Set"
+    if not args.dry_run:
+        try:
+            api.update_project(args.project, found.settings)
+        except ApiError as error:
+            if error.status != 400:
+                raise
+            _say(f"The project's settings were refused for {language}'s conventions:", error=True)
+            for name, reasons in _one_line_values(error.body or {}).items():
+                reasons = reasons if isinstance(reasons, list) else [reasons]
+                _say(f"  {name}: {' '.join(str(r) for r in reasons)}", error=True)
+            return EXIT_FAILED
+    _say(f"{verb} the project's settings to {language}'s conventions:")
+    for name, value in found.settings.items():
+        _say(f"  {name} = {'null' if value is None else value}")
+    for note in found.notes:
+        _say(f"  note: {note}")
+    return None
 
 
 def _one_line_values(value: Any) -> Any:

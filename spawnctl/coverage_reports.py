@@ -1,7 +1,8 @@
-"""Reading coverage reports: coverage.py's JSON, LCOV and Cobertura XML, one reader per format,
-each giving the same mapping of a file's path (relative to the repository where it lies in it)
-to its ``FileCoverage``. A report that is missing or does not parse reads as None, never as an
-exception: it is the test run's output, and a broken one means "no coverage data"."""
+"""Reading coverage reports: coverage.py's JSON, LCOV, Cobertura XML and Go's cover profile,
+one reader per format, each giving the same mapping of a file's path (relative to the
+repository where it lies in it) to its ``FileCoverage``. A report that is missing or does not
+parse reads as None, never as an exception: it is the test run's output, and a broken one means
+"no coverage data"."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from xml.parsers import expat
 COVERAGE_PY_JSON = "coverage.py-json"
 LCOV = "lcov"
 COBERTURA = "cobertura"
+GO_COVER = "go-cover"
 # A report of one file is kilobytes; one of a whole monorepo a few megabytes. Past this the
 # runner does not hold it in memory.
 MAX_REPORT_BYTES = 64 * 1024 * 1024
@@ -287,10 +289,60 @@ def _resolved(filename: str, sources: list[str], root: Path) -> str:
     return inside[0] if inside else joined[0]
 
 
+_GO_BLOCK = re.compile(
+    r"^(?P<file>.+):(?P<start>\d+)\.\d+,(?P<end>\d+)\.\d+ (?P<statements>\d+) (?P<count>\d+)$"
+)
+_GO_MODULE = re.compile(rb"^\s*module\s+(\S+)", re.M)
+
+
+def read_go_cover(data: bytes, root: Path) -> Report | None:
+    """Go's cover profile (``go test -coverprofile``): after the ``mode:`` line, one block of
+    statements per line, ``file.go:startLine.col,endLine.col statements count``. A line is
+    covered when a block spanning it ran; files are named by import path, taken relative to
+    the repository through its ``go.mod``'s module path. Go's profile has no branch data."""
+    lines = data.decode("utf-8", errors="replace").splitlines()
+    if not lines or not lines[0].startswith("mode: "):
+        return None
+    module = _go_module(root)
+    ran: dict[str, set[int]] = {}
+    every: dict[str, set[int]] = {}
+    for raw in lines[1:]:
+        if not raw.strip():
+            continue
+        block = _GO_BLOCK.match(raw.strip())
+        if block is None:
+            return None
+        start, end = int(block["start"]), int(block["end"])
+        if start < 1 or end < start or not int(block["statements"]):
+            continue
+        name = block["file"]
+        if module and name.startswith(module + "/"):
+            name = name[len(module) + 1 :]
+        path = normalised(name, root)
+        spanned = set(range(start, end + 1))
+        every.setdefault(path, set()).update(spanned)
+        if int(block["count"]):
+            ran.setdefault(path, set()).update(spanned)
+    report = {}
+    for path, spanned in every.items():
+        covered = ran.get(path, set())
+        report[path] = FileCoverage(len(spanned), len(covered), tuple(sorted(spanned - covered)))
+    return _consistent(report)
+
+
+def _go_module(root: Path) -> str | None:
+    try:
+        found = _GO_MODULE.search((root / "go.mod").read_bytes()[:65536])
+    except OSError:
+        return None
+    return found.group(1).decode("utf-8", errors="replace") if found else None
+
+
 READERS: dict[str, Reader] = {
     COVERAGE_PY_JSON: read_coverage_py_json,
     LCOV: read_lcov,
     COBERTURA: read_cobertura,
+    GO_COVER: read_go_cover,
 }
 
 

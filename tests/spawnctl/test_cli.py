@@ -545,6 +545,81 @@ def test_import_reads_a_go_module_as_go_and_sends_its_rows(monkeypatch, tmp_path
     assert "Imported 2 rows: 2 created" in capsys.readouterr().out
 
 
+def _go_module(tmp_path):
+    (tmp_path / "go.mod").write_text("module example.com/x\n")
+    (tmp_path / "store").mkdir()
+    (tmp_path / "store" / "cache.go").write_text("package store\n\nfunc Get() int { return 1 }\n")
+
+
+IMPORTED = {"created": 2, "updated": 0, "unchanged": 0, "deleted": 0, "actions": []}
+
+
+def test_import_with_conventions_sets_the_languages_settings_first(monkeypatch, tmp_path, capsys):
+    _go_module(tmp_path)
+    sent = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent.append((request.method, request.url.path, json.loads(request.content)))
+        return httpx.Response(200, json=IMPORTED if "bulk" in request.url.path else {})
+
+    _answering(monkeypatch, handler)
+    argv = ["import", "--repo", str(tmp_path), "--project", "p", "--token", "t", "--conventions"]
+
+    assert cli.main(argv) == 0
+
+    (method, path, settings), (_, bulk, _) = sent
+    assert (method, path, bulk) == ("PATCH", "/api/projects/p/", "/api/components/bulk/")
+    assert settings == {
+        "test_path_template": "{source_dir}/{source_stem}_test.go",
+        "test_command_template": "go test {test_dir}",
+        "coverage_command_template": 'out={report_file}; go test -coverprofile="$out" {test_dir}',
+        "coverage_report_format": "go-cover",
+    }
+    out = capsys.readouterr().out
+    assert "Set the project's settings to go's conventions:" in out
+    assert "  coverage_report_format = go-cover" in out
+    assert "  note: go test runs the test file's whole package" in out
+
+
+def test_a_dry_run_with_conventions_says_them_and_changes_nothing(monkeypatch, tmp_path, capsys):
+    _go_module(tmp_path)
+    sent = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent.append(request.method)
+        return httpx.Response(200, json=IMPORTED)
+
+    _answering(monkeypatch, handler)
+    argv = ["import", "--repo", str(tmp_path), "--project", "p", "--token", "t"]
+
+    assert cli.main([*argv, "--conventions", "--dry-run"]) == 0
+
+    assert sent == ["POST"]  # the import's own dry run, no PATCH
+    assert "Would set the project's settings to go's conventions:" in capsys.readouterr().out
+
+
+def test_conventions_the_server_refuses_stop_the_import_naming_why(monkeypatch, tmp_path, capsys):
+    _go_module(tmp_path)
+    sent = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent.append(request.method)
+        return httpx.Response(
+            400, json={"test_path_template": ["Test file a_test.go is already the\ntest file"]}
+        )
+
+    _answering(monkeypatch, handler)
+    argv = ["import", "--repo", str(tmp_path), "--project", "p", "--token", "t", "--conventions"]
+
+    assert cli.main(argv) == 1
+
+    assert sent == ["PATCH"]
+    err = capsys.readouterr().err
+    assert "The project's settings were refused for go's conventions:" in err
+    # The server's newline is shown escaped: no value prints a line of its own.
+    assert "  test_path_template: Test file a_test.go is already the\\u000atest file" in err
+
+
 def test_import_without_a_grammar_installed_says_what_to_install(monkeypatch, tmp_path, capsys):
     from spawnctl import tree_scan
 

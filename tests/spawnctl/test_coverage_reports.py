@@ -17,6 +17,7 @@ from spawnctl.coverage_reports import (
     normalised,
     read_cobertura,
     read_coverage_py_json,
+    read_go_cover,
     read_lcov,
     read_report,
 )
@@ -228,6 +229,52 @@ def _truncated(name: str) -> bytes:
 )
 def test_a_broken_report_reads_as_none(reader, data):
     assert reader(data, SAMPLE) is None
+
+
+GO = FIXTURES / "go"
+
+
+def test_gos_cover_profile_is_read_by_line_relative_to_the_module():
+    report = read_go_cover((GO / "cover.out").read_bytes(), GO)
+
+    assert report == {
+        "store/cache.go": FileCoverage(
+            lines_total=11, lines_covered=4, missing_lines=(14, 15, 19, 20, 21, 22, 23)
+        )
+    }
+    # Go's profile has no branch data.
+    assert report["store/cache.go"].branches_total is None
+    assert coverage_reports.READERS["go-cover"] is read_go_cover
+
+
+def test_a_go_profile_without_its_go_mod_keeps_the_import_path_found_by_its_end(tmp_path):
+    report = read_go_cover((GO / "cover.out").read_bytes(), tmp_path)
+
+    assert set(report) == {"example.com/shop/store/cache.go"}
+    assert (
+        coverage_reports.find(report, "store/cache.go") == report["example.com/shop/store/cache.go"]
+    )
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"",
+        b"example.com/shop/store/cache.go:10.45,11.21 1 1\n",  # no mode line
+        b"mode: set\nnot a block\n",
+        b"mode: set\na.go:10.45,11.21 one 1\n",
+        b"mode: set\na.go:10.45 1 1\n",
+        fixture("coverage.lcov"),
+    ],
+)
+def test_a_broken_go_profile_reads_as_none(data):
+    assert read_go_cover(data, GO) is None
+
+
+def test_go_blocks_without_statements_or_backwards_count_nothing():
+    data = b"mode: count\na.go:3.1,4.2 0 5\na.go:9.1,7.2 1 1\na.go:5.1,5.9 1 0\n"
+
+    assert read_go_cover(data, GO) == {"a.go": FileCoverage(1, 0, (5,))}
 
 
 def test_a_missing_too_large_or_unknown_report_reads_as_none(tmp_path, monkeypatch):

@@ -19,7 +19,7 @@ from sessions_app.workflows.steps.run_tests import current_test_file
 from sessions_app.workflows.types import Command, Result, StepOutcome
 
 BELOW_BAR = "below_bar"
-REPORT_SUFFIX = {"coverage.py-json": "json", "lcov": "info", "cobertura": "xml"}
+REPORT_SUFFIX = {"coverage.py-json": "json", "lcov": "info", "cobertura": "xml", "go-cover": "out"}
 
 
 def report_file(session: Session, report_format: str) -> str:
