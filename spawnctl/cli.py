@@ -317,6 +317,13 @@ def _add_import(commands: argparse._SubParsersAction, server: argparse.ArgumentP
         "package.json or tsconfig.json TypeScript/JavaScript, else Python)",
     )
     parser.add_argument(
+        "--override",
+        type=Path,
+        metavar="FILE",
+        help="a manifest (JSON or YAML) whose rows change what the scan found, matched by "
+        "module_name: name, type, description, priority, excluded",
+    )
+    parser.add_argument(
         "--conventions",
         action="store_true",
         help="first set the project's test path, test command, coverage command and report "
@@ -754,6 +761,8 @@ def cmd_import(args: argparse.Namespace, api: Api) -> int:
         raise UsageError(f"--repo {args.repo} is not a directory")
     if args.include and args.manifest is not None:
         raise UsageError("--include keeps what a scan leaves out; a manifest's rows are all kept")
+    if args.override is not None and args.manifest is not None:
+        raise UsageError("--override changes a scan's rows; write the change in the manifest")
     language = args.language
     if language == "auto":
         language = tree_scan.detect_language(args.repo)
@@ -764,6 +773,7 @@ def cmd_import(args: argparse.Namespace, api: Api) -> int:
             exclude=args.exclude,
             include=args.include,
             language=language,
+            override=args.override,
         )
     except (importer.ManifestError, tree_scan.ScanError) as error:
         _say_lines(error.message, error=True)

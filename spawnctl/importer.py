@@ -499,6 +499,44 @@ def manifest_rows(document: Any, *, source: str = "the manifest") -> list[dict[s
     return document["components"]
 
 
+# What an override manifest may change of a scanned row: what a team knows better than a
+# scan (how much a module matters, what it is), not where it is or what it is called.
+OVERRIDABLE = ("name", "type", "description", "priority", "excluded")
+
+
+def apply_overrides(rows: Sequence[dict[str, Any]], overrides: Sequence[Any]) -> None:
+    """The scanned ``rows`` with an override manifest's fields put over them, matched by
+    ``module_name``. A ``ManifestError`` names an override that matches no scanned row (a
+    typo would otherwise change nothing, silently), one given twice, or a field that is not
+    one of ``OVERRIDABLE``; the values themselves are checked by the server."""
+    by_module = {row.get("module_name"): row for row in rows if isinstance(row, dict)}
+    seen: set[str] = set()
+    problems: list[str] = []
+    for position, override in enumerate(overrides, start=1):
+        module_name = override.get("module_name") if isinstance(override, dict) else None
+        if not isinstance(module_name, str) or not module_name:
+            problems.append(f"override {position}: needs a module_name")
+            continue
+        if module_name in seen:
+            problems.append(f"override {position} ({module_name}): given twice")
+            continue
+        seen.add(module_name)
+        unknown = sorted(set(override) - {"module_name", *OVERRIDABLE})
+        if unknown:
+            problems.append(
+                f"override {position} ({module_name}): cannot change {', '.join(unknown)} "
+                f"(only {', '.join(OVERRIDABLE)})"
+            )
+            continue
+        row = by_module.get(module_name)
+        if row is None:
+            problems.append(f"override {position} ({module_name}): no such module in the scan")
+            continue
+        row.update({key: value for key, value in override.items() if key != "module_name"})
+    if problems:
+        raise ManifestError("\n".join(["The overrides cannot be applied:", *problems]))
+
+
 def mark_excluded(rows: Sequence[dict[str, Any]], globs: Sequence[str]) -> list[str]:
     """Mark the rows whose module name matches one of ``globs`` (``fnmatch``, case-sensitive:
     ``pkg._win*``, ``*.windows``) ``excluded``; the others are left as they are, so an
@@ -579,12 +617,13 @@ def collect_rows(
     exclude: Sequence[str] = (),
     include: Sequence[str] = (),
     language: str = "python",
+    override: Path | None = None,
 ) -> Scan:
     """The rows to import: the manifest's when one is given, else a scan of ``repo`` in its
     ``language`` (``auto``: what the repository's root says, ``tree_scan.detect_language``;
     Go, TypeScript/JavaScript and Elixir are read by ``spawnctl.tree_scan``); what a Python
-    scan leaves out by default kept where ``include`` matches; the modules matching
-    ``exclude`` marked excluded."""
+    scan leaves out by default kept where ``include`` matches; the fields of the ``override``
+    manifest put over the scanned rows; the modules matching ``exclude`` marked excluded."""
     if manifest is not None:
         scan = Scan(rows=load_manifest(manifest))
     else:
@@ -596,6 +635,8 @@ def collect_rows(
             scan = scan_python_repo(repo, include=include)
         else:
             scan = tree_scan.scan_repo(repo, language)
+        if override is not None:
+            apply_overrides(scan.rows, load_manifest(override))
     scan.warnings += mark_excluded(scan.rows, exclude)
     return scan
 

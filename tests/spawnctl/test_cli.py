@@ -620,6 +620,34 @@ def test_conventions_the_server_refuses_stop_the_import_naming_why(monkeypatch, 
     assert "  test_path_template: Test file a_test.go is already the\\u000atest file" in err
 
 
+def test_import_with_an_override_sends_the_teams_priority(monkeypatch, tmp_path, capsys):
+    _go_module(tmp_path)
+    overrides = tmp_path / "overrides.json"
+    overrides.write_text('{"components": [{"module_name": "store.cache", "priority": 900}]}')
+    sent = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent.append(json.loads(request.content))
+        return httpx.Response(200, json=IMPORTED)
+
+    _answering(monkeypatch, handler)
+    argv = ["import", "--repo", str(tmp_path), "--project", "p", "--token", "t"]
+
+    assert cli.main([*argv, "--override", str(overrides)]) == 0
+    rows = {row["module_name"]: row for row in sent[0]["components"]}
+    assert rows["store.cache"]["priority"] == 900
+
+    overrides.write_text('{"components": [{"module_name": "store.cahce", "priority": 900}]}')
+    assert cli.main([*argv, "--override", str(overrides)]) == 1
+    assert "override 1 (store.cahce): no such module in the scan" in capsys.readouterr().err
+    assert len(sent) == 1
+
+    manifest = tmp_path / "m.json"
+    manifest.write_text('{"components": []}')
+    assert cli.main([*argv, "--manifest", str(manifest), "--override", str(overrides)]) == 2
+    assert "--override changes a scan's rows" in capsys.readouterr().err
+
+
 def test_import_without_a_grammar_installed_says_what_to_install(monkeypatch, tmp_path, capsys):
     from spawnctl import tree_scan
 

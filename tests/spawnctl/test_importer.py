@@ -332,6 +332,62 @@ def test_click_s_core_outweighs_its_types_as_their_sizes_say(tmp_path):
     assert rows["click.types"]["priority"] == 26 * 2 * 11 + 26 + 1
 
 
+def _two_modules(tmp_path: Path) -> Path:
+    write(tmp_path / "shop" / "__init__.py", "")
+    write(tmp_path / "shop" / "core.py")
+    write(tmp_path / "shop" / "types.py")
+    return tmp_path
+
+
+def test_an_override_manifest_puts_a_teams_fields_over_the_scan(tmp_path):
+    overrides = tmp_path / "overrides.json"
+    overrides.write_text(json.dumps({"version": 1, "components": [
+        {"module_name": "shop.types", "priority": 5000, "description": "The parameter types."},
+        {"module_name": "shop", "excluded": True},
+    ]}))  # fmt: skip
+
+    scan = importer.collect_rows(repo=_two_modules(tmp_path), override=overrides)
+
+    rows = {row["module_name"]: row for row in scan.rows}
+    assert (rows["shop.types"]["priority"], rows["shop.types"]["description"]) == (
+        5000,
+        "The parameter types.",
+    )
+    assert rows["shop.core"]["priority"] == 3  # what the scan said
+    assert rows["shop"]["excluded"] is True
+    assert rows["shop.types"]["source_path"] == "shop/types.py"  # untouched
+
+
+@pytest.mark.parametrize(
+    ("overrides", "problem"),
+    [
+        (
+            [{"module_name": "shop.typos", "priority": 1}],
+            "override 1 (shop.typos): no such module in the scan",
+        ),
+        ([{"priority": 1}], "override 1: needs a module_name"),
+        (
+            [{"module_name": "shop.core"}, {"module_name": "shop.core", "priority": 2}],
+            "override 2 (shop.core): given twice",
+        ),
+        (
+            [{"module_name": "shop.core", "source_path": "x.py", "parent_module_name": None}],
+            "override 1 (shop.core): cannot change parent_module_name, source_path (only name, "
+            "type, description, priority, excluded)",
+        ),
+        (["shop.core"], "override 1: needs a module_name"),
+    ],
+)
+def test_an_override_that_cannot_apply_is_refused_naming_it(tmp_path, overrides, problem):
+    path = tmp_path / "overrides.json"
+    path.write_text(json.dumps({"components": overrides}))
+
+    with pytest.raises(ManifestError) as error:
+        importer.collect_rows(repo=_two_modules(tmp_path), override=path)
+
+    assert error.value.message.splitlines() == ["The overrides cannot be applied:", problem]
+
+
 def test_a_package_without_modules_is_no_context_and_its_subpackages_still_are(tmp_path):
     write(tmp_path / "outer" / "__init__.py", "")
     write(tmp_path / "outer" / "inner" / "__init__.py", "")
