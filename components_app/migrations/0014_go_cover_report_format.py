@@ -4,15 +4,24 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('components_app', '0013_mutation_gate'),
+        ("components_app", "0013_mutation_gate"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='project',
-            name='coverage_report_format',
-            field=models.CharField(choices=[('coverage.py-json', 'coverage.py JSON'), ('lcov', 'LCOV'), ('cobertura', 'Cobertura XML'), ('go-cover', 'Go cover profile')], default='coverage.py-json', help_text='What the coverage command writes to {report_file}.', max_length=20),
+            model_name="project",
+            name="coverage_report_format",
+            field=models.CharField(
+                choices=[
+                    ("coverage.py-json", "coverage.py JSON"),
+                    ("lcov", "LCOV"),
+                    ("cobertura", "Cobertura XML"),
+                    ("go-cover", "Go cover profile"),
+                ],
+                default="coverage.py-json",
+                help_text="What the coverage command writes to {report_file}.",
+                max_length=20,
+            ),
         ),
     ]
