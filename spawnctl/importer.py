@@ -392,6 +392,7 @@ def scan_python_repo(
     ]
     left_out = check([_rel(repo, f) for _, _, files in packages for f in files])
     by_default: list[tuple[str, str]] = []
+    init_only: list[dict[str, Any]] = []
     for package, directory, all_files in packages:
         files = [f for f in all_files if _rel(repo, f) not in left_out]
         modules = []
@@ -416,13 +417,19 @@ def scan_python_repo(
             modules.append(row)
         init = directory / "__init__.py"
         if not modules:
-            # A context without components could never spawn a child session. Say so when
-            # its code is all in __init__.py: that is a codebase the scan cannot describe.
-            if init_priority := _read_module(init, _rel(repo, init), [])[0]:
-                scan.warnings.append(
-                    f"{_rel(repo, init)}: the package's code is all in __init__.py "
-                    f"(priority {init_priority}) and it has no modules, so it is no context; "
-                    "describe it with --manifest"
+            # A context without components could never spawn a child session. A package
+            # whose code is all in __init__.py is one module of its own (below).
+            init_priority, init_description, _ = _read_module(init, _rel(repo, init), [])
+            if init_priority:
+                init_only.append(
+                    {
+                        "module_name": package,
+                        "name": package.rsplit(".", 1)[-1],
+                        "type": MODULE,
+                        "priority": init_priority,
+                        "description": init_description,
+                        "source_path": _rel(repo, init),
+                    }
                 )
             continue
         _, description, _ = _read_module(init, _rel(repo, init), scan.warnings)
@@ -437,9 +444,28 @@ def scan_python_repo(
         }
         scan.rows += [context, *modules]
     if not scan.rows:
+        # No package with modules: a project of top-level modules (six) or of packages whose
+        # code is all in __init__.py is one context of the project's own.
+        top_level = _top_level_modules(repo, check, scan.warnings)
+        kept = []
+        for row in top_level:
+            reason = _left_out_by_default(repo, repo / row["source_path"], row.pop("_tree"))
+            if reason is not None and not _matches(row, include):
+                by_default.append((row["source_path"], reason))
+            else:
+                kept.append(row)
+        scan.rows += _project_context(repo, kept + init_only)
+        init_only = []
+    for row in init_only:
         scan.warnings.append(
-            "no package with modules found: nothing to import (a single-module project or "
-            "code outside packages is described with --manifest)"
+            f"{row['source_path']}: the package's code is all in __init__.py (priority "
+            f"{row['priority']}) and it has no modules, so it is no context; describe it "
+            "with --override or --manifest"
+        )
+    if not scan.rows:
+        scan.warnings.append(
+            "no package with modules and no top-level module found: nothing to import "
+            "(describe the code with --manifest)"
         )
     if by_default:
         by_default.sort()
@@ -454,6 +480,127 @@ def scan_python_repo(
         if row["type"] == MODULE:
             row["existing_tests"] = tests[row["module_name"]]
     return scan
+
+
+# Files at an import root that are a project's tooling, not its code.
+TOOLING_FILES = frozenset(
+    {"setup.py", "noxfile.py", "fabfile.py", "tasks.py", "manage.py", "dodo.py", "conf.py"}
+)
+PROJECT_CONTEXT_SUFFIX = "-project"
+
+
+def _top_level_modules(repo: Path, ignored: IgnoreCheck, warnings: list[str]) -> list[dict]:
+    """The modules at the repository's top (or its ``src/``): a single-module project's code.
+    Tests, tooling (``setup.py``, ``noxfile.py``, ...) and what git ignores are left out."""
+    files = []
+    for root in (repo, *(repo / name for name in IMPORT_ROOTS)):
+        if root.is_dir() and not (root / "__init__.py").exists():
+            files += [f for f in _module_files(root) if f.name not in TOOLING_FILES]
+    left_out = ignored([_rel(repo, f) for f in files])
+    rows = []
+    for path in files:
+        relative = _rel(repo, path)
+        if relative in left_out:
+            continue
+        if not path.stem.isidentifier():
+            warnings.append(f"{relative}: not an importable name; left out")
+            continue
+        priority, description, tree = _read_module(path, relative, warnings)
+        rows.append(
+            {
+                "module_name": path.stem,
+                "name": path.stem,
+                "type": MODULE,
+                "priority": priority,
+                "description": description,
+                "source_path": relative,
+                "_tree": tree,
+            }
+        )
+    return rows
+
+
+def _project_context(repo: Path, modules: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One context for the project's loose modules, named from its distribution (pyproject,
+    setup.cfg, setup.py, PKG-INFO, else the directory) with ``-project`` after it, a name no
+    Python module can have, so it never meets one of its components' (six's context is
+    ``six-project``, its module ``six``)."""
+    if not modules:
+        return []
+    name, description = distribution_of(repo)
+    context_name = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-.") or "project"
+    context = {
+        "module_name": f"{context_name}{PROJECT_CONTEXT_SUFFIX}",
+        "name": name,
+        "type": CONTEXT,
+        "priority": sum(m["priority"] for m in modules),
+        "description": description,
+        "parent_module_name": None,
+        "source_path": None,
+    }
+    return [context, *({**m, "parent_module_name": context["module_name"]} for m in modules)]
+
+
+def distribution_of(repo: Path) -> tuple[str, str]:
+    """The project's distribution name and one-sentence description, from the first of
+    ``pyproject.toml``'s ``[project]``, ``setup.cfg``'s ``[metadata]``, ``setup.py``'s
+    ``setup(name=..., description=...)`` literals and ``PKG-INFO`` that names it; else the
+    directory's name and no description."""
+    import configparser
+    import tomllib
+    from email.parser import HeaderParser
+
+    def read(name: str) -> str | None:
+        try:
+            return (repo / name).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            return None
+
+    found: list[tuple[Any, Any]] = []
+    if (text := read("pyproject.toml")) is not None:
+        try:
+            project = tomllib.loads(text).get("project") or {}
+            found.append((project.get("name"), project.get("description")))
+        except (tomllib.TOMLDecodeError, AttributeError):
+            pass
+    if (text := read("setup.cfg")) is not None:
+        parser = configparser.ConfigParser(interpolation=None)
+        try:
+            parser.read_string(text)
+            found.append(
+                (parser.get("metadata", "name", fallback=None),
+                 parser.get("metadata", "description", fallback=None))
+            )  # fmt: skip
+        except configparser.Error:
+            pass
+    if (text := read("setup.py")) is not None:
+        found.append(_setup_call_literals(text))
+    if (text := read("PKG-INFO")) is not None:
+        headers = HeaderParser().parsestr(text)
+        found.append((headers.get("Name"), headers.get("Summary")))
+    for name, description in found:
+        if isinstance(name, str) and name.strip():
+            return name.strip(), first_sentence(description if isinstance(description, str) else "")
+    return repo.name, ""
+
+
+def _setup_call_literals(text: str) -> tuple[Any, Any]:
+    try:
+        tree = ast.parse(text)
+    except (SyntaxError, ValueError):
+        return None, None
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.Call)
+            and getattr(node.func, "id", getattr(node.func, "attr", "")) == "setup"
+        ):
+            given = {
+                k.arg: k.value.value
+                for k in node.keywords
+                if k.arg in ("name", "description") and isinstance(k.value, ast.Constant)
+            }
+            return given.get("name"), given.get("description")
+    return None, None
 
 
 # --- manifests ---------------------------------------------------------------------------

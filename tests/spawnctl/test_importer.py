@@ -1053,17 +1053,133 @@ def test_a_directory_python_cannot_import_starts_the_naming_again(tmp_path):
     assert names == ["lib.data.inner", "lib.data.inner.x", "pkg", "pkg.m"]
 
 
-def test_code_the_scan_cannot_describe_is_a_warning_not_silence(tmp_path):
-    """jaraco.functools keeps its code in __init__.py; six is one module at the root."""
+def _tree(rows):
+    return {r["module_name"]: (r["parent_module_name"], r["type"], r["source_path"]) for r in rows}
+
+
+def test_a_single_module_project_is_one_context_named_from_its_distribution(tmp_path):
+    """six 1.16: six.py and test_six.py at the root, setup.py and setup.cfg beside them."""
+    write(
+        tmp_path / "six.py",
+        '"""Utilities for writing code that runs on Python 2 and 3."""\n\n\n'
+        "def b(s):\n    return s\n",
+    )
+    write(tmp_path / "test_six.py", "import six\n\n\ndef test_b():\n    assert six.b(1) == 1\n")
+    write(tmp_path / "setup.py", "from setuptools import setup\n\nsetup(name='six')\n")
+    write(
+        tmp_path / "setup.cfg",
+        "[metadata]\nname = six\ndescription = Python 2 and 3 compatibility utilities\n",
+    )
+    write(tmp_path / "noxfile.py", "def tests(session):\n    pass\n")
+    write(tmp_path / "docs" / "conf.py", "project = 'six'\n")
+
+    scan = scan_python_repo(tmp_path)
+
+    assert scan.warnings == []
+    assert _tree(scan.rows) == {
+        "six-project": (None, "context", None),
+        "six": ("six-project", "module", "six.py"),
+    }
+    context, six = scan.rows
+    assert (context["name"], context["description"]) == (
+        "six",
+        "Python 2 and 3 compatibility utilities",
+    )
+    assert context["priority"] == six["priority"] == 3
+    assert six["existing_tests"] == ["test_six.py"]
+
+
+def test_a_package_whose_code_is_all_in_init_is_a_module_of_the_projects_context(tmp_path):
+    """jaraco.functools 4: a namespace package whose code is jaraco/functools/__init__.py."""
     write(tmp_path / "jaraco" / "functools" / "__init__.py", "def f(x):\n    return x\n")
-    write(tmp_path / "six.py", "X = 1\n")
+    write(
+        tmp_path / "pyproject.toml",
+        '[project]\nname = "jaraco.functools"\n'
+        'description = "Functools like those found in stdlib"\n',
+    )
+
+    scan = scan_python_repo(tmp_path)
+
+    assert scan.warnings == []
+    assert _tree(scan.rows) == {
+        "jaraco.functools-project": (None, "context", None),
+        "jaraco.functools": (
+            "jaraco.functools-project", "module", "jaraco/functools/__init__.py"
+        ),
+    }  # fmt: skip
+    assert scan.rows[0]["description"] == "Functools like those found in stdlib"
+
+
+def test_a_src_single_module_is_read_and_its_version_module_left_out(tmp_path):
+    write(tmp_path / "src" / "tinylib.py", "def go():\n    return 1\n")
+    write(tmp_path / "src" / "_version.py", "__version__ = '1.0'\n")
+    write(
+        tmp_path / "PKG-INFO", "Metadata-Version: 2.1\nName: tiny-lib\nSummary: A tiny library.\n"
+    )
+
+    scan = scan_python_repo(tmp_path)
+
+    assert _tree(scan.rows) == {
+        "tiny-lib-project": (None, "context", None),
+        "tinylib": ("tiny-lib-project", "module", "src/tinylib.py"),
+    }
+    assert scan.warnings == [
+        "left out by default: src/_version.py (only sets the version); --include GLOB keeps "
+        "a module or path that matches"
+    ]
+    kept = scan_python_repo(tmp_path, include=["_version"]).rows
+    assert "_version" in {r["module_name"] for r in kept}
+
+
+def test_without_any_distribution_the_directory_names_the_projects_context(tmp_path):
+    project = tmp_path / "my tools!"
+    write(project / "helpers.py")
+
+    rows = scan_python_repo(project).rows
+
+    assert [r["module_name"] for r in rows] == ["my-tools-project", "helpers"]
+    assert rows[0]["name"] == "my tools!"
+
+
+def test_loose_modules_beside_packages_stay_left_out_and_init_only_packages_said(tmp_path):
+    write(tmp_path / "shop" / "__init__.py", "")
+    write(tmp_path / "shop" / "cart.py")
+    write(tmp_path / "tools" / "__init__.py", "def f(x):\n    return x\n")
+    write(tmp_path / "script.py")
+
+    scan = scan_python_repo(tmp_path)
+
+    assert sorted(r["module_name"] for r in scan.rows) == ["shop", "shop.cart"]
+    assert scan.warnings == [
+        "tools/__init__.py: the package's code is all in __init__.py (priority 2) and it has "
+        "no modules, so it is no context; describe it with --override or --manifest"
+    ]
+
+
+def test_a_tree_with_no_python_code_says_there_is_nothing_to_import(tmp_path):
+    write(tmp_path / "setup.py", "from setuptools import setup\n\nsetup()\n")
+    write(tmp_path / "test_it.py")
 
     scan = scan_python_repo(tmp_path)
 
     assert scan.rows == []
     assert scan.warnings == [
-        "jaraco/functools/__init__.py: the package's code is all in __init__.py (priority 2) "
-        "and it has no modules, so it is no context; describe it with --manifest",
-        "no package with modules found: nothing to import (a single-module project or code "
-        "outside packages is described with --manifest)",
+        "no package with modules and no top-level module found: nothing to import (describe "
+        "the code with --manifest)"
     ]
+
+
+def test_a_single_module_projects_rows_go_into_the_service(scope, tmp_path):
+    write(tmp_path / "six.py")
+    write(
+        tmp_path / "setup.py",
+        "from setuptools import setup\n\nsetup(name='six', description='Py2/3.')\n",
+    )
+
+    rows = scan_python_repo(tmp_path).rows
+    result = bulk_upsert_components(scope=scope, rows=rows)
+
+    assert result.created == 2
+    six = Component.objects.get(project_id=scope.project_id, module_name="six")
+    assert six.parent_component.module_name == "six-project"
+    assert six.source_path == "six.py"
