@@ -13,7 +13,7 @@ from sessions_app.quality_bar import Bar
 from sessions_app.workflows.types import Result
 from tests.api.conftest import client_for
 from tests.factories import make_component, make_context, make_context_session
-from tests.sessions_app.workflow_driver import drive_to_end, history_of, step_once
+from tests.sessions_app.workflow_driver import drive_to_end, history_of, reporting, step_once
 
 SOURCE = "src/shop/user.py"
 DEFAULT_BAR = Bar(min_line_coverage=80, min_branch_coverage=None, require_assertions=True)
@@ -196,18 +196,6 @@ def child(scope, project):
     session = make_context_session(scope, context)
     command = services.spawn_child_sessions(scope=scope, session_id=session.pk)
     return session.child_sessions.get(pk=command.metadata["child_session_ids"][0])
-
-
-def reporting(*verifications):
-    """Every step ok; each VerifyTests reports the next of ``verifications``."""
-    queue = list(verifications)
-
-    def respond(interaction):
-        if interaction.step_name == "VerifyTests":
-            return Result(status="ok", code=0, data={"verification": queue.pop(0)})
-        return Result(status="ok", code=0)
-
-    return respond
 
 
 def test_verify_tests_hands_the_runner_what_to_measure(scope, project, child):
