@@ -173,6 +173,10 @@ class CodePointOrder(Func):
         )
 
 
+# The type of a component that is a context: under another context it is a nested context (a
+# subpackage's), a run of its own, never a child session of its parent's run.
+CONTEXT_TYPE = "context"
+
 # The spawn order of a context's components: priority descending, then name ascending.
 SPAWN_ORDER = (F("priority").desc(), CodePointOrder("name").asc())
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from django.db.models import Count, IntegerField, OuterRef, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 
-from components_app.models import SPAWN_ORDER, Component, Project
+from components_app.models import CONTEXT_TYPE, SPAWN_ORDER, Component, Project
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser
@@ -32,11 +32,14 @@ def get_component(*, scope: Scope, component_id: uuid.UUID) -> Component | None:
 
 def list_child_components(*, scope: Scope, component_id: uuid.UUID) -> list[Component]:
     """The context's children that runs test, in spawn order: priority descending, then name
-    ascending. Excluded components are left out."""
+    ascending. Excluded components are left out, and so are nested contexts (children of type
+    ``context``: a subpackage's), which are runs of their own."""
     return list(
         Component.objects.filter(
             project_id=scope.project_id, parent_component_id=component_id, excluded=False
-        ).order_by(*SPAWN_ORDER)
+        )
+        .exclude(type=CONTEXT_TYPE)
+        .order_by(*SPAWN_ORDER)
     )
 
 

@@ -29,8 +29,8 @@ from django.db.models.fields.json import KT
 from django.db.models.functions import Cast, Coalesce
 from django.utils import timezone
 
+from components_app.models import CONTEXT_TYPE, CodePointOrder, Component
 from components_app.models import SPAWN_ORDER as COMPONENT_SPAWN_ORDER
-from components_app.models import CodePointOrder, Component
 from core.errors import InvalidInput
 from sessions_app import usage
 from sessions_app.models import Interaction, Session, SessionStatus, stalled_at
@@ -235,6 +235,7 @@ def components_without_child_session(
         Component.objects.filter(
             project_id=scope.project_id, parent_component_id=context_id, excluded=False
         )
+        .exclude(type=CONTEXT_TYPE)
         .exclude(pk__in=with_child)
         .order_by(*COMPONENT_SPAWN_ORDER)
     )

@@ -80,6 +80,8 @@ NO_SESSION = "No session matches {prefix}"
 AMBIGUOUS_ID = "Session id {prefix} is ambiguous; it matches {matches}"
 MAX_NAMED_MATCHES = 10
 NOT_A_CONTEXT = "{module} is not a context: it has no child components"
+# A component of this type under a context is a nested context (spawnctl.importer.CONTEXT).
+CONTEXT_TYPE = "context"
 WORKTREE, SHARED = "worktree", "shared"
 NOT_A_GIT_REPO = (
     "--repo {repo} is not a git working copy: each child runs in a git worktree of it "
@@ -601,7 +603,12 @@ def _start_context_session(args: argparse.Namespace, api: Api) -> str:
         raise UsageError(f"project {args.project} has no component {args.context!r}")
     # A session of a component without children would only fail its spawn step: nothing is
     # created for it.
-    children = api.components(args.project, parent_component=str(component["id"]))
+    # A nested context under it (a subpackage's) is a run of its own, not one of its children.
+    children = [
+        child
+        for child in api.components(args.project, parent_component=str(component["id"]))
+        if child.get("type") != CONTEXT_TYPE
+    ]
     if not children:
         raise CannotStart(NOT_A_CONTEXT.format(module=args.context))
     if all(child.get("excluded") is True for child in children):

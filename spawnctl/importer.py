@@ -393,6 +393,7 @@ def scan_python_repo(
     left_out = check([_rel(repo, f) for _, _, files in packages for f in files])
     by_default: list[tuple[str, str]] = []
     init_only: list[dict[str, Any]] = []
+    contexts: set[str] = set()
     for package, directory, all_files in packages:
         files = [f for f in all_files if _rel(repo, f) not in left_out]
         modules = []
@@ -439,9 +440,12 @@ def scan_python_repo(
             "type": CONTEXT,
             "priority": sum(m["priority"] for m in modules),
             "description": description,
-            "parent_module_name": None,
+            # A subpackage's context sits under its nearest enclosing package's (packages
+            # come outermost first); a namespace or a package without modules is none.
+            "parent_module_name": _enclosing(package, contexts),
             "source_path": _rel(repo, init),
         }
+        contexts.add(package)
         scan.rows += [context, *modules]
     if not scan.rows:
         # No package with modules: a project of top-level modules (six) or of packages whose
@@ -480,6 +484,15 @@ def scan_python_repo(
         if row["type"] == MODULE:
             row["existing_tests"] = tests[row["module_name"]]
     return scan
+
+
+def _enclosing(package: str, contexts: set[str]) -> str | None:
+    """The nearest package enclosing ``package`` that is a context, or None."""
+    parts = package.split(".")
+    for end in range(len(parts) - 1, 0, -1):
+        if (candidate := ".".join(parts[:end])) in contexts:
+            return candidate
+    return None
 
 
 # Files at an import root that are a project's tooling, not its code.

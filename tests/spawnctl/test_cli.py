@@ -648,6 +648,30 @@ def test_import_with_an_override_sends_the_teams_priority(monkeypatch, tmp_path,
     assert "--override changes a scan's rows" in capsys.readouterr().err
 
 
+def test_run_of_a_context_whose_children_are_all_nested_contexts_starts_nothing(
+    monkeypatch, tmp_path, capsys
+):
+    created = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.method == "POST":
+            created.append(request.url.path)
+        if request.url.params.get("parent_component") == "c1":
+            inner = {"id": "c2", "module_name": "outer.inner", "type": "context"}
+            return httpx.Response(200, json={"results": [inner], "next": None})
+        outer = {"id": "c1", "module_name": "outer", "type": "context"}
+        return httpx.Response(200, json={"results": [outer], "next": None})
+
+    _answering(monkeypatch, handler)
+    repo = git_repo(tmp_path / "repo")
+    argv = ["run", "--project", "p", "--context", "outer", "--repo", str(repo), "--token", "t"]
+
+    assert cli.main(argv) != 0
+
+    assert "outer is not a context: it has no child components" in capsys.readouterr().err
+    assert created == []
+
+
 def test_import_without_a_grammar_installed_says_what_to_install(monkeypatch, tmp_path, capsys):
     from spawnctl import tree_scan
 

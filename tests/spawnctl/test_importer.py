@@ -37,7 +37,8 @@ PUBLIC_DEFINITION = re.compile(r"^(?:async def|def|class) [A-Za-z]", re.MULTILIN
 def expected_from_files(root: Path, package: str) -> dict[str, tuple[str | None, str, int]]:
     """module_name → (parent, type, priority) for ``root/package``, the tree worked out from
     the files with globs rather than with the importer's walk (the priority measure itself is
-    ``priority_of``'s, checked on hand-counted modules below)."""
+    ``priority_of``'s, checked on hand-counted modules below): a subpackage's context sits
+    under its package's."""
     modules: dict[str, tuple[str | None, str, int]] = {}
     for init in sorted((root / package).rglob("__init__.py")):
         directory = init.parent
@@ -55,7 +56,13 @@ def expected_from_files(root: Path, package: str) -> dict[str, tuple[str | None,
             modules[f"{dotted}.{path.stem}"] = (dotted, "module", priority)
         if files:
             total = sum(modules[f"{dotted}.{f.stem}"][2] for f in files)
-            modules[dotted] = (None, "context", total)
+            # Under the nearest enclosing package that is a context (sorted: outermost first).
+            enclosing = [
+                ".".join(parts[:end])
+                for end in range(len(parts) - 1, 0, -1)
+                if modules.get(".".join(parts[:end]), (None, ""))[1] == "context"
+            ]
+            modules[dotted] = (enclosing[0] if enclosing else None, "context", total)
     return modules
 
 
@@ -386,6 +393,33 @@ def test_an_override_that_cannot_apply_is_refused_naming_it(tmp_path, overrides,
         importer.collect_rows(repo=_two_modules(tmp_path), override=path)
 
     assert error.value.message.splitlines() == ["The overrides cannot be applied:", problem]
+
+
+def test_a_subpackage_is_a_context_under_its_packages_context(tmp_path):
+    """marshmallow 3.21: marshmallow.experimental is a context under marshmallow's; a
+    package between them without modules is skipped over, a namespace is no parent."""
+    write(tmp_path / "src" / "marshmallow" / "__init__.py", "")
+    write(tmp_path / "src" / "marshmallow" / "schema.py")
+    write(tmp_path / "src" / "marshmallow" / "experimental" / "__init__.py", "")
+    write(tmp_path / "src" / "marshmallow" / "experimental" / "context.py")
+    write(tmp_path / "src" / "marshmallow" / "_vendor" / "__init__.py", "")
+    write(tmp_path / "src" / "marshmallow" / "_vendor" / "deep" / "__init__.py", "")
+    write(tmp_path / "src" / "marshmallow" / "_vendor" / "deep" / "lib.py")
+    write(tmp_path / "src" / "jaraco" / "text" / "__init__.py", "")
+    write(tmp_path / "src" / "jaraco" / "text" / "layouts.py")
+
+    tree = {
+        r["module_name"]: r["parent_module_name"]
+        for r in scan_python_repo(tmp_path).rows
+        if r["type"] == "context"
+    }
+
+    assert tree == {
+        "marshmallow": None,
+        "marshmallow.experimental": "marshmallow",
+        "marshmallow._vendor.deep": "marshmallow",
+        "jaraco.text": None,
+    }
 
 
 def test_a_package_without_modules_is_no_context_and_its_subpackages_still_are(tmp_path):
