@@ -4,14 +4,15 @@ language's tools write. ``spawnctl import --conventions`` applies them to the pr
 (``PATCH /api/projects/{id}/``) before it imports; the server checks them as any change.
 
 For TypeScript/JavaScript the test runner is the project's own, read from ``package.json``
-(vitest, then jest, else Node's built-in ``node --test``). Elixir's coverage as LCOV or
-Cobertura needs a dependency of the project's (lcov_ex, excoveralls), so its coverage is left
-unmeasured (``min_line_coverage`` null) and said so; set the command when you have one.
+(vitest, then jest, else Node's built-in ``node --test``). Elixir's coverage as LCOV needs a
+dependency of the project's: with excoveralls in ``mix.exs`` it is ``mix coveralls.lcov``,
+else coverage is left unmeasured (``min_line_coverage`` null) and said so.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,21 +54,7 @@ def for_language(language: str, repo: Path) -> Conventions:
     if language == TYPESCRIPT:
         return _typescript(repo)
     if language == ELIXIR:
-        return Conventions(
-            ELIXIR,
-            {
-                "test_path_template": "test/{module_path}_test.exs",
-                "test_command_template": "mix test {test_file}",
-                "coverage_command_template": "mix test {test_file}",
-                "min_line_coverage": None,
-                "min_branch_coverage": None,
-            },
-            [
-                "coverage is not measured: LCOV or Cobertura from mix needs a dependency "
-                "(lcov_ex: mix lcov, or excoveralls); set coverage_command_template, "
-                "coverage_report_format and min_line_coverage when the project has one."
-            ],
-        )
+        return _elixir(repo)
     return Conventions(
         PYTHON,
         {
@@ -110,6 +97,44 @@ def _typescript(repo: Path) -> Conventions:
         )
     settings["coverage_report_format"] = "lcov"
     return Conventions(TYPESCRIPT, settings, notes)
+
+
+def _elixir(repo: Path) -> Conventions:
+    settings: dict[str, Any] = {
+        "test_path_template": "test/{module_path}_test.exs",
+        "test_command_template": "mix test {test_file}",
+    }
+    if _mix_depends_on(repo, "excoveralls"):
+        # excoveralls' LCOV task runs mix test with its arguments and writes cover/lcov.info.
+        settings["coverage_command_template"] = (
+            "MIX_ENV=test mix coveralls.lcov {test_file}; code=$?; "
+            "cp cover/lcov.info {report_file}; rm -f cover/lcov.info; exit $code"
+        )
+        settings["coverage_report_format"] = "lcov"
+        return Conventions(ELIXIR, settings)
+    settings.update(
+        coverage_command_template="mix test {test_file}",
+        min_line_coverage=None,
+        min_branch_coverage=None,
+    )
+    return Conventions(
+        ELIXIR,
+        settings,
+        [
+            "coverage is not measured: mix writes LCOV only through a dependency; with "
+            "excoveralls in mix.exs (mix coveralls.lcov) --conventions measures it, else set "
+            "coverage_command_template, coverage_report_format and min_line_coverage."
+        ],
+    )
+
+
+def _mix_depends_on(repo: Path, package: str) -> bool:
+    """Whether ``mix.exs`` names the dependency ``:package`` (read as text: it is code)."""
+    try:
+        text = (repo / "mix.exs").read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return False
+    return re.search(rf"\{{\s*:{re.escape(package)}\b", text) is not None
 
 
 def _test_runner(repo: Path) -> str | None:

@@ -46,13 +46,50 @@ def test_typescript_runs_the_projects_own_runner(tmp_path, package, runner):
     assert bool(found.notes) == (runner == "node --test")
 
 
-def test_elixir_leaves_coverage_unmeasured_and_says_so(tmp_path):
+MIX_EXS = """defmodule Shop.MixProject do
+  use Mix.Project
+
+  def project, do: [app: :shop, test_coverage: [tool: ExCoveralls]]
+
+  defp deps do
+    [{:phoenix, "~> 1.7"}, { :excoveralls, "~> 0.18", only: :test }]
+  end
+end
+"""
+
+
+def test_elixir_without_excoveralls_leaves_coverage_unmeasured_and_says_so(tmp_path):
+    (tmp_path / "mix.exs").write_text(MIX_EXS.replace(":excoveralls", ":credo"))
+
     found = conventions.for_language("elixir", tmp_path)
 
     assert found.settings["test_path_template"] == "test/{module_path}_test.exs"
     assert found.settings["test_command_template"] == "mix test {test_file}"
     assert found.settings["min_line_coverage"] is None
-    assert "lcov_ex" in found.notes[0]
+    assert "excoveralls" in found.notes[0]
+
+
+def test_elixir_with_excoveralls_measures_lcov_through_it(tmp_path):
+    (tmp_path / "mix.exs").write_text(MIX_EXS)
+
+    found = conventions.for_language("elixir", tmp_path)
+
+    assert found.settings["coverage_command_template"].startswith(
+        "MIX_ENV=test mix coveralls.lcov {test_file}; "
+    )
+    assert found.settings["coverage_report_format"] == "lcov"
+    assert "min_line_coverage" not in found.settings
+    assert found.notes == []
+
+
+@pytest.mark.parametrize("mix", [MIX_EXS, ""])
+def test_the_server_accepts_elixirs_conventions(tmp_path, user, project, mix):
+    (tmp_path / "mix.exs").write_text(mix)
+    settings = conventions.for_language("elixir", tmp_path).settings
+
+    answer = client_for(user).patch(f"/api/projects/{project.pk}/", settings, format="json")
+
+    assert answer.status_code == 200, answer.content
 
 
 @pytest.mark.parametrize("language", LANGUAGES)
