@@ -343,6 +343,7 @@ def scan_go_repo(repo: Path, *, ignored: IgnoreCheck | None = None) -> Scan:
     )
     for path in files:
         by_dir.setdefault(_rel(repo, path.parent), []).append(path)
+    constrained: list[str] = []
     for directory, paths in sorted(by_dir.items()):
         children, package, package_doc, doc_file = [], None, "", None
         for path in paths:
@@ -357,6 +358,8 @@ def scan_go_repo(repo: Path, *, ignored: IgnoreCheck | None = None) -> Scan:
                 package_doc, doc_file = doc, relative
             if path.name == "doc.go":
                 continue  # a package's documentation, no code to test
+            if (constraint := go_build_constraint(path.name, source)) is not None:
+                constrained.append(f"{relative} ({constraint})")
             test_file = path.with_name(f"{path.stem}_test.go")
             children.append(
                 {
@@ -384,8 +387,74 @@ def scan_go_repo(repo: Path, *, ignored: IgnoreCheck | None = None) -> Scan:
             ),
             children,
         )
+    if constrained:
+        scan.warnings.append(
+            "files built only on some platforms (a build constraint): "
+            + ", ".join(constrained)
+            + "; a test of one runs and measures only where it builds, so --exclude those "
+            "the machine running the tests cannot build"
+        )
     _say_when_empty(scan, "no Go package with files found")
     return scan
+
+
+# Go's GOOS and GOARCH values a file name can end in (name_GOOS.go, name_GOARCH.go,
+# name_GOOS_GOARCH.go): such a file is built only there.
+_GOOS = frozenset(
+    [
+        "aix",
+        "android",
+        "darwin",
+        "dragonfly",
+        "freebsd",
+        "hurd",
+        "illumos",
+        "ios",
+        "js",
+        "linux",
+        "nacl",
+        "netbsd",
+        "openbsd",
+        "plan9",
+        "solaris",
+        "wasip1",
+        "windows",
+        "zos",
+    ]
+)
+_GOARCH = frozenset(
+    [
+        "386",
+        "amd64",
+        "arm",
+        "arm64",
+        "loong64",
+        "mips",
+        "mips64",
+        "mips64le",
+        "mipsle",
+        "ppc64",
+        "ppc64le",
+        "riscv64",
+        "s390x",
+        "wasm",
+    ]
+)
+_GO_BUILD_LINE = re.compile(rb"^//go:build\s+(.+?)\s*$|^// \+build\s+(.+?)\s*$", re.M)
+
+
+def go_build_constraint(name: str, source: bytes) -> str | None:
+    """The file's build constraint as written (``//go:build js``, or its name's ``_windows``),
+    or None when it builds everywhere. Read from the lines before the package clause."""
+    header = source.split(b"\npackage ", 1)[0]
+    found = _GO_BUILD_LINE.search(header)
+    if found:
+        return (found.group(1) or found.group(2)).decode("utf-8", errors="replace")
+    parts = name.removesuffix(".go").split("_")[1:]
+    tail = [part for part in parts[-2:] if part in _GOOS or part in _GOARCH]
+    if tail and parts[-1] in (_GOOS | _GOARCH):
+        return "_".join(tail)
+    return None
 
 
 # --- TypeScript and JavaScript -----------------------------------------------------------

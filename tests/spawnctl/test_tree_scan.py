@@ -125,6 +125,32 @@ def test_go_packages_are_contexts_and_their_files_components(tmp_path):
     )
 
 
+def test_go_files_built_only_on_some_platforms_are_named_in_a_warning(tmp_path):
+    """google/uuid 1.3: node_js.go is //go:build js, node_net.go //go:build !js; a test of
+    node_js.go neither runs nor measures on Linux."""
+    repo = write(
+        tmp_path,
+        {
+            "go.mod": "module github.com/google/uuid\n",
+            "node_js.go": "//go:build js\n\npackage uuid\n\nfunc f() int { return 1 }\n",
+            "node_net.go": "// +build !js\n\npackage uuid\n\nfunc g() int { return 1 }\n",
+            "dce_windows.go": "package uuid\n\nfunc h() int { return 1 }\n",
+            "time_linux_amd64.go": "package uuid\n\nfunc i() int { return 1 }\n",
+            "hash_util.go": "package uuid\n\n// go:build is not a constraint here\nfunc j() {}\n",
+        },
+    )
+
+    scan = scan_go_repo(repo)
+
+    assert len(by_name(scan.rows)) == 6  # every file is still a component
+    assert scan.warnings == [
+        "files built only on some platforms (a build constraint): dce_windows.go (windows), "
+        "node_js.go (js), node_net.go (!js), time_linux_amd64.go (linux_amd64); a test of one "
+        "runs and measures only where it builds, so --exclude those the machine running the "
+        "tests cannot build"
+    ]
+
+
 def test_a_go_branch_counts_as_the_grammar_names_it(tmp_path):
     def priority(body: str) -> int:
         write(tmp_path, {"p/a.go": f"package p\n\nfunc F(a, b bool) {{\n{body}\n}}\n"})
