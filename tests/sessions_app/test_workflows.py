@@ -373,6 +373,33 @@ def test_finalize_error_fails_the_session_with_the_reason(scope, billing, billin
     )
 
 
+PUSH_TO_A_MISSING_ORIGIN = (
+    "fatal: '../origin.git' does not appear to be a git repository\n"
+    "fatal: Could not read from remote repository.\n\n"
+    "Please make sure you have the correct access rights\nand the repository exists.\n"
+)
+
+
+def test_a_finalize_that_git_refused_fails_with_gits_words_not_its_advice(
+    scope, billing, billing_session
+):
+    services.spawn_child_sessions(scope=scope, session_id=billing_session.pk)
+    invoice = children(billing_session)[0]
+
+    def push_fails(interaction):
+        if interaction.step_name == "Finalize":
+            return Result(status="error", code=128, stderr=PUSH_TO_A_MISSING_ORIGIN)
+        return ok(interaction)
+
+    drive_to_end(scope, invoice, push_fails)
+
+    invoice.refresh_from_db()
+    # Seen trying humanize with a relative origin: the reason read "and the repository exists."
+    assert invoice.state["error"] == (
+        "Finalize failed 3 times: fatal: Could not read from remote repository."
+    )
+
+
 def test_a_failed_child_keeps_the_context_on_the_spawn_step_with_its_reason(
     scope, billing, billing_session
 ):
