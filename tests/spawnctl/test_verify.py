@@ -65,7 +65,7 @@ REPORT = "VerifyTests: report_file must be a relative path under .spawnctl/, not
         (
             {"report_format": "jacoco"},
             "VerifyTests: no reader for report_format 'jacoco' (known: coverage.py-json, lcov,"
-            " cobertura)",
+            " cobertura, go-cover)",
         ),
     ],
 )
