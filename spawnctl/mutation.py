@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from spawnctl.execute import GUARD, GUARDED, STOP_GRACE_SECONDS
+
 TOOL = "cosmic-ray"
 MAX_MUTANTS = 1000
 MAX_MUTANT_SECONDS = 3600
@@ -134,6 +136,22 @@ class Prepared:
         return self.sampled * (plan.timeout_seconds + 5) + EXEC_GRACE_SECONDS
 
 
+# cosmic-ray starts each mutant's test run in a session of its own, out of the reach of the
+# job's process group: a guard (spawnctl/guard.py) leads it instead, and takes it down when
+# cosmic-ray dies (the runner's stop, or the runner killed outright). "$PPID" is cosmic-ray's
+# pid: the shell execs the guard, which checks its parent is still that one.
+_GUARDED_TEST = 'exec "$0" -I "$1" "$PPID" {grace:g} -- /bin/sh -c "$2"'
+
+
+def test_command_argv(command: str) -> list[str]:
+    """The argv cosmic-ray runs for each mutant: the project's test command line in a shell,
+    under a guard where the kernel has a parent-death signal."""
+    if not GUARDED:
+        return ["/bin/sh", "-c", command]
+    script = _GUARDED_TEST.format(grace=STOP_GRACE_SECONDS)
+    return ["/bin/sh", "-c", script, sys.executable, str(GUARD), command]
+
+
 def _cosmic_ray(*args: str) -> str:
     return shlex.join([sys.executable, "-m", "cosmic_ray.cli", *args])
 
@@ -194,7 +212,7 @@ def prepare(repo: Path, plan: Plan) -> Prepared | str:
                     "timeout": plan.timeout_seconds,
                     "excluded-modules": [],
                     # cosmic-ray splits the command itself; a shell reads the project's line.
-                    "test-command": shlex.join(["/bin/sh", "-c", plan.test_command]),
+                    "test-command": shlex.join(test_command_argv(plan.test_command)),
                     "distributor": {"name": "local"},
                 }
             ),

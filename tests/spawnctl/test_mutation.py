@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import os
 import shlex
+import subprocess
 import sys
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -307,10 +309,59 @@ def test_the_config_hands_cosmic_ray_the_test_command_word_for_word(tmp_path):
 
     config = load_config(str(prepared.config_file))
 
-    assert shlex.split(config.test_command) == ["/bin/sh", "-c", hostile]
+    assert shlex.split(config.test_command) == mutation.test_command_argv(hostile)
+    assert shlex.split(config.test_command)[-1] == hostile
     assert config.timeout == 5.0
     assert prepared.sampled == 3
     assert prepared.config_file.parent == repo / ".spawnctl"
+
+
+def test_the_test_command_reaches_its_shell_word_for_word_through_the_guard(tmp_path):
+    # What the shell that runs the project's line sees as its script, under a real shell.
+    hostile = "printf '%s' \"$0\" > seen; : 'a \"b\" $(touch pwned) `touch pwned2`'"
+    argv = mutation.test_command_argv(hostile)
+    argv[-1] = "printf '%s' \"$0\" > seen"  # the inner shell's $0 is its name: /bin/sh
+
+    subprocess.run(argv, cwd=tmp_path, check=True, timeout=30)
+
+    assert (tmp_path / "seen").read_text() == "/bin/sh"
+    subprocess.run(mutation.test_command_argv(hostile), cwd=tmp_path, check=True, timeout=30)
+    assert not list(tmp_path.glob("pwned*"))
+
+
+@pytest.mark.skipif(not mutation.GUARDED, reason="the guard needs Linux's parent-death signal")
+def test_a_mutants_test_run_does_not_outlive_cosmic_ray_killed_outright(tmp_path):
+    """cosmic-ray starts each test run in a session of its own: without the guard, killing it
+    (as the runner's stop, or the runner's death, does) left the run going."""
+    repo = _calc_repo(tmp_path, WEAK)
+    line = "echo $$ > running.pid; sleep 120"
+    prepared = mutation.prepare(
+        repo, mutation.Plan("shop/calc.py", line, 1, 300, ".spawnctl/m.sqlite")
+    )
+    tool = subprocess.Popen(shlex.split(prepared.command()), cwd=repo, env=_environment(repo))
+    pid_file = repo / "running.pid"
+    deadline = time.monotonic() + 60
+    while not pid_file.exists() or not pid_file.read_text().strip():
+        assert time.monotonic() < deadline, "the mutant's test run never started"
+        time.sleep(0.05)
+    test_run = int(pid_file.read_text())
+
+    tool.kill()
+    tool.wait(timeout=30)
+
+    deadline = time.monotonic() + 15
+    while _alive(test_run):
+        assert time.monotonic() < deadline, "the mutant's test run outlived cosmic-ray"
+        time.sleep(0.1)
+    mutation.restore(prepared)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
 
 
 ANNOTATED = """from __future__ import annotations
