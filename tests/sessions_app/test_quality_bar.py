@@ -307,6 +307,46 @@ def test_with_no_improvement_allowed_the_first_verdict_decides(scope, project, c
     )
 
 
+def test_a_failing_run_s_output_is_kept_and_handed_to_improve_tests(scope, project, child):
+    """Seen on humanize: with coverage.py missing from the test environment every run failed,
+    and the agent (and the run page) read only "Tests failed in 1 of 1 runs"."""
+    missing = "/usr/bin/python: No module named coverage"
+
+    def respond(interaction):
+        if interaction.step_name == "VerifyTests":
+            return Result(
+                status="ok", code=1, stderr=missing,
+                data={"verification": verification(runs=(1, 1, 1), coverage=None)},
+            )  # fmt: skip
+        return Result(status="ok", code=0)
+
+    drive_to_end(scope, child, respond, limit=40)
+
+    child.refresh_from_db()
+    assert child.state["last_test_output"] == missing
+    prompt = (
+        child.interactions.filter(step_name="ImproveTests").first().command["metadata"]["prompt"]
+    )
+    assert "- Tests failed in 3 of 3 runs" in prompt
+    assert f"This is what the first failing run printed:\n```\n{missing}\n```" in prompt
+
+
+def test_a_passing_verification_leaves_the_last_test_output_alone(scope, child):
+    def respond(interaction):
+        if interaction.step_name == "VerifyTests":
+            good = verification(coverage=cov(120, 110))
+            return Result(status="ok", code=0, stdout="3 passed", data={"verification": good})
+        if interaction.step_name == "RunTests":
+            return Result(status="ok", code=0, stdout="1 passed in 0.01s")
+        return Result(status="ok", code=0)
+
+    drive_to_end(scope, child, respond)
+
+    child.refresh_from_db()
+    assert child.status == "complete"
+    assert child.state["last_test_output"] == "1 passed in 0.01s"
+
+
 def test_a_malformed_verification_is_refused_and_stores_nothing(scope, child):
     for _ in range(3):
         step_once(scope, child)

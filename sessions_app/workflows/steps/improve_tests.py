@@ -31,6 +31,9 @@ def build_prompt(session: Session, test_file: str, project: Project) -> str:
             f"Lines of {verification.source_path} no test runs: "
             f"{quality_bar.line_ranges(verification.missing_lines)}."
         )
+    if verification and any(code != 0 for code in verification.runs):
+        output = session.state.get("last_test_output") or "(the test run printed nothing)"
+        lines += ["This is what the first failing run printed:", "```", output, "```"]
     if verification and verification.surviving_mutants and verification.source_path:
         lines.append(
             f"These changes to {verification.source_path} went unnoticed: every test still "

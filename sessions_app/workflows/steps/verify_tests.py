@@ -15,6 +15,7 @@ from sessions_app import quality_bar
 from sessions_app.models import Interaction, Session, SessionStatus, Verification
 from sessions_app.selectors import short_id
 from sessions_app.workflows import conventions
+from sessions_app.workflows.steps.common import clip
 from sessions_app.workflows.steps.run_tests import current_test_file
 from sessions_app.workflows.types import Command, Result, StepOutcome
 
@@ -115,11 +116,20 @@ class VerifyTests:
         if not found:
             return StepOutcome(session_updates=updates, result=stored.with_ok())
         verdict = quality_bar.PROBLEM_SEPARATOR.join(found)
+        state = dict(session.state)
+        if any(code != 0 for code in measured.runs):
+            # What the failing run printed (the runner sends the first failing run's output):
+            # ImproveTests shows it, and so do the run page and the admin, so a coverage
+            # command that cannot run at all ("No module named coverage") is seen as such.
+            output = "\n".join(part for part in (result.stdout, result.stderr) if part)
+            state["last_test_output"] = clip(output)
         attempts = session.state.get("improve_attempts", 0)
         if attempts >= scope.project.max_improve_attempts:
             reason = quality_bar.NOT_MET.format(attempts=attempts, problems=verdict)
             updates["status"] = SessionStatus.FAILED
-            updates["state"] = {**session.state, "error": reason}
+            state["error"] = reason
+        if state != session.state:
+            updates["state"] = state
         return StepOutcome(session_updates=updates, result=stored.with_error(verdict))
 
 
