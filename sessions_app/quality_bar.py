@@ -140,11 +140,17 @@ class Malformed(ValueError):
         self.text = f"verification.{field} {problem}"
 
 
+# What the database keeps of a count (a PositiveIntegerField on every backend).
+MAX_COUNT = 2**31 - 1
+
+
 def _count(value: Any, name: str) -> int:
     if not isinstance(value, int) or isinstance(value, bool):
         raise Malformed(name, "must be an integer.")
     if value < 0:
         raise Malformed(name, "must not be below 0.")
+    if value > MAX_COUNT:
+        raise Malformed(name, f"must be at most {MAX_COUNT}.")
     return value
 
 
@@ -306,7 +312,10 @@ def _mutation_problems(
     if mutation is None:
         return [] if tests_failed else [NO_MUTATION.format(source_path=source_path)]
     value = mutation.score()
-    if value is None or bar.min_mutation_score is None or value >= bar.min_mutation_score * 10:
+    if value is None:
+        # Nothing to mutate passes; mutants none of which could be judged are no data.
+        return [NO_MUTATION.format(source_path=source_path)] if mutation.sampled else []
+    if bar.min_mutation_score is None or value >= bar.min_mutation_score * 10:
         return []
     return [
         MUTATION_BELOW.format(

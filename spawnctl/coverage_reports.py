@@ -290,8 +290,11 @@ def _resolved(filename: str, sources: list[str], root: Path) -> str:
 
 
 _GO_BLOCK = re.compile(
-    r"^(?P<file>.+):(?P<start>\d+)\.\d+,(?P<end>\d+)\.\d+ (?P<statements>\d+) (?P<count>\d+)$"
+    r"^(?P<file>.+):(?P<start>\d{1,9})\.\d{1,9},(?P<end>\d{1,9})\.\d{1,9} "
+    r"(?P<statements>\d{1,9}) (?P<count>\d{1,19})$"
 )
+# A block of statements spans a few lines; one spanning more is a profile not to trust.
+MAX_GO_BLOCK_LINES = 100_000
 _GO_MODULE = re.compile(rb"^\s*module\s+(\S+)", re.M)
 
 
@@ -313,6 +316,8 @@ def read_go_cover(data: bytes, root: Path) -> Report | None:
         if block is None:
             return None
         start, end = int(block["start"]), int(block["end"])
+        if end - start > MAX_GO_BLOCK_LINES:
+            return None
         if start < 1 or end < start or not int(block["statements"]):
             continue
         name = block["file"]

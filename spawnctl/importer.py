@@ -377,8 +377,10 @@ def scan_python_repo(
     (a context's: its ``__init__.py``), and a module's existing_tests the test files that
     import it (read with ``ast`` too). Left out: tests (``tests/``, ``test/``,
     ``test_*.py``, ``*_test.py``, ``conftest.py``, ``tests.py``), ``migrations/``, hidden
-    directories, virtualenvs, ``__init__.py`` itself, files outside packages, and what
-    .gitignore ignores (``git check-ignore`` in a git work tree, else ``gitignore_fallback``).
+    directories, virtualenvs, ``__init__.py`` itself, files outside packages (but for a
+    project without a package of modules: its top-level modules and its ``__init__``-only
+    packages are one context of its own, ``_project_context``), and what .gitignore ignores
+    (``git check-ignore`` in a git work tree, else ``gitignore_fallback``).
     Left out by default, and kept when an ``include`` glob matches the module name or the
     path: modules under ``build/``, ``dist/`` or ``examples/``, ``__main__`` modules and
     modules that only set the version (one warning names them).
@@ -458,6 +460,14 @@ def scan_python_repo(
                 by_default.append((row["source_path"], reason))
             else:
                 kept.append(row)
+        taken = {row["module_name"] for row in kept}
+        for row in init_only:
+            if row["module_name"] in taken:
+                scan.warnings.append(
+                    f"{row['source_path']}: the module {row['module_name']} is read already; "
+                    "left out"
+                )
+        init_only = [row for row in init_only if row["module_name"] not in taken]
         scan.rows += _project_context(repo, kept + init_only)
         init_only = []
     for row in init_only:
@@ -498,6 +508,7 @@ def _enclosing(package: str, contexts: set[str]) -> str | None:
 # Files at an import root that are a project's tooling, not its code.
 TOOLING_FILES = frozenset(
     {"setup.py", "noxfile.py", "fabfile.py", "tasks.py", "manage.py", "dodo.py", "conf.py"}
+    | {"versioneer.py", "pavement.py"}
 )
 PROJECT_CONTEXT_SUFFIX = "-project"
 
@@ -517,6 +528,9 @@ def _top_level_modules(repo: Path, ignored: IgnoreCheck, warnings: list[str]) ->
             continue
         if not path.stem.isidentifier():
             warnings.append(f"{relative}: not an importable name; left out")
+            continue
+        if any(row["module_name"] == path.stem for row in rows):
+            warnings.append(f"{relative}: the module {path.stem} is read already; left out")
             continue
         priority, description, tree = _read_module(path, relative, warnings)
         rows.append(
@@ -681,7 +695,7 @@ def apply_overrides(rows: Sequence[dict[str, Any]], overrides: Sequence[Any]) ->
             problems.append(f"override {position} ({module_name}): given twice")
             continue
         seen.add(module_name)
-        unknown = sorted(set(override) - {"module_name", *OVERRIDABLE})
+        unknown = sorted(map(str, set(override) - {"module_name", *OVERRIDABLE}))
         if unknown:
             problems.append(
                 f"override {position} ({module_name}): cannot change {', '.join(unknown)} "

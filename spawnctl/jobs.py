@@ -706,6 +706,8 @@ class SessionJob:
         if isinstance(prepared, str):
             return prepared
         limit = prepared.time_limit(plan)
+        if self.config.command_timeout is not None:
+            limit = min(limit, self.config.command_timeout)  # --timeout caps every command
         try:
             # The test command once on the unchanged code, as cosmic-ray runs it per mutant.
             baseline = execute(

@@ -10,14 +10,17 @@ text UI; mutatest and MutPy are unmaintained.
 
 The steps: the session is made here (cosmic-ray's ``init`` through its API), all but the sample
 marked skipped, ``cosmic-ray exec`` run as the job's command (so it is stopped like any
-other), the results read back. The source file is put back byte for byte whatever happened: a
-run stopped between a mutation and its restore would otherwise leave a mutant in the worktree.
+other), the results read back. The source file is put back byte for byte however that command
+ends (stopped, timed out, failed): a run stopped between a mutation and its restore would
+otherwise leave a mutant in the worktree. A runner killed outright cannot put it back; its
+worktree is not used again (a takeover makes a fresh one).
 """
 
 from __future__ import annotations
 
 import ast
 import contextlib
+import os
 import random
 import re
 import shlex
@@ -153,7 +156,10 @@ def test_command_argv(command: str) -> list[str]:
 
 
 def _cosmic_ray(*args: str) -> str:
-    return shlex.join([sys.executable, "-m", "cosmic_ray.cli", *args])
+    # -I: cosmic-ray runs in the worktree (often with it on PYTHONPATH), whose own modules
+    # (a toml.py, a click/) must not stand in for cosmic-ray's dependencies. The test runs it
+    # starts still get the whole environment.
+    return shlex.join([sys.executable, "-I", "-m", "cosmic_ray.cli", *args])
 
 
 def baseline_problem(code: int | None, output: str, timed_out: bool, limit: float) -> str | None:
@@ -192,7 +198,8 @@ def prepare(repo: Path, plan: Plan) -> Prepared | str:
     if not available():
         return NEEDS_TOOL
     from cosmic_ray.commands import init
-    from cosmic_ray.config import serialize_config
+    from cosmic_ray.config import deserialize_config, serialize_config
+    from cosmic_ray.util import read_python_source
     from cosmic_ray.work_db import WorkDB, use_db
     from cosmic_ray.work_item import WorkerOutcome, WorkResult
 
@@ -201,23 +208,34 @@ def prepare(repo: Path, plan: Plan) -> Prepared | str:
         return f"VerifyTests: {plan.source_path} is not inside the repository"
     session_file = repo / plan.session_file
     config_file = session_file.with_suffix(".toml")
+    test_command = shlex.join(test_command_argv(plan.test_command))
+    config = serialize_config(
+        {
+            "module-path": str(source),
+            "timeout": plan.timeout_seconds,
+            "excluded-modules": [],
+            # cosmic-ray splits the command itself; a shell reads the project's line.
+            "test-command": test_command,
+            "distributor": {"name": "local"},
+        }
+    )
+    try:
+        if deserialize_config(config).test_command != test_command:
+            raise ValueError
+    except Exception:  # cosmic-ray's TOML library reads some strings back otherwise
+        return (
+            "VerifyTests: the test command cannot be handed to cosmic-ray as it is "
+            f"(its configuration would read it back changed): {plan.test_command!r}"
+        )
     try:
         original = source.read_bytes()
         session_file.parent.mkdir(parents=True, exist_ok=True)
-        session_file.unlink(missing_ok=True)
-        config_file.write_text(
-            serialize_config(
-                {
-                    "module-path": str(source),
-                    "timeout": plan.timeout_seconds,
-                    "excluded-modules": [],
-                    # cosmic-ray splits the command itself; a shell reads the project's line.
-                    "test-command": shlex.join(test_command_argv(plan.test_command)),
-                    "distributor": {"name": "local"},
-                }
-            ),
-            encoding="utf-8",
-        )
+        for made in (session_file, config_file):
+            # Whatever is there (a link planted by an earlier step included) is replaced,
+            # never written through.
+            made.unlink(missing_ok=True)
+        _write_new(config_file, config)
+        text = read_python_source(source)
         with use_db(str(session_file), WorkDB.Mode.create) as database:
             init([source], database, {})
             annotations = annotation_spans(original)
@@ -233,7 +251,6 @@ def prepare(repo: Path, plan: Plan) -> Prepared | str:
                     item.mutations[0].occurrence,
                 ),
             )
-            text = original.decode("utf-8")
             chosen = sample(
                 items, plan.max_mutants, plan.source_path, lambda item: _compiles(item, text)
             )
@@ -249,8 +266,20 @@ def prepare(repo: Path, plan: Plan) -> Prepared | str:
         return f"VerifyTests: could not prepare the mutation run: {error}"
     except Exception as error:  # cosmic-ray's parser on a file it cannot read, mostly
         return f"VerifyTests: cosmic-ray could not read {plan.source_path}: {error}"
+    if items and not chosen:
+        return (
+            f"VerifyTests: none of the {len(items)} mutants cosmic-ray made of "
+            f"{plan.source_path} is Python that compiles, so none could be judged"
+        )
     _forget_compiled(source)
     return Prepared(config_file, session_file, source, original, len(chosen))
+
+
+def _write_new(path: Path, text: str) -> None:
+    """``text`` in a file made here (never through a link left at ``path``)."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+        handle.write(text)
 
 
 Span = tuple[tuple[int, int], tuple[int, int]]
@@ -350,13 +379,13 @@ def _forget_compiled(source: Path) -> None:
 
 def restore(prepared: Prepared) -> bool:
     """The source file as it was before the run, byte for byte; whether it had to be put back."""
+    _forget_compiled(prepared.source)  # a same-size mutant's cache, whatever the bytes say
     try:
         if prepared.source.read_bytes() == prepared.original:
             return False
     except OSError:
         pass
     prepared.source.write_bytes(prepared.original)
-    _forget_compiled(prepared.source)
     return True
 
 
@@ -368,6 +397,7 @@ def results(prepared: Prepared) -> dict[str, Any] | str:
     counts = {"killed": 0, "survived": 0, "timed_out": 0, "incompetent": 0}
     survivors: list[dict[str, Any]] = []
     pending = 0
+    incompetent_output = ""
     try:
         with use_db(str(prepared.session_file), WorkDB.Mode.open) as database:
             pending = sum(1 for _ in database.pending_work_items)
@@ -380,6 +410,7 @@ def results(prepared: Prepared) -> dict[str, Any] | str:
                     TestOutcome.INCOMPETENT,
                 ):
                     counts["incompetent"] += 1
+                    incompetent_output = incompetent_output or (result.output or "")
                 elif result.test_outcome == TestOutcome.SURVIVED:
                     counts["survived"] += 1
                     survivors.append(_survivor(item, result.diff or ""))
@@ -391,6 +422,12 @@ def results(prepared: Prepared) -> dict[str, Any] | str:
         return f"VerifyTests: could not read the mutation run's results: {error}"
     if pending:
         return f"VerifyTests: the mutation run ended with {pending} mutants not run"
+    if counts["incompetent"] and not (counts["killed"] + counts["survived"] + counts["timed_out"]):
+        said = [line for line in incompetent_output.splitlines() if line.strip()]
+        return (
+            f"VerifyTests: cosmic-ray could not run the tests on any of the "
+            f"{counts['incompetent']} mutants" + (f": {said[-1].strip()}" if said else "")
+        )
     survivors.sort(key=lambda found: (found["line"], found["column"], found["operator"]))
     return {
         "tool": TOOL,

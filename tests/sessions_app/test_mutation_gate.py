@@ -75,7 +75,13 @@ def verification(runs=(0, 0, 0), lines=(120, 100), mutated=None, **more):
         ),
         # Nothing to mutate (or nothing judged): no mutation problem.
         (verification(mutated=mutation(0, 0)), GATE, SOURCE, []),
-        (verification(mutated=mutation(0, 0, incompetent=3)), GATE, SOURCE, []),
+        # Mutants none of which could be judged are no data, not a pass.
+        (
+            verification(mutated=mutation(0, 0, incompetent=3)),
+            GATE,
+            SOURCE,
+            [f"No mutation data for {SOURCE}"],
+        ),
         # The gate asked for and not measured, with passing tests: no data is a problem...
         (verification(), GATE, SOURCE, [f"No mutation data for {SOURCE}"]),
         (
@@ -124,6 +130,10 @@ def test_the_verdict_on_a_sample_of_mutants(reported, bar, source_path, expected
         ({**mutation(), "killed": -1}, "verification.mutation.killed must not be below 0."),
         ({**mutation(), "survived": "2"}, "verification.mutation.survived must be an integer."),
         ({**mutation(), "timed_out": True}, "verification.mutation.timed_out must be an integer."),
+        (
+            {**mutation(), "sampled": 2**63, "killed": 2**63},
+            "verification.mutation.sampled must be at most 2147483647.",
+        ),
         (
             {**mutation(), "sampled": 11},
             "verification.mutation.sampled must be killed + survived + timed_out + incompetent.",

@@ -264,6 +264,8 @@ def test_a_go_profile_without_its_go_mod_keeps_the_import_path_found_by_its_end(
         b"mode: set\nnot a block\n",
         b"mode: set\na.go:10.45,11.21 one 1\n",
         b"mode: set\na.go:10.45 1 1\n",
+        b"mode: set\na.go:" + b"9" * 5000 + b".1,1.1 1 1\n",  # int() would refuse it
+        b"mode: set\na.go:1.1,30000000.1 1 1\n",  # thirty million lines held in memory
         fixture("coverage.lcov"),
     ],
 )

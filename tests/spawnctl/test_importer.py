@@ -422,6 +422,19 @@ def test_a_subpackage_is_a_context_under_its_packages_context(tmp_path):
     }
 
 
+def test_an_override_read_from_yaml_with_keys_that_are_not_text_is_refused_not_a_crash():
+    rows = [{"module_name": "shop.core", "priority": 3}]
+
+    with pytest.raises(ManifestError) as error:
+        importer.apply_overrides(rows, [{"module_name": "shop.core", 1: "x", None: "y"}])
+
+    assert error.value.message.splitlines()[1] == (
+        "override 1 (shop.core): cannot change 1, None (only name, type, description, "
+        "priority, excluded)"
+    )
+    assert rows == [{"module_name": "shop.core", "priority": 3}]
+
+
 def test_a_package_without_modules_is_no_context_and_its_subpackages_still_are(tmp_path):
     write(tmp_path / "outer" / "__init__.py", "")
     write(tmp_path / "outer" / "inner" / "__init__.py", "")

@@ -228,6 +228,24 @@ def test_outcomes_are_read_from_the_session_a_timeout_counted_as_caught(tmp_path
     }  # fmt: skip
 
 
+def test_a_run_whose_every_mutant_was_incompetent_says_why(tmp_path):
+    from cosmic_ray.work_item import TestOutcome, WorkerOutcome
+
+    # cosmic-ray decodes the test run's output strictly: a byte that is not UTF-8 in it made
+    # every mutant "incompetent", and a sample with none judged would pass the gate.
+    said = "Traceback ...\nUnicodeDecodeError: 'utf-8' codec can't decode byte 0xff\n"
+    prepared = _session_with(
+        tmp_path,
+        [(WorkerOutcome.NORMAL, TestOutcome.INCOMPETENT, said)] * 3
+        + [(WorkerOutcome.SKIPPED, None, None)],
+    )
+
+    assert mutation.results(prepared) == (
+        "VerifyTests: cosmic-ray could not run the tests on any of the 3 mutants: "
+        "UnicodeDecodeError: 'utf-8' codec can't decode byte 0xff"
+    )
+
+
 def test_a_run_that_left_mutants_unrun_is_an_error(tmp_path):
     from cosmic_ray.work_item import TestOutcome, WorkerOutcome
 
@@ -273,6 +291,8 @@ def test_cosmic_ray_runs_the_sample_against_the_test_file_under_a_hostile_path(t
     # A directory name a shell would run, quoted as the server quotes a test file.
     test_file = "tests/it's $(touch pwned) `touch pwned2`/test_calc.py"
     repo = _calc_repo(tmp_path, WEAK, test_file)
+    # The repository's own modules do not stand in for cosmic-ray's dependencies (toml).
+    (repo / "toml.py").write_text("raise ImportError('the repository shadowed toml')\n")
     before = (repo / "shop" / "calc.py").read_bytes()
     command = f"{shlex.quote(sys.executable)} -m pytest -q -p no:cacheprovider "
     weak = mutation.Plan(
@@ -402,6 +422,67 @@ def test_mutants_inside_type_annotations_are_left_out_of_the_sample(tmp_path):
     assert ((5, 27), "core/ReplaceBinaryOperator_Sub_Add") in positions
 
 
+@pytest.mark.parametrize(
+    "source",
+    [
+        b"\xef\xbb\xbfdef low(n):\n    return n - 1\n",  # a byte-order mark
+        b"# -*- coding: latin-1 -*-\ndef low(n):\n    return n - 1  # \xe9\n",
+    ],
+)
+def test_a_source_is_read_as_python_reads_it(tmp_path, source):
+    repo = _calc_repo(tmp_path, WEAK)
+    (repo / "shop" / "calc.py").write_bytes(source)
+
+    prepared = mutation.prepare(repo, PLAN)
+
+    assert isinstance(prepared, mutation.Prepared), prepared
+    assert prepared.sampled == 6
+
+
+def test_mutants_none_of_which_compile_are_said_not_passed(tmp_path):
+    repo = _calc_repo(tmp_path, WEAK)
+    # cosmic-ray makes only the keyword-only "*" into other operators here.
+    (repo / "shop" / "calc.py").write_text("def low(*, n):\n    pass\n")
+
+    problem = mutation.prepare(repo, PLAN)
+
+    assert problem == (
+        "VerifyTests: none of the 11 mutants cosmic-ray made of shop/calc.py is Python that "
+        "compiles, so none could be judged"
+    )
+
+
+@pytest.mark.parametrize("line", ["printf '\\x41'", "echo \x1b[1m", "echo \x7f"])
+def test_a_test_command_cosmic_rays_configuration_would_change_is_refused(tmp_path, line):
+    repo = _calc_repo(tmp_path, WEAK)
+
+    problem = mutation.prepare(
+        repo, mutation.Plan("shop/calc.py", line, 3, 5, ".spawnctl/m.sqlite")
+    )
+
+    assert problem == (
+        "VerifyTests: the test command cannot be handed to cosmic-ray as it is (its "
+        f"configuration would read it back changed): {line!r}"
+    )
+
+
+def test_a_link_left_where_the_config_goes_is_replaced_not_written_through(tmp_path):
+    repo = _calc_repo(tmp_path, WEAK)
+    outside = tmp_path / "outside.txt"
+    outside.write_text("keep me")
+    (repo / ".spawnctl").mkdir()
+    (repo / ".spawnctl" / "mutation-1a2b.toml").symlink_to(outside)
+    (repo / ".spawnctl" / "mutation-1a2b.sqlite").symlink_to(outside)
+
+    prepared = mutation.prepare(repo, PLAN)
+
+    assert isinstance(prepared, mutation.Prepared), prepared
+    assert outside.read_text() == "keep me"
+    assert (
+        not prepared.config_file.is_symlink() and "test-command" in prepared.config_file.read_text()
+    )
+
+
 def test_a_file_cosmic_ray_cannot_parse_is_said(tmp_path):
     repo = _calc_repo(tmp_path, WEAK)
     (repo / "shop" / "calc.py").write_bytes(b"\xff\xfe not python")
@@ -500,6 +581,21 @@ def test_a_mutation_run_that_fails_says_so_and_leaves_the_source_as_it_was(
     assert found == problem
     assert (repo / "shop" / "calc.py").read_bytes() == before
     assert any("shop/calc.py put back after mutation" in getattr(e, "message", "") for e in seen)
+
+
+def test_the_runners_timeout_caps_the_mutation_run_too(tmp_path, monkeypatch):
+    repo = _calc_repo(tmp_path, WEAK)
+    monkeypatch.setattr(mutation.Prepared, "command", lambda self: "sleep 30")
+    monkeypatch.setattr(mutation.Prepared, "time_limit", lambda self, plan: 3600)
+    config, _ = config_for(FakeServer(), repo, lease_seconds=60, command_timeout=2)
+    job = SessionJob(config, component_session(), is_child=True)
+    job.worktree = SimpleNamespace(path=repo)
+    started = time.monotonic()
+
+    found = job._mutate(PLAN, _environment(repo), AnyOf(config.stop))
+
+    assert found == "VerifyTests: the mutation run took longer than 2 s"
+    assert time.monotonic() - started < 20
 
 
 FAILING = "def test_low():\n    raise ImportError('No module named shop.money')\n"
