@@ -42,6 +42,7 @@ from spawnctl.api import (
     base_url,
     dollars,
 )
+from spawnctl.importer import CONTEXT
 from spawnctl.jobs import BUDGET, STOPPED, RunnerConfig, repository_lock
 from spawnctl.progress import Reporter, reporter_for, summary_table
 from spawnctl.run import CANNOT_CONTINUE, Outcome, run_session
@@ -80,8 +81,6 @@ NO_SESSION = "No session matches {prefix}"
 AMBIGUOUS_ID = "Session id {prefix} is ambiguous; it matches {matches}"
 MAX_NAMED_MATCHES = 10
 NOT_A_CONTEXT = "{module} is not a context: it has no child components"
-# A component of this type under a context is a nested context (spawnctl.importer.CONTEXT).
-CONTEXT_TYPE = "context"
 WORKTREE, SHARED = "worktree", "shared"
 NOT_A_GIT_REPO = (
     "--repo {repo} is not a git working copy: each child runs in a git worktree of it "
@@ -607,7 +606,7 @@ def _start_context_session(args: argparse.Namespace, api: Api) -> str:
     children = [
         child
         for child in api.components(args.project, parent_component=str(component["id"]))
-        if child.get("type") != CONTEXT_TYPE
+        if child.get("type") != CONTEXT
     ]
     if not children:
         raise CannotStart(NOT_A_CONTEXT.format(module=args.context))

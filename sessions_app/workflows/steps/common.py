@@ -78,6 +78,14 @@ def git_error(result: Result) -> str:
     return last_line(result.stderr, starting=("fatal:", "error:")) or derived_error_message(result)
 
 
+def said_by_git(result: Result) -> Result:
+    """A failed git step's result with git's own words as its message (``git_error``) when
+    the client sent none; any other result as it is."""
+    if result.status == "error" and not result.error_message:
+        return result.with_error(git_error(result))
+    return result
+
+
 def derived_error_message(result: Result) -> str:
     """An error result's message when the client sent none: the last line the command printed
     on stderr, else on stdout, else its exit code."""

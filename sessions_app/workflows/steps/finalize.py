@@ -13,7 +13,7 @@ from core.text import printable
 from sessions_app import report, selectors
 from sessions_app.models import Session
 from sessions_app.workflows import conventions
-from sessions_app.workflows.steps.common import git_error
+from sessions_app.workflows.steps.common import said_by_git
 from sessions_app.workflows.steps.initialize import Initialize
 from sessions_app.workflows.steps.run_tests import current_test_file
 from sessions_app.workflows.types import Command, Result, StepOutcome
@@ -42,15 +42,7 @@ class FinalizeComponent:
     def handle_result(
         self, scope: Scope, session: Session, result: Result, **opts: Any
     ) -> StepOutcome:
-        return StepOutcome(session_updates={}, result=_said(result))
-
-
-def _said(result: Result) -> Result:
-    """A failed commit or push as git said it: its last ``fatal:`` or ``error:`` line, not the
-    last line of its advice ("and the repository exists.")."""
-    if result.status == "error" and not result.error_message:
-        return result.with_error(git_error(result))
-    return result
+        return StepOutcome(session_updates={}, result=said_by_git(result))
 
 
 def _component_label(session: Session) -> str:
@@ -116,7 +108,7 @@ class FinalizeContext:
         self, scope: Scope, session: Session, result: Result, **opts: Any
     ) -> StepOutcome:
         if result.status == "error":
-            return StepOutcome(session_updates={}, result=_said(result))
+            return StepOutcome(session_updates={}, result=said_by_git(result))
         url = conventions.pull_request_url(result.stdout)
         if url is None:
             return StepOutcome(session_updates={}, result=result)

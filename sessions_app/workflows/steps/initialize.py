@@ -13,7 +13,7 @@ from typing import Any
 from core.scope import Scope
 from sessions_app.models import Session
 from sessions_app.workflows import conventions
-from sessions_app.workflows.steps.common import git_error
+from sessions_app.workflows.steps.common import said_by_git
 from sessions_app.workflows.types import Command, Result, StepOutcome
 
 
@@ -35,9 +35,7 @@ class Initialize:
         self, scope: Scope, session: Session, result: Result, **opts: Any
     ) -> StepOutcome:
         if result.status == "error":
-            if not result.error_message:
-                result = result.with_error(git_error(result))
-            return StepOutcome(session_updates={}, result=result)
+            return StepOutcome(session_updates={}, result=said_by_git(result))
         branch = self.branch_for(session)
         state = {**session.state, "branch_name": branch}
         return StepOutcome(session_updates={"state": state, "branch": branch}, result=result)
