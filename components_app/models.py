@@ -420,7 +420,16 @@ class Component(models.Model):
                 condition=~Q(module_name=""), name="component_module_name_not_empty"
             ),
         ]
-        indexes = [models.Index(fields=["parent_component", "-priority", "name"])]
+        indexes = [
+            models.Index(fields=["parent_component", "-priority", "name"]),
+            # What a run's result check asks of every component of its context (is it one
+            # that should have a child, and which is it), read from the index alone: 3.0 ms
+            # -> 1.9 ms at 5,000 components on SQLite (docs/performance.md).
+            models.Index(
+                fields=["parent_component", "excluded", "type", "project", "id"],
+                name="component_children_check",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.name} ({self.module_name})"

@@ -163,6 +163,11 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "core.api.exceptions.exception_handler",
     # Every API view, not only the view sets: JSON read as UTF-8, never a form parser.
     "DEFAULT_PARSER_CLASSES": ["core.api.parsers.StorableJSONParser"],
+    # DRF's JSON written by orjson (core/api/renderers.py), and the browsable API.
+    "DEFAULT_RENDERER_CLASSES": [
+        "core.api.renderers.JSONRenderer",
+        "rest_framework.renderers.BrowsableAPIRenderer",
+    ],
     "UNAUTHENTICATED_USER": None,
     "DEFAULT_THROTTLE_CLASSES": [
         "core.api.throttling.UserThrottle",

@@ -398,6 +398,30 @@ class FinishedCount(models.Model):
         return f"{self.project} · {self.quarter} · {self.status} · {self.count}"
 
 
+class ChildOrder(models.Model):
+    """A session's children's ids in spawn order, as its JSON lists them: a run of thousands
+    of children answered without joining them to their components and sorting them again.
+
+    Spawn order is live (the components' priority and name as they are now), so the list is
+    forgotten, by triggers on the session and component tables (migration 0012), on every
+    write that could move it: a child inserted, deleted, or given another parent, component
+    or creation time, and a child's component given another priority or name; whatever wrote
+    it (a service, a bulk ``update()``, a cascade, raw SQL). Where it is missing the ids are
+    read live. It is written only by a transaction that holds the parent's row lock
+    (``selectors.keep_child_order``), and on PostgreSQL the triggers take a lock on the
+    parent's row that waits for it, so a list read before a concurrent change can never be
+    kept after it."""
+
+    parent = models.OneToOneField(
+        Session, primary_key=True, on_delete=models.CASCADE, related_name="+"
+    )
+    #: The ids in their JSON form, comma-separated; empty for none.
+    ids = models.TextField(blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.parent_id} · {self.ids.count(',') + 1 if self.ids else 0} children"
+
+
 class Interaction(models.Model):
     """One step of a session: the command handed out and, once reported, its result."""
 

@@ -14,6 +14,7 @@ from django.db.models import (
     CharField,
     Count,
     DecimalField,
+    Exists,
     ExpressionWrapper,
     F,
     Func,
@@ -22,6 +23,7 @@ from django.db.models import (
     QuerySet,
     Subquery,
     Sum,
+    TextField,
     Value,
     When,
 )
@@ -33,7 +35,7 @@ from components_app.models import CONTEXT_TYPE, CodePointOrder, Component
 from components_app.models import SPAWN_ORDER as COMPONENT_SPAWN_ORDER
 from core.errors import InvalidInput
 from sessions_app import usage
-from sessions_app.models import Interaction, Session, SessionStatus, stalled_at
+from sessions_app.models import ChildOrder, Interaction, Session, SessionStatus, stalled_at
 from sessions_app.quality_bar import percent
 from sessions_app.workflows.session_types import CONTEXT_TESTING_SESSIONS
 
@@ -117,8 +119,11 @@ def id_prefix(text: str) -> str | None:
     return "-".join(group for group in groups if group)
 
 
-def get_session(*, scope: Scope, session_id: uuid.UUID, lock: bool = False) -> Session | None:
-    """The session if it lives in the scope's project. ``lock`` takes its row lock.
+def get_session(
+    *, scope: Scope, session_id: uuid.UUID, lock: bool = False, with_kept_order: bool = False
+) -> Session | None:
+    """The session if it lives in the scope's project. ``lock`` takes its row lock;
+    ``with_kept_order`` says whether its children's order is kept (``child_order_kept``).
 
     The lock must be taken inside a transaction; on SQLite it is a no-op and the
     IMMEDIATE transaction mode serializes writers instead.
@@ -126,18 +131,32 @@ def get_session(*, scope: Scope, session_id: uuid.UUID, lock: bool = False) -> S
     queryset = Session.objects.filter(project_id=scope.project_id, pk=session_id)
     if lock:
         queryset = queryset.select_for_update(of=("self",))
+    if with_kept_order:
+        queryset = queryset.annotate(
+            **{ORDER_KEPT: Exists(ChildOrder.objects.filter(parent_id=OuterRef("pk")))}
+        )
     return queryset.select_related("component").first()
 
 
 # The attribute ``with_child_ids`` leaves each session's children on, in spawn order.
 CHILDREN_IN_SPAWN_ORDER = "children_in_spawn_order"
+# And the annotation it reads them from where they are kept (``ChildOrder``): text or None.
+KEPT_CHILD_IDS = "kept_child_ids"
+ORDER_KEPT = "child_order_is_kept"
 
 
 def with_child_ids(queryset: QuerySet[Session], *, run: bool = True) -> QuerySet[Session]:
     """Sessions ready to render: component and verification joined, their usage (``run``
-    False: their own only, for children, whose run is their context's). Their children's ids
-    come from ``attach_child_ids`` once they are read (a page), else one query each."""
-    return with_usage(queryset.select_related("component", "latest_verification"), run=run)
+    False: their own only, for children, whose run is their context's), and their children's
+    ids where they are kept. The others' come from ``attach_child_ids`` once they are read
+    (a page), else one query each."""
+    kept = ChildOrder.objects.filter(parent_id=OuterRef("pk")).values("ids")[:1]
+    return with_usage(
+        queryset.select_related("component", "latest_verification").annotate(
+            **{KEPT_CHILD_IDS: Subquery(kept, output_field=TextField())}
+        ),
+        run=run,
+    )
 
 
 def _id_text(stored: str) -> str:
@@ -158,29 +177,69 @@ def _child_id_texts(parents: list[Any]) -> QuerySet:
     )
 
 
+def _live_child_ids(session_id: Any) -> list[str]:
+    return [
+        _id_text(text) for text in _child_id_texts([session_id]).values_list("id_text", flat=True)
+    ]
+
+
+def _kept(session: Session) -> list[str] | None:
+    text = getattr(session, KEPT_CHILD_IDS, None)
+    if text is None:
+        return None
+    return text.split(",") if text else []
+
+
 def child_ids_in_spawn_order(session: Session) -> list[str]:
-    """The ids of the session's children in spawn order, as text: ids alone, never rows (a
-    context of 5,000 children is read and rendered in a few milliseconds)."""
+    """The ids of the session's children in spawn order, as text: the list kept for it
+    (``ChildOrder``, read by ``with_child_ids``), else read live, ids alone, never rows."""
     found = getattr(session, CHILDREN_IN_SPAWN_ORDER, None)
     if found is None:
-        found = [
-            _id_text(text)
-            for text in _child_id_texts([session.pk]).values_list("id_text", flat=True)
-        ]
+        found = _kept(session)
+        if found is None:
+            found = _live_child_ids(session.pk)
         setattr(session, CHILDREN_IN_SPAWN_ORDER, found)
     return found
 
 
 def attach_child_ids(sessions: list[Session]) -> None:
-    """Give each of ``sessions`` (a page) its children's ids in spawn order: one query."""
-    by_parent: dict[Any, list[str]] = {session.pk: [] for session in sessions}
+    """Give each of ``sessions`` (a page) its children's ids in spawn order: those kept, and
+    the others' in one query."""
+    by_parent: dict[Any, list[str]] = {}
+    for session in sessions:
+        kept = _kept(session)
+        if kept is None:
+            by_parent[session.pk] = []
+        else:
+            setattr(session, CHILDREN_IN_SPAWN_ORDER, kept)
     if not by_parent:
         return
     rows = _child_id_texts(list(by_parent)).values_list("parent_session_id", "id_text")
     for parent, text in rows:
         by_parent[parent].append(_id_text(text))
     for session in sessions:
-        setattr(session, CHILDREN_IN_SPAWN_ORDER, by_parent[session.pk])
+        if session.pk in by_parent:
+            setattr(session, CHILDREN_IN_SPAWN_ORDER, by_parent[session.pk])
+
+
+def keep_child_order(session: Session, ids: list[str] | None = None) -> None:
+    """Keep the session's children's ids in spawn order (``ids``, else read now) so that its
+    JSON is rendered without reading them again. The caller holds the session's row lock:
+    the triggers that forget the list wait for it (``ChildOrder``)."""
+    if ids is None:
+        ids = _live_child_ids(session.pk)
+    ChildOrder.objects.bulk_create(
+        [ChildOrder(parent_id=session.pk, ids=",".join(ids))],
+        update_conflicts=True,
+        unique_fields=["parent"],
+        update_fields=["ids"],
+    )
+
+
+def child_order_kept(session: Session) -> bool:
+    """Whether the session's children's order is kept; False unless ``with_child_ids`` or
+    ``get_session(..., with_kept_order=True)`` read the session."""
+    return bool(getattr(session, ORDER_KEPT, False)) or _kept(session) is not None
 
 
 def unspawned_context_session(*, scope: Scope, context: Component) -> Session | None:
@@ -231,14 +290,20 @@ def components_without_child_session(
     with_child = Session.objects.filter(
         parent_session_id=parent_session.pk, component_id__isnull=False
     ).values("component_id")
-    return list(
+    # Their ids first, from one index (``component_children_check``); the rows of what is
+    # missing, usually nothing, after.
+    missing = list(
         Component.objects.filter(
             project_id=scope.project_id, parent_component_id=context_id, excluded=False
         )
         .exclude(type=CONTEXT_TYPE)
         .exclude(pk__in=with_child)
-        .order_by(*COMPONENT_SPAWN_ORDER)
+        .order_by()
+        .values_list("pk", flat=True)
     )
+    if not missing:
+        return []
+    return list(Component.objects.filter(pk__in=missing).order_by(*COMPONENT_SPAWN_ORDER))
 
 
 def child_sessions(*, session: Session) -> QuerySet[Session]:
@@ -545,12 +610,30 @@ def _totals(source: Any, prefix: str) -> UsageTotals:
 def _annotated(session: Session, prefix: str) -> UsageTotals:
     """The session's ``prefix`` sums (``usage``, ``run_usage``) from ``with_usage``'s
     annotations, else from one query that makes them."""
-    if not hasattr(session, f"{prefix}_cost"):
+    if prefix == "run_usage" and not hasattr(session, "run_usage_cost"):
+        _attach_run_usage(session)
+    elif not hasattr(session, f"{prefix}_cost"):
         names = [f"{prefix}_{name}" for name in _SUM_NAMES]
         found = with_usage(Session.objects.filter(pk=session.pk)).values(*names).first()
         for name, value in (found or {}).items():
             setattr(session, name, value)
     return _totals(session, prefix)
+
+
+def _attach_run_usage(session: Session) -> None:
+    """Set one session's run totals: its own (its row keeps them) and, for a context session,
+    its children's, all four summed in one pass over their rows. ``with_usage``'s four
+    scalar subqueries read the children four times; rendering one session needs this once."""
+    children: dict[str, Any] = {}
+    if session.type == CONTEXT_TESTING_SESSIONS:
+        children = Session.objects.filter(parent_session_id=session.pk).aggregate(
+            **{
+                name: Sum(column, output_field=output)
+                for name, (column, output) in _USAGE_COLUMNS.items()
+            }
+        )
+    for name, (column, _) in _USAGE_COLUMNS.items():
+        setattr(session, f"run_usage_{name}", getattr(session, column) + (children.get(name) or 0))
 
 
 def own_usage(session: Session) -> UsageTotals:

@@ -458,7 +458,8 @@ def submit_result(
 
         workflow = get_workflow(session.type)
         step = workflow.step(interaction.step_name)
-        outcome = step.handle_result(scope, session, result, interaction=interaction)
+        # ``locked``: the step may write what needs the session's row lock.
+        outcome = step.handle_result(scope, session, result, interaction=interaction, locked=True)
         final = outcome.result
         if final.status == "error" and not final.error_message:
             final = final.with_error(derived_error_message(final))

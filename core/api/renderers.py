@@ -1,14 +1,53 @@
-"""Renderers beyond JSON, and the choice between them by ``?format=``."""
+"""The API's JSON renderer, renderers beyond JSON, and the choice between them by
+``?format=``."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
-from rest_framework import serializers
+import orjson
+from rest_framework import renderers, serializers
 from rest_framework.negotiation import BaseContentNegotiation
-from rest_framework.renderers import BaseRenderer, JSONRenderer
+from rest_framework.renderers import BaseRenderer
 from rest_framework.request import Request
+from rest_framework.utils.encoders import JSONEncoder
+
+# What orjson hands back for DRF's encoder to turn into JSON: datetimes (DRF writes UTC with
+# a "Z"), and dataclasses (DRF refuses them, so the API never starts sending them).
+_PASSED_BACK = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+_LINE_SEPARATORS = (("\u2028".encode(), b"\\u2028"), ("\u2029".encode(), b"\\u2029"))
+
+
+class JSONRenderer(renderers.JSONRenderer):
+    """DRF's compact JSON, written by orjson: the same text but for how a float is spelled
+    (``1e-05`` is written ``0.00001``) and NaN, which DRF refuses and orjson writes as
+    ``null``. Encoding a run's answer of 15,000 child ids took 2.2 ms with the standard
+    library and takes 0.1 ms (docs/performance.md). Indented JSON (``Accept:
+    application/json; indent=4``), and whatever orjson cannot write (keys that are not text,
+    integers past 64 bits), are DRF's own."""
+
+    _default = JSONEncoder().default
+
+    def render(
+        self, data: Any, accepted_media_type: str | None = None, renderer_context: Any = None
+    ) -> bytes:
+        plain = self.compact and not self.ensure_ascii
+        if (
+            data is None
+            or not plain
+            or self.get_indent(accepted_media_type, renderer_context or {})
+        ):
+            return super().render(data, accepted_media_type, renderer_context)
+        try:
+            written = orjson.dumps(data, default=self._default, option=_PASSED_BACK)
+        except orjson.JSONEncodeError:
+            return super().render(data, accepted_media_type, renderer_context)
+        # As DRF does: JSON that is also JavaScript, whose strings cannot hold these two.
+        for raw, escaped in _LINE_SEPARATORS:
+            if raw in written:
+                written = written.replace(raw, escaped)
+        return written
 
 
 class MarkdownRenderer(BaseRenderer):

@@ -82,7 +82,9 @@ class SessionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedVie
 
     def _rendered(self, session: Session) -> dict:
         """The session as stored now, read back with what its JSON needs."""
-        fresh = selectors.with_child_ids(Session.objects.filter(pk=session.pk)).get()
+        # One session's run totals come from one aggregate over its children
+        # (``run_usage``), not from the listing's four subqueries.
+        fresh = selectors.with_child_ids(Session.objects.filter(pk=session.pk), run=False).get()
         return SessionSerializer(fresh).data
 
     @extend_schema(

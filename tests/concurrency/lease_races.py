@@ -17,12 +17,21 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
+from django.db import transaction
 from django.utils import timezone
 
+from components_app.models import Component
 from core.errors import Conflict
 from core.scope import Scope
 from sessions_app import selectors, services
-from sessions_app.models import DailyCost, FinishedCount, Interaction, Session, SessionStatus
+from sessions_app.models import (
+    ChildOrder,
+    DailyCost,
+    FinishedCount,
+    Interaction,
+    Session,
+    SessionStatus,
+)
 from sessions_app.workflows.steps.spawn_component_testing_sessions import CANNOT_SPAWN
 from sessions_app.workflows.types import Result
 from tests.concurrency.races import (
@@ -522,6 +531,52 @@ def budget_race() -> None:
     assert services.claim_child(scope=scope, session_id=session.pk, runner="late") is None
 
 
+# --- The kept order of a context's children against changes to it ---------------------------
+
+
+def assert_kept_order_is_live(session: Session) -> None:
+    """The order kept for the session's children, if any, is their spawn order now; and the
+    session's JSON lists them so."""
+    live = [str(child.pk) for child in spawned_children(session)]
+    kept = ChildOrder.objects.filter(parent_id=session.pk).values_list("ids", flat=True).first()
+    assert kept is None or kept.split(",") == live
+    rendered = selectors.with_child_ids(Session.objects.filter(pk=session.pk)).get()
+    assert selectors.child_ids_in_spawn_order(rendered) == live
+
+
+def child_order_race(clients: int = 4, rounds: int = 8) -> None:
+    """A keeper of a context's children's order (under the parent's row lock, as the spawn
+    step and the result check keep it, with a pause between reading the order and writing
+    it) meets clients that change its components' priorities and names meanwhile: whatever
+    the interleaving, what is kept afterwards is the live order, or nothing. (One keeper a
+    round: a second, later one would read the changes and hide a stale write.)"""
+    scope, session = fresh_context_session()
+    services.spawn_child_sessions(scope=scope, session_id=session.pk)
+    components = [child.component for child in spawned_children(session)]
+    assert ChildOrder.objects.filter(parent_id=session.pk).exists()
+
+    def client(index: int) -> None:
+        if index == 0:
+            with transaction.atomic():
+                parent = selectors.get_session(scope=scope, session_id=session.pk, lock=True)
+                ids = [str(child.pk) for child in spawned_children(parent)]
+                time.sleep(0.05)
+                selectors.keep_child_order(parent, ids)
+            return
+        time.sleep(random.uniform(0.005, 0.03))
+        component = random.choice(components)
+        if index % 2:
+            Component.objects.filter(pk=component.pk).update(priority=random.randint(-5, 20))
+        else:
+            component.name = f"{component.name[:1]}{random.randint(0, 999):03d}"
+            component.save(update_fields=["name"])
+
+    for _ in range(rounds):
+        outcomes = run_together(clients, client)
+        assert errors_of(outcomes) == []
+        assert_kept_order_is_live(session)
+
+
 SCENARIOS = [
     claims_race_plain,
     claims_race_with_stalled_and_busy_children,
@@ -532,4 +587,5 @@ SCENARIOS = [
     spawn_missing_cancel_race,
     retry_cancel_race,
     budget_race,
+    child_order_race,
 ]

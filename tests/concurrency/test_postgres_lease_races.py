@@ -53,3 +53,8 @@ def test_runners_driving_a_run_hand_out_no_agent_step_past_its_budget():
     # Without the context's row lock taken first, about one round in four fails.
     for _ in range(8):
         lease_races.budget_race()
+
+
+def test_the_kept_order_of_children_is_never_left_stale_by_a_concurrent_change():
+    for _ in range(5):
+        lease_races.child_order_race()

@@ -34,6 +34,7 @@ RUNS = {
     ),
     "retry_against_cancel": (20, [lease_races.retry_cancel_race]),
     "budget": (2, [lease_races.budget_race]),
+    "child_order": (3, [lease_races.child_order_race]),
 }
 
 pytestmark = pytest.mark.skipif(

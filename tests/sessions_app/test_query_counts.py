@@ -30,8 +30,9 @@ from tests.sessions_app.workflows.failures import invalid_children, rejected_ins
 SESSION_INSERT = f'INSERT INTO "{Session._meta.db_table}"'
 
 # In a test (itself a transaction) the spawn is: the session, savepoint, the context, the locked
-# parent, existing children, the child components, savepoint, the INSERTs, release, release.
-SPAWN_QUERIES_BESIDES_INSERTS = 9
+# parent, existing children, the child components, savepoint, the INSERTs, release, the
+# children's ids read back in spawn order and kept (``ChildOrder``), release.
+SPAWN_QUERIES_BESIDES_INSERTS = 11
 # The session as the service loads it, the session as the step reloads it, the children that
 # are not complete with their components and failure reasons, the components without a child.
 CHECK_QUERIES = 4

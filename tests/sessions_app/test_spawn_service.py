@@ -73,8 +73,8 @@ def test_spawn_costs_the_same_queries_whatever_the_number_of_children(
     session = _wide_context(scope, size)
 
     # session, savepoint, context, locked parent, existing children, child components,
-    # savepoint + bulk insert + release, release.
-    with django_assert_num_queries(10):
+    # savepoint + bulk insert + release, the children's ids read back and kept, release.
+    with django_assert_num_queries(12):
         command = services.spawn_child_sessions(scope=scope, session_id=session.pk)
 
     assert len(command.metadata["child_session_ids"]) == size

@@ -116,6 +116,8 @@ class SpawnComponentTestingSessions:
             parent, context = self._lock_parent(scope, session)
             existing = self._existing_children(parent)
             if existing:
+                if not selectors.child_order_kept(parent):
+                    selectors.keep_child_order(parent, [str(child.pk) for child in existing])
                 return self._command(parent, existing, created=None, failures=[])
 
             components = component_selectors.list_child_components(
@@ -128,6 +130,9 @@ class SpawnComponentTestingSessions:
             if not created:
                 raise StepError(FAILED_TO_SPAWN_ANY)
             self._log_partial(parent, created, components, failures)
+            # Read back, not taken from ``created``: children of components that tie on
+            # priority and name are ordered by their creation time and id.
+            selectors.keep_child_order(parent)
             return self._command(parent, created, created=created, failures=failures)
 
     def spawn_missing(self, scope: Scope, session: Session) -> Command:
@@ -148,6 +153,8 @@ class SpawnComponentTestingSessions:
                 raise StepError(FAILED_TO_SPAWN_ANY)
             self._log_partial(parent, created, missing, failures)
             children = self._existing_children(parent) if created else existing
+            if created or not selectors.child_order_kept(parent):
+                selectors.keep_child_order(parent, [str(child.pk) for child in children])
             return self._command(parent, children, created=created, failures=failures)
 
     def counts_as_failed_attempt(self, result: Any) -> bool:
@@ -158,9 +165,13 @@ class SpawnComponentTestingSessions:
     def handle_result(
         self, scope: Scope, session: Session, result: Result, **opts: Any
     ) -> StepOutcome:
-        parent = selectors.get_session(scope=scope, session_id=session.id)
+        parent = selectors.get_session(scope=scope, session_id=session.id, with_kept_order=True)
         if parent is None:
             raise StepError(SESSION_NOT_FOUND)
+        if opts.get("locked") and not selectors.child_order_kept(parent):
+            # Forgotten since the spawn (a priority changed, a child was added): kept again
+            # here, under the lock submit_result holds, for the answer and what reads next.
+            selectors.keep_child_order(parent)
         # Constant queries whatever the number of children: only the children that are not
         # complete are loaded (with their reasons), and the components left without a child.
         unfinished = list(selectors.unfinished_child_sessions(session=parent))
@@ -186,7 +197,9 @@ class SpawnComponentTestingSessions:
         # The parent's row lock makes concurrent spawns of one parent take turns, so the
         # second sees the first's children instead of racing it to the unique constraint; and
         # a cancel that committed while this request waited is seen here, under the lock.
-        parent = selectors.get_session(scope=scope, session_id=session.id, lock=True)
+        parent = selectors.get_session(
+            scope=scope, session_id=session.id, lock=True, with_kept_order=True
+        )
         if parent is None:
             raise StepError(SESSION_NOT_FOUND)
         if parent.is_finished:
