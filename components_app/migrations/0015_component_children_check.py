@@ -4,14 +4,16 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('components_app', '0014_go_cover_report_format'),
+        ("components_app", "0014_go_cover_report_format"),
     ]
 
     operations = [
         migrations.AddIndex(
-            model_name='component',
-            index=models.Index(fields=['parent_component', 'excluded', 'type', 'project', 'id'], name='component_children_check'),
+            model_name="component",
+            index=models.Index(
+                fields=["parent_component", "excluded", "type", "project", "id"],
+                name="component_children_check",
+            ),
         ),
     ]
