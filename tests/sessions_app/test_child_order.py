@@ -17,7 +17,13 @@ from sessions_app.workflows.types import Result
 from tests.api.conftest import client_for
 from tests.conftest import SPAWN_ORDER
 from tests.factories import make_child, make_component
+from tests.sessions_app.test_query_counts import wide_context
 from tests.sessions_app.workflow_driver import step_once
+
+# The result check's answer through the API, its children's order kept: the token, the
+# session, the request's savepoint, the service's reads and writes (test_query_counts.py
+# pins those), the session read back with its kept order and its run's totals.
+ANSWER_QUERIES = 14
 
 TRIGGERS = {
     "child_order_on_insert",
@@ -288,3 +294,31 @@ def test_a_kept_order_is_applied_results_unchanged(scope, spawned):
     assert selectors.child_ids_in_spawn_order(
         selectors.with_child_ids(Session.objects.filter(pk=session.pk)).get()
     ) == live_order(spawned)
+
+
+@pytest.mark.parametrize("size", [3, 30])
+@pytest.mark.parametrize("forgotten", [False, True], ids=["kept", "forgotten"])
+def test_the_result_checks_answer_costs_the_same_queries_at_3_and_30_children(
+    user, scope, size, forgotten, django_assert_num_queries
+):
+    session = wide_context(scope, size)
+    step_once(scope, session)
+    spawn, _ = services.next_command(scope=scope, session_id=session.pk)
+    Session.objects.filter(parent_session=session).update(status="complete")
+    if forgotten:
+        ChildOrder.objects.filter(parent_id=session.pk).delete()
+    api = client_for(user)
+
+    # Forgotten: the ids read live once, and kept (two more queries); the answer then reads
+    # the kept list with the session, as it does when it was kept all along.
+    with django_assert_num_queries(ANSWER_QUERIES + (2 if forgotten else 0)):
+        response = api.post(
+            f"/api/sessions/{session.pk}/interactions/{spawn.pk}/result/",
+            {"status": "ok"},
+            format="json",
+        )
+
+    assert response.status_code == 200
+    assert response.json()["interaction"]["result"]["status"] == "ok"
+    assert response.json()["session"]["child_session_ids"] == live_order(session)
+    assert kept(session) == live_order(session)
