@@ -16,7 +16,7 @@ from sessions_app.models import ChildOrder, Session
 from sessions_app.workflows.types import Result
 from tests.api.conftest import client_for
 from tests.conftest import SPAWN_ORDER
-from tests.factories import make_child, make_component
+from tests.factories import make_child, make_component, make_context_session
 from tests.sessions_app.test_query_counts import wide_context
 from tests.sessions_app.workflow_driver import step_once
 
@@ -102,16 +102,7 @@ def test_children_that_tie_on_priority_and_name_are_kept_in_creation_order(scope
         make_component(
             project, "Same", priority=1, parent_component=context, module_name=f"app.same{index}"
         )
-    session = selectors.get_session(
-        scope=scope,
-        session_id=services.create_session(
-            scope=scope,
-            type="ContextTestingSessions",
-            component=context,
-            agent="claude_code",
-            environment="vscode",
-        ).pk,
-    )
+    session = make_context_session(scope, context)
     services.spawn_child_sessions(scope=scope, session_id=session.pk)
     assert kept(session) == live_order(session)
 
@@ -189,13 +180,7 @@ def test_writes_that_cannot_move_a_child_keep_the_order(spawned):
     ],
 )
 def test_a_child_inserted_deleted_or_moved_forgets_the_order(api, scope, spawned, context, change):
-    other = services.create_session(
-        scope=scope,
-        type="ContextTestingSessions",
-        component=context,
-        agent="claude_code",
-        environment="vscode",
-    )
+    other = make_context_session(scope, context)
     ChildOrder.objects.create(parent=other, ids="")
     change(spawned, children_by_name(spawned)["Session"], other)
 
@@ -254,13 +239,7 @@ def test_spawn_missing_keeps_the_order_with_the_new_children_in_place(api, scope
 
 
 def test_a_session_list_renders_kept_and_live_orders_alike(api, scope, spawned, context):
-    forgotten = services.create_session(
-        scope=scope,
-        type="ContextTestingSessions",
-        component=context,
-        agent="claude_code",
-        environment="vscode",
-    )
+    forgotten = make_context_session(scope, context)
     for name in ("User", "Audit"):
         make_child(forgotten, children_by_name(spawned)[name].component)
     assert kept(forgotten) is None
