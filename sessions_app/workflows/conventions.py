@@ -309,6 +309,34 @@ def base_branch_missing(base: str) -> str:
     return f"Base branch {base} is neither on {REMOTE} nor in this repository"
 
 
+RELATIVE_ORIGIN = (
+    "origin's URL is a relative path ({url}), which this worktree cannot reach: git reads it "
+    "from the worktree, not from the working copy it was set in. Set an absolute one there "
+    "(git remote set-url origin <absolute path>)"
+)
+
+
+def _refuse_relative_origin() -> str:
+    """In a linked worktree (a child's, spawnctl's default), an origin whose URL is a relative
+    local path is looked for from the worktree: fetches find nothing (an unreachable origin
+    counts as absent, so the child starts) and its Finalize's push fails after all its work
+    ("Could not read from remote repository", seen on a real run). Said at Initialize."""
+    before, after = RELATIVE_ORIGIN.format(url="\0").split("\0")
+    refuse = f"printf '%s\\n' {shlex.quote('fatal: ' + before)}\"$url\"{shlex.quote(after)} >&2"
+    linked = '[ "$(git rev-parse --git-dir)" != "$(git rev-parse --git-common-dir)" ]'
+    return "\n".join(
+        [
+            f"if url=$({_sh('git', 'remote', 'get-url', REMOTE)} 2>/dev/null); then",
+            '  case "$url" in',
+            # An absolute path, or a URL or host:path: reachable from anywhere.
+            "    /*|*:*) ;;",
+            f"    *) if {linked}; then {refuse}; exit 1; fi ;;",
+            "  esac",
+            "fi",
+        ]
+    )
+
+
 def switch_branch_command(branch: str, *, base: str, publish: bool = False) -> str:
     """Initialize: onto ``branch``, detached. A branch the working copy or origin has is taken
     as it stands (the local one brought up to origin's); a new one starts from ``base`` on
@@ -333,7 +361,16 @@ def switch_branch_command(branch: str, *, base: str, publish: bool = False) -> s
     if publish:
         new_from.append(f"  if {_has_origin()}; then {_publish(branch)}; fi")
     new_from.append("fi")
-    return "\n".join(["set -e", _detach(branch), _sync_local(branch), *new_from, _onto(branch)])
+    return "\n".join(
+        [
+            "set -e",
+            _refuse_relative_origin(),
+            _detach(branch),
+            _sync_local(branch),
+            *new_from,
+            _onto(branch),
+        ]
+    )
 
 
 def commit_component_command(branch: str, test_file: str, message: str) -> str:

@@ -481,3 +481,58 @@ def test_children_finalizing_at_once_in_their_worktrees_all_land_on_the_branch(
     assert sorted(tree) == sorted(["README", *(f"tests/test_part_{n}.py" for n in range(8))])
     subjects = git("log", "--format=%s", branch, cwd=where, env=env).splitlines()
     assert sorted(subjects) == sorted(["initial", *(f"Part {n}" for n in range(8))])
+
+
+# An origin set as a relative path: fine in the working copy it was set in, unreachable from a
+# worktree. A child's Initialize there says so before any agent runs.
+
+
+def test_a_relative_origin_is_refused_at_a_childs_initialize_in_its_worktree(
+    scope, project, workspace
+):
+    work, origin, env = workspace
+    git("remote", "set-url", "origin", "../origin.git", cwd=work, env=env)
+    session = make_context_session(scope, make_context(project, SIX[:2]))
+    # In the working copy the relative path is origin: the context starts and publishes.
+    kids = start_context(scope, session, work, env)
+    assert git("ls-remote", "--heads", str(origin), cwd=work, env=env).strip()
+    child = child_worktrees(work, env, kids[:1])[0]
+
+    init, _ = services.next_command(scope=scope, session_id=child.session.pk)
+    result = run_shell(init.command["command"], child.work, env)
+
+    assert result.status == "error"
+    assert result.stderr.strip().splitlines()[-1] == "fatal: " + conventions.RELATIVE_ORIGIN.format(
+        url="../origin.git"
+    )
+    # Nothing moved: the worktree is where spawnctl opened it.
+    assert git("status", "--porcelain", cwd=child.work, env=env) == ""
+
+
+def test_a_hostile_relative_origin_is_only_printed(scope, project, workspace, tmp_path):
+    work, _, env = workspace
+    session = make_context_session(scope, make_context(project, SIX[:1]))
+    kids = start_context(scope, session, work, env)
+    child = child_worktrees(work, env, kids)[0]
+    hostile = "../$(touch pwned)`touch pwned2`%s%n.git"
+    git("remote", "set-url", "origin", hostile, cwd=work, env=env)
+
+    init, _ = services.next_command(scope=scope, session_id=child.session.pk)
+    result = run_shell(init.command["command"], child.work, env)
+
+    assert result.status == "error"
+    assert conventions.RELATIVE_ORIGIN.format(url=hostile) in result.stderr
+    assert list(tmp_path.rglob("pwned*")) == []
+
+
+@pytest.mark.parametrize("url", ["{origin}", "file://{origin}"])
+def test_an_absolute_origin_passes_a_childs_initialize_in_its_worktree(
+    scope, project, workspace, url
+):
+    work, origin, env = workspace
+    git("remote", "set-url", "origin", url.format(origin=origin), cwd=work, env=env)
+    session = make_context_session(scope, make_context(project, SIX[:1]))
+    kids = start_context(scope, session, work, env)
+    child = child_worktrees(work, env, kids)[0]
+    init, _ = services.next_command(scope=scope, session_id=child.session.pk)
+    assert run_shell(init.command["command"], child.work, env).status == "ok"
