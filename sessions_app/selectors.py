@@ -237,9 +237,9 @@ def keep_child_order(session: Session, ids: list[str] | None = None) -> None:
 
 
 def child_order_kept(session: Session) -> bool:
-    """Whether the session's children's order is kept; False unless ``with_child_ids`` or
-    ``get_session(..., with_kept_order=True)`` read the session."""
-    return bool(getattr(session, ORDER_KEPT, False)) or _kept(session) is not None
+    """Whether the session's children's order was kept when ``get_session(...,
+    with_kept_order=True)`` read it; False for a session read otherwise."""
+    return bool(getattr(session, ORDER_KEPT, False))
 
 
 def unspawned_context_session(*, scope: Scope, context: Component) -> Session | None:

@@ -65,25 +65,31 @@ def for_language(language: str, repo: Path) -> Conventions:
     )
 
 
+# The test runners that write LCOV into a directory: how each runs, and the options that make
+# it measure the one source file and write there (the directory's option comes last).
+_LCOV_RUNNERS = {
+    "vitest": (
+        "npx vitest run",
+        "--coverage.enabled --coverage.reporter=lcov --coverage.include={source_path} "
+        "--coverage.reportsDirectory",
+    ),
+    "jest": (
+        "npx jest",
+        "--coverage --coverageReporters=lcov --collectCoverageFrom={source_path} "
+        "--coverageDirectory",
+    ),
+}
+
+
 def _typescript(repo: Path) -> Conventions:
     runner = _test_runner(repo)
     settings: dict[str, Any] = {"test_path_template": "{source_dir}/{source_stem}.test{source_ext}"}
     notes: list[str] = []
-    if runner == "vitest":
-        settings["test_command_template"] = "npx vitest run {test_file}"
+    if runner in _LCOV_RUNNERS:
+        run, options = _LCOV_RUNNERS[runner]
+        settings["test_command_template"] = f"{run} {{test_file}}"
         settings["coverage_command_template"] = _LCOV_FROM_DIRECTORY.format(
-            tool="vitest",
-            run="npx vitest run",
-            options="--coverage.enabled --coverage.reporter=lcov "
-            "--coverage.include={source_path} --coverage.reportsDirectory",
-        )
-    elif runner == "jest":
-        settings["test_command_template"] = "npx jest {test_file}"
-        settings["coverage_command_template"] = _LCOV_FROM_DIRECTORY.format(
-            tool="jest",
-            run="npx jest",
-            options="--coverage --coverageReporters=lcov --collectCoverageFrom={source_path} "
-            "--coverageDirectory",
+            tool=runner, run=run, options=options
         )
     else:
         settings["test_command_template"] = "node --test {test_file}"

@@ -487,19 +487,28 @@ def test_children_finalizing_at_once_in_their_worktrees_all_land_on_the_branch(
 # worktree. A child's Initialize there says so before any agent runs.
 
 
+def childs_initialize_in_its_worktree(
+    scope, project, work, env, *, origin_url=None
+) -> tuple[Result, Child]:
+    """Start a context of one child in ``work``, open the child's worktree, then (with
+    ``origin_url``) point origin there, and run the child's Initialize in the worktree."""
+    session = make_context_session(scope, make_context(project, SIX[:1]))
+    child = child_worktrees(work, env, start_context(scope, session, work, env))[0]
+    if origin_url is not None:
+        git("remote", "set-url", "origin", origin_url, cwd=work, env=env)
+    init, _ = services.next_command(scope=scope, session_id=child.session.pk)
+    result = run_shell(init.command["command"], child.work, env)
+    return result, child
+
+
 def test_a_relative_origin_is_refused_at_a_childs_initialize_in_its_worktree(
     scope, project, workspace
 ):
     work, origin, env = workspace
     git("remote", "set-url", "origin", "../origin.git", cwd=work, env=env)
-    session = make_context_session(scope, make_context(project, SIX[:2]))
     # In the working copy the relative path is origin: the context starts and publishes.
-    kids = start_context(scope, session, work, env)
+    result, child = childs_initialize_in_its_worktree(scope, project, work, env)
     assert git("ls-remote", "--heads", str(origin), cwd=work, env=env).strip()
-    child = child_worktrees(work, env, kids[:1])[0]
-
-    init, _ = services.next_command(scope=scope, session_id=child.session.pk)
-    result = run_shell(init.command["command"], child.work, env)
 
     assert result.status == "error"
     assert result.stderr.strip().splitlines()[-1] == "fatal: " + conventions.RELATIVE_ORIGIN.format(
@@ -511,14 +520,9 @@ def test_a_relative_origin_is_refused_at_a_childs_initialize_in_its_worktree(
 
 def test_a_hostile_relative_origin_is_only_printed(scope, project, workspace, tmp_path):
     work, _, env = workspace
-    session = make_context_session(scope, make_context(project, SIX[:1]))
-    kids = start_context(scope, session, work, env)
-    child = child_worktrees(work, env, kids)[0]
     hostile = "../$(touch pwned)`touch pwned2`%s%n.git"
-    git("remote", "set-url", "origin", hostile, cwd=work, env=env)
 
-    init, _ = services.next_command(scope=scope, session_id=child.session.pk)
-    result = run_shell(init.command["command"], child.work, env)
+    result, _ = childs_initialize_in_its_worktree(scope, project, work, env, origin_url=hostile)
 
     assert result.status == "error"
     assert conventions.RELATIVE_ORIGIN.format(url=hostile) in result.stderr
@@ -531,8 +535,5 @@ def test_an_absolute_origin_passes_a_childs_initialize_in_its_worktree(
 ):
     work, origin, env = workspace
     git("remote", "set-url", "origin", url.format(origin=origin), cwd=work, env=env)
-    session = make_context_session(scope, make_context(project, SIX[:1]))
-    kids = start_context(scope, session, work, env)
-    child = child_worktrees(work, env, kids)[0]
-    init, _ = services.next_command(scope=scope, session_id=child.session.pk)
-    assert run_shell(init.command["command"], child.work, env).status == "ok"
+    result, _ = childs_initialize_in_its_worktree(scope, project, work, env)
+    assert result.status == "ok"

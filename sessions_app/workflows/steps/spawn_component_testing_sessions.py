@@ -116,8 +116,7 @@ class SpawnComponentTestingSessions:
             parent, context = self._lock_parent(scope, session)
             existing = self._existing_children(parent)
             if existing:
-                if not selectors.child_order_kept(parent):
-                    selectors.keep_child_order(parent, [str(child.pk) for child in existing])
+                self._keep_order(parent, existing)
                 return self._command(parent, existing, created=None, failures=[])
 
             components = component_selectors.list_child_components(
@@ -132,7 +131,7 @@ class SpawnComponentTestingSessions:
             self._log_partial(parent, created, components, failures)
             # Read back, not taken from ``created``: children of components that tie on
             # priority and name are ordered by their creation time and id.
-            selectors.keep_child_order(parent)
+            self._keep_order(parent, changed=True)
             return self._command(parent, created, created=created, failures=failures)
 
     def spawn_missing(self, scope: Scope, session: Session) -> Command:
@@ -153,8 +152,7 @@ class SpawnComponentTestingSessions:
                 raise StepError(FAILED_TO_SPAWN_ANY)
             self._log_partial(parent, created, missing, failures)
             children = self._existing_children(parent) if created else existing
-            if created or not selectors.child_order_kept(parent):
-                selectors.keep_child_order(parent, [str(child.pk) for child in children])
+            self._keep_order(parent, children, changed=bool(created))
             return self._command(parent, children, created=created, failures=failures)
 
     def counts_as_failed_attempt(self, result: Any) -> bool:
@@ -205,6 +203,16 @@ class SpawnComponentTestingSessions:
         if parent.is_finished:
             raise Conflict(CANNOT_SPAWN.format(status=parent.status))
         return parent, context
+
+    def _keep_order(
+        self, parent: Session, children: list[Session] | None = None, *, changed: bool = False
+    ) -> None:
+        """Keep the parent's children's order (``children``, in spawn order, else read back)
+        unless it is kept already; ``changed``: children were just created, so what the
+        parent was read with is out of date (the triggers forgot the list)."""
+        if changed or not selectors.child_order_kept(parent):
+            ids = None if children is None else [str(child.pk) for child in children]
+            selectors.keep_child_order(parent, ids)
 
     def _existing_children(self, parent: Session) -> list[Session]:
         existing = list(selectors.spawned_children(session=parent))
